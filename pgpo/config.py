@@ -1,0 +1,248 @@
+"""Typed configuration: a method (baselines/<name>.yaml) and a training recipe (workflows/config/train/*.yaml).
+
+Dataclasses with a one-line docstring per field, built from YAML; unknown keys and bad values fail naming the file
+and field. A method may ``extends:`` another method file (deep merge), e.g. pgpo extends dapo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BASELINES_DIR = REPO / "baselines"
+
+
+class ConfigError(ValueError):
+    """A configuration file or field is invalid; the message names it."""
+
+
+@dataclass
+class ShaperConfig:
+    """Which registered token shaper turns sequence advantages into token advantages."""
+
+    name: str = "identity"  # a key of pgpo.shaping.SHAPERS
+    params: dict[str, Any] = field(default_factory=dict)  # the shaper's own parameters (validated by its dataclass)
+
+
+@dataclass
+class LossConfig:
+    """Clipped-surrogate loss aggregation (TRL loss_type) and clip range."""
+
+    type: str = "dapo"  # grpo: per-sequence mean then batch mean; dapo: token mean over the whole batch
+    epsilon_low: float = 0.2  # lower clip: ratio >= 1 - epsilon_low
+    epsilon_high: float = 0.28  # upper clip (clip-higher in DAPO): ratio <= 1 + epsilon_high
+    kl_beta: float = 0.0  # KL-to-reference coefficient (0: no reference model, as in the paper)
+    scale_rewards: str = "group"  # advantage = (R - group mean) / group std
+
+
+@dataclass
+class DynamicSamplingConfig:
+    """DAPO dynamic sampling: drop groups whose rewards are all equal and roll out more prompts."""
+
+    enabled: bool = False  # on for DAPO and methods built on it
+    max_rounds: int = 4  # rollout rounds per step, the first included; then the batch is filled (and logged)
+
+
+@dataclass
+class MethodConfig:
+    """A Table 1 row: everything that distinguishes one method from another."""
+
+    name: str = ""  # the method's name (the YAML file's stem)
+    description: str = ""  # one line for tables and the README
+    paper_row: str = ""  # the row of the paper's table it reproduces
+    shaper: ShaperConfig = field(default_factory=ShaperConfig)  # token-level advantage shaping
+    blind_view: str = "attention_mask"  # how the image-blind policy is obtained (when the shaper needs one)
+    loss: LossConfig = field(default_factory=LossConfig)  # surrogate loss settings
+    dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)  # DAPO's filter
+
+
+@dataclass
+class ModelConfig:
+    """The policy to train."""
+
+    path: str = "results/tiny/model/warmstart"  # HF directory or hub id (hub ids only on the paper profile)
+    dtype: str = "float32"  # float32 on CPU; bfloat16 on GPUs
+    attn_implementation: str = "sdpa"  # sdpa everywhere; flash_attention_2 where installed
+    freeze_vision: bool = False  # the paper trains the vision tower too
+
+
+@dataclass
+class DataConfig:
+    """Training data."""
+
+    train: str = "results/tiny/data/train.jsonl"  # a split in the project's schema (pgpo.data)
+    max_samples: int = 0  # use only the first N rows (0 = all)
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling of the G responses per prompt."""
+
+    prompts_per_step: int = 16  # prompts rolled out per generation (paper: 384)
+    update_prompts: int = 16  # prompts per optimizer step (paper: 128); divides prompts_per_step
+    num_generations: int = 8  # G responses per prompt (paper: 5)
+    temperature: float = 1.0  # sampling temperature
+    top_p: float = 1.0  # nucleus sampling (paper: 0.99)
+    max_completion_length: int = 24  # max new tokens (paper: 2048)
+    use_vllm: bool = False  # vLLM rollouts (GPU only)
+    vllm_mode: str = "colocate"  # colocate: vLLM shares the training GPUs
+    vllm_gpu_memory_utilization: float = 0.35  # GPU memory share vLLM may take in colocate mode
+    vllm_tensor_parallel_size: int = 1  # tensor parallel degree of the rollout engine
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and schedule."""
+
+    lr: float = 2e-4  # AdamW learning rate (paper: 1e-6)
+    scheduler: str = "constant"  # the paper keeps lr constant
+    warmup_steps: int = 0  # linear warm-up steps
+    weight_decay: float = 0.0  # AdamW weight decay
+    max_grad_norm: float = 1.0  # gradient clipping
+
+
+@dataclass
+class TrainConfig:
+    """One RL training run: recipe, model, data, hardware layout."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)  # the policy
+    data: DataConfig = field(default_factory=DataConfig)  # training split
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)  # sampling
+    optim: OptimConfig = field(default_factory=OptimConfig)  # optimizer
+    max_steps: int = 60  # optimizer steps (0: run `epochs` epochs instead)
+    epochs: float = 0.0  # epochs over the training split when max_steps is 0 (paper: 2)
+    micro_batch: int = 64  # completions per forward/backward on one device
+    num_processes: int = 1  # data-parallel processes (GPUs) the run is launched on
+    accelerate_config: str = ""  # accelerate/DeepSpeed config for multi-GPU launches ("" = single process)
+    gradient_checkpointing: bool = False  # recompute activations (on for 3B/7B; off for the tiny model)
+    save_steps: int = 20  # checkpoint every N optimizer steps (resume point)
+    save_total_limit: int = 2  # checkpoints kept
+    seed: int = 0  # seed of data order, sampling and initialisation
+    threads: int = 2  # torch CPU threads
+
+
+def _build(cls, raw: Any, where: str):
+    """Recursively build dataclass `cls` from a dict, rejecting unknown keys with file/field in the message."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    for name, value in raw.items():
+        f = fields[name]
+        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(sub):
+            kwargs[name] = _build(sub, value, f"{where}.{name}")
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def method_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    candidate = BASELINES_DIR / f"{name_or_path}.yaml"
+    if not candidate.exists():
+        raise ConfigError(f"unknown method {str(name_or_path)!r}; known: {available_methods()}")
+    return candidate
+
+
+def available_methods() -> list[str]:
+    return sorted(p.stem for p in BASELINES_DIR.glob("*.yaml"))
+
+
+def _method_raw(path: Path, seen: tuple = ()) -> dict:
+    raw = _read_yaml(path)
+    parent = raw.pop("extends", None)
+    if parent:
+        parent_path = path.parent / f"{parent}.yaml"
+        if parent_path in seen:
+            raise ConfigError(f"{path}: circular 'extends' chain {[str(s) for s in seen]}")
+        raw = deep_merge(_method_raw(parent_path, seen + (path,)), raw)
+    return raw
+
+
+def load_method(name_or_path: str | Path, overrides: dict | None = None) -> MethodConfig:
+    """Load and validate a method YAML (with its `extends` chain and optional overrides)."""
+    path = method_path(name_or_path)
+    raw = deep_merge(_method_raw(path), overrides or {})
+    raw.setdefault("name", path.stem)
+    method = _build(MethodConfig, raw, str(path))
+    validate_method(method, str(path))
+    return method
+
+
+def validate_method(method: MethodConfig, where: str) -> None:
+    from pgpo.blind import BLIND_VIEWS
+    from pgpo.shaping import SHAPERS
+
+    try:
+        entry = SHAPERS.get(method.shaper.name)
+        entry.make_params(method.shaper.params, where=f"{where}: shaper: ")
+        if entry.needs_dependency:
+            BLIND_VIEWS.get(method.blind_view)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {e}") from e
+    if method.loss.type not in ("grpo", "dapo", "bnpo", "dr_grpo"):
+        raise ConfigError(f"{where}: loss.type must be one of grpo, dapo, bnpo, dr_grpo; got {method.loss.type!r}")
+    if not (0 < method.loss.epsilon_low < 1 and method.loss.epsilon_high > 0):
+        raise ConfigError(f"{where}: loss.epsilon_low must be in (0,1) and epsilon_high > 0")
+    if method.dynamic_sampling.max_rounds < 1:
+        raise ConfigError(f"{where}: dynamic_sampling.max_rounds must be >= 1")
+
+
+def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """Load and validate a training recipe YAML."""
+    path = Path(path)
+    cfg = _build(TrainConfig, deep_merge(_read_yaml(path), overrides or {}), str(path))
+    validate_train(cfg, str(path))
+    return cfg
+
+
+def validate_train(cfg: TrainConfig, where: str) -> None:
+    r = cfg.rollout
+    if r.num_generations < 2:
+        raise ConfigError(f"{where}: rollout.num_generations must be >= 2 (group-relative advantages)")
+    if r.prompts_per_step % r.update_prompts:
+        raise ConfigError(f"{where}: rollout.update_prompts ({r.update_prompts}) must divide prompts_per_step "
+                          f"({r.prompts_per_step})")
+    per_update = r.update_prompts * r.num_generations
+    if per_update % (cfg.micro_batch * cfg.num_processes):
+        raise ConfigError(f"{where}: update_prompts x num_generations ({per_update}) must be a multiple of "
+                          f"micro_batch x num_processes ({cfg.micro_batch} x {cfg.num_processes})")
+    if (r.prompts_per_step * r.num_generations // cfg.num_processes) % r.num_generations:
+        raise ConfigError(f"{where}: each process must hold whole groups: prompts_per_step must be a multiple "
+                          f"of num_processes ({cfg.num_processes})")
+    if cfg.max_steps <= 0 and cfg.epochs <= 0:
+        raise ConfigError(f"{where}: set max_steps > 0 or epochs > 0")
+    if r.use_vllm and cfg.model.dtype == "float32" and cfg.num_processes > 1:
+        raise ConfigError(f"{where}: vLLM rollouts on multi-GPU runs expect model.dtype bfloat16")
+    if not 0 < r.top_p <= 1 or r.temperature <= 0:
+        raise ConfigError(f"{where}: rollout.top_p must be in (0,1] and temperature > 0")

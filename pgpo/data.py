@@ -1,0 +1,150 @@
+"""On-disk datasets in the project's schema, with checksums and validation.
+
+A split is ``<name>.jsonl`` (one problem a row: id, task, question, answer, choices, image, image_sha256) beside
+an ``images/`` folder; ``MANIFEST.json`` holds the sha256 of every split file. Every bad row is reported with its
+file, row number and field; nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+REQUIRED = ("id", "question", "answer", "image")
+
+
+class DataError(ValueError):
+    """Bad input data; the message names file, row and field of every problem found."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One problem: the image path is absolute once loaded."""
+
+    id: str
+    task: str
+    question: str
+    answer: str
+    choices: list[str]
+    image: str
+    rationale: str = ""
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_split(items, root: str | Path, name: str) -> Path:
+    """Write items (objects with task/question/answer/choices/image(PIL)/rationale) as split `name` under root."""
+    root = Path(root)
+    (root / "images" / name).mkdir(parents=True, exist_ok=True)
+    path = root / f"{name}.jsonl"
+    with open(path, "w") as f:
+        for i, item in enumerate(items):
+            rel = f"images/{name}/{i:06d}.png"
+            item.image.save(root / rel, format="PNG")
+            row = {"id": f"{name}-{i:06d}", "task": item.task, "question": item.question, "answer": item.answer,
+                   "choices": item.choices or [], "image": rel, "image_sha256": sha256_file(root / rel),
+                   "rationale": item.rationale}
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def write_manifest(root: str | Path, config: dict) -> Path:
+    root = Path(root)
+    files = {p.name: sha256_file(p) for p in sorted(root.glob("*.jsonl"))}
+    out = root / "MANIFEST.json"
+    out.write_text(json.dumps({"config": config, "files": files}, indent=2))
+    return out
+
+
+def verify_manifest(root: str | Path) -> None:
+    """Raise DataError if a split file is missing or differs from MANIFEST.json."""
+    root = Path(root)
+    manifest = root / "MANIFEST.json"
+    if not manifest.exists():
+        raise DataError(f"{manifest}: missing; regenerate the data with `pgpo make-data --out {root}`")
+    for name, digest in json.loads(manifest.read_text())["files"].items():
+        p = root / name
+        if not p.exists() or sha256_file(p) != digest:
+            raise DataError(f"{p}: missing or changed since MANIFEST.json was written (sha256 mismatch)")
+
+
+def load_split(path: str | Path, check_images: bool = True) -> list[Record]:
+    """Read and validate a split; raise DataError listing every bad row as file:row: field: problem."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such data file")
+    problems, records = [], []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(f"{where}: not valid JSON ({e.msg})")
+            continue
+        missing = [k for k in REQUIRED if row.get(k) in (None, "")]
+        if missing:
+            problems += [f"{where}: field '{k}' is missing or empty" for k in missing]
+            continue
+        choices = row.get("choices") or []
+        if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+            problems.append(f"{where}: field 'choices' must be a list of strings")
+            continue
+        image = (path.parent / row["image"]).resolve()
+        if check_images:
+            problem = _image_problem(image, row.get("image_sha256"))
+            if problem:
+                problems.append(f"{where}: field 'image' ({row['image']}): {problem}")
+                continue
+        records.append(Record(str(row["id"]), str(row.get("task", "")), str(row["question"]), str(row["answer"]),
+                              choices, str(image), str(row.get("rationale", ""))))
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise DataError(f"{len(problems)} bad row(s) in {path}:\n  {shown}{more}")
+    if not records:
+        raise DataError(f"{path}: no rows")
+    return records
+
+
+def _image_problem(image: Path, expected_sha: str | None) -> str | None:
+    if not image.exists():
+        return "file not found"
+    if expected_sha and sha256_file(image) != expected_sha:
+        return "sha256 differs from the recorded image_sha256 (corrupt or replaced)"
+    try:
+        with Image.open(image) as im:
+            im.verify()
+    except Exception as e:  # PIL raises several types for truncated or non-image files
+        return f"not a readable image ({type(e).__name__}: {e})"
+    return None
+
+
+def to_trl_dataset(records: list[Record]):
+    """A datasets.Dataset in TRL's VLM format: conversational `prompt`, `image`, plus answer/choices for rewards."""
+    import datasets
+
+    from pgpo.prompts import conversation
+
+    features = datasets.Features({
+        "prompt": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+        "image": datasets.Image(), "answer": datasets.Value("string"),
+        "choices": datasets.Sequence(datasets.Value("string")), "task": datasets.Value("string"),
+        "id": datasets.Value("string"),
+    })
+    return datasets.Dataset.from_dict({
+        "prompt": [conversation(r.question, r.choices) for r in records],
+        "image": [r.image for r in records], "answer": [r.answer for r in records],
+        "choices": [r.choices for r in records], "task": [r.task for r in records], "id": [r.id for r in records],
+    }, features=features)

@@ -1,0 +1,69 @@
+"""DAPO dynamic sampling on TRL rollout batches: keep only groups whose rewards differ, merge several rollout rounds
+into one batch. Pure tensor bookkeeping over the dict TRL's ``_generate_and_score_completions`` returns."""
+
+from __future__ import annotations
+
+import torch
+from trl.trainer.utils import pad, split_pixel_values_by_grid, unsplit_pixel_values_by_grid
+
+# Keys of TRL's rollout dict and how each is merged. Anything else fails loudly (a TRL upgrade must be looked at).
+_LEFT_PADDED = ("prompt_ids", "prompt_mask")
+_RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "sampling_per_token_logps",
+                 "ref_per_token_logps", "importance_sampling_ratio")
+_PER_ROW = ("advantages",)
+_PER_SAMPLE_LISTS = ("pixel_values", "image_grid_thw", "num_images")
+_RECOMPUTED = ("num_items_in_batch",)
+
+
+def groups_with_signal(advantages: torch.Tensor, group_size: int, tol: float = 1e-6) -> torch.Tensor:
+    """True for each group whose advantages are not all ~0, i.e. whose rewards are not all equal. [B] -> [B/G]."""
+    return advantages.view(-1, group_size).abs().amax(dim=1) > tol
+
+
+def choose_groups(keeps: list[torch.Tensor], n_groups: int) -> tuple[list[tuple[int, int]], int]:
+    """(round, group) picks: kept groups in rollout order; if fewer than n_groups, fill with dropped groups of the
+    earliest rounds (their advantage is 0, so they add no gradient). Returns the picks and how many were filled."""
+    kept = [(r, int(g)) for r, k in enumerate(keeps) for g in torch.nonzero(k).flatten()]
+    picks = kept[:n_groups]
+    filled = n_groups - len(picks)
+    if filled:
+        dropped = [(r, int(g)) for r, k in enumerate(keeps) for g in torch.nonzero(~k).flatten()]
+        picks += dropped[:filled]
+    return picks, filled
+
+
+def merge_rows(batches: list[dict], rows: list[tuple[int, int]], pad_token_id: int) -> dict:
+    """Build one rollout dict from rows (batch index, row index) of several, re-padding to common widths."""
+    split = [split_pixel_values_by_grid(b) for b in batches]
+    unknown = set().union(*(b.keys() for b in batches)) - set(
+        _LEFT_PADDED + _RIGHT_PADDED + _PER_ROW + _PER_SAMPLE_LISTS + _RECOMPUTED + ("mm_token_type_ids",))
+    if unknown:
+        raise NotImplementedError(f"dynamic sampling cannot merge rollout keys {sorted(unknown)}")
+    out: dict = {}
+    prompt_len = {i: b["prompt_ids"].size(1) for i, b in enumerate(batches)}
+    for key in _LEFT_PADDED:
+        value = pad_token_id if key == "prompt_ids" else 0
+        out[key] = _pad_rows([_strip_left(split[b][key][r], split[b]["prompt_mask"][r]) for b, r in rows],
+                             value, "left")
+    for key in _RIGHT_PADDED:
+        if key in batches[0]:
+            value = pad_token_id if key == "completion_ids" else 0
+            out[key] = _pad_rows([split[b][key][r] for b, r in rows], value, "right")
+    out["advantages"] = torch.stack([split[b]["advantages"][r] for b, r in rows])
+    if "mm_token_type_ids" in batches[0]:
+        prompt_part = [_strip_left(split[b]["mm_token_type_ids"][r, :prompt_len[b]], split[b]["prompt_mask"][r])
+                       for b, r in rows]
+        left = _pad_rows(prompt_part, 0, "left")
+        out["mm_token_type_ids"] = torch.cat([left, torch.zeros_like(out["completion_ids"])], dim=1)
+    for key in _PER_SAMPLE_LISTS:
+        if key in batches[0]:
+            out[key] = [split[b][key][r] for b, r in rows]
+    return unsplit_pixel_values_by_grid(out)
+
+
+def _strip_left(row: torch.Tensor, mask_row: torch.Tensor) -> torch.Tensor:
+    return row[int((mask_row == 0).sum()):] if mask_row[0] == 0 else row
+
+
+def _pad_rows(rows: list[torch.Tensor], value, side: str) -> torch.Tensor:
+    return pad(list(rows), padding_value=value, padding_side=side)

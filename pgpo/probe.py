@@ -1,0 +1,101 @@
+"""Held-out probe of a checkpoint: avg@k on the synthetic suites and where the visual dependency sits.
+
+For each sampled completion it computes S_t (k3 between the image and blind passes, exactly as in training) and
+splits tokens into answer tokens (inside the last \\boxed{...}) and the rest (think text, template): the paper's
+"sparse and semantically pivotal" finding predicts far higher S on answer tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pgpo.data import Record, load_split
+from pgpo.dependency import blind_forward, completion_logprobs, k3
+from pgpo.rollout import load_images, prompt_texts
+from pgpo.scoring import grade, last_boxed
+from pgpo.shaping import normalised_dependency
+
+
+def answer_token_mask(tokenizer, ids: list[int]) -> list[bool]:
+    """True for tokens whose characters fall inside the last \\boxed{...} content of the decoded completion."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    content = last_boxed(text)
+    if content is None:
+        return [False] * len(ids)
+    end = text.rfind("}")
+    start = end - len(content)
+    bounds = [len(tokenizer.decode(ids[:i], skip_special_tokens=True)) for i in range(len(ids) + 1)]
+    return [bounds[i] < end and bounds[i + 1] > start for i in range(len(ids))]
+
+
+@torch.no_grad()
+def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_per_task: int, k: int,
+          temperature: float = 1.0, max_new_tokens: int = 24, tau: float = 0.4, batch_size: int = 32,
+          seed: int = 0) -> dict:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    torch.manual_seed(seed)
+    processor = AutoProcessor.from_pretrained(checkpoint)
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    tok = processor.tokenizer
+    tok.padding_side = "left"
+    records: list[Record] = [r for t in tasks for r in load_split(Path(data_dir) / f"suite_{t}.jsonl")[:items_per_task]]
+    per_task: dict[str, dict[str, list[float]]] = {}
+    start = time.perf_counter()
+    for lo in tqdm(range(0, len(records), batch_size), desc="probe", unit="batch"):
+        chunk = records[lo:lo + batch_size]
+        enc = processor(images=load_images(chunk), text=prompt_texts(processor, chunk), padding=True,
+                        return_tensors="pt")
+        gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=1.0, top_k=None,
+                             max_new_tokens=max_new_tokens, num_return_sequences=k,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        p_len = enc["input_ids"].size(1)
+        comp = gen[:, p_len:]
+        ended = (comp == tok.eos_token_id).int().cumsum(-1)
+        comp_mask = ((ended == 0) | ((ended == 1) & (comp == tok.eos_token_id))).long()
+        rep = lambda x: x.repeat_interleave(k, dim=0)  # noqa: E731
+        attention = torch.cat([rep(enc["attention_mask"]), comp_mask], dim=1)
+        mm = torch.cat([rep(enc["mm_token_type_ids"]), torch.zeros_like(comp)], dim=1)
+        grids = rep(enc["image_grid_thw"])
+        pixels = enc["pixel_values"].view(len(chunk), -1, enc["pixel_values"].size(-1))
+        pixels = rep(pixels).flatten(0, 1)
+        t = comp.size(1)
+        logits = model(input_ids=gen, attention_mask=attention, mm_token_type_ids=mm, pixel_values=pixels,
+                       image_grid_thw=grids, logits_to_keep=t + 1).logits[:, :-1]
+        logp_image = completion_logprobs(logits, comp, temperature)
+        logp_blind = blind_forward(model, gen, attention, mm, grids, t, temperature)
+        s = k3(logp_image, logp_blind, comp_mask)
+        importance, _ = normalised_dependency(s, comp_mask)
+        for row in range(gen.size(0)):
+            record = chunk[row // k]
+            n = int(comp_mask[row].sum())
+            ids = comp[row, :n].tolist()
+            text = tok.decode(ids, skip_special_tokens=True)
+            is_answer = torch.tensor(answer_token_mask(tok, ids) + [False] * (t - n))
+            valid = comp_mask[row].bool()
+            stats = per_task.setdefault(record.task, {"score": [], "s_answer": [], "s_other": [], "above": []})
+            stats["score"].append(grade(text, record.answer, record.choices))
+            stats["s_answer"] += s[row][is_answer & valid].tolist()
+            stats["s_other"] += s[row][~is_answer & valid].tolist()
+            stats["above"] += (importance[row][valid] >= tau).float().tolist()
+    mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
+    summary = {task: {"avg_at_k": mean(v["score"]), "s_answer_mean": mean(v["s_answer"]),
+                      "s_other_mean": mean(v["s_other"]), "share_above_gate": mean(v["above"]),
+                      "answer_tokens": len(v["s_answer"]), "other_tokens": len(v["s_other"])}
+               for task, v in sorted(per_task.items())}
+    pooled = {key: [x for v in per_task.values() for x in v[key]] for key in ("score", "s_answer", "s_other", "above")}
+    summary["all"] = {"avg_at_k": mean(pooled["score"]), "s_answer_mean": mean(pooled["s_answer"]),
+                      "s_other_mean": mean(pooled["s_other"]), "share_above_gate": mean(pooled["above"]),
+                      "answer_tokens": len(pooled["s_answer"]), "other_tokens": len(pooled["s_other"])}
+    return {"checkpoint": str(checkpoint), "k": k, "items_per_task": items_per_task, "temperature": temperature,
+            "seconds": round(time.perf_counter() - start, 1), "suites": summary}
+
+
+def write_probe(result: dict, out: str | Path) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2))

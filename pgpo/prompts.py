@@ -1,0 +1,27 @@
+"""The prompt of the paper's recipe, shared by warm start, RL training and evaluation (one place, no drift)."""
+
+from __future__ import annotations
+
+SYSTEM_PROMPT = "You are a helpful assistant."
+# EasyR1-style instruction: reasoning inside <think></think>, final answer inside \boxed{} (paper, section 4).
+INSTRUCTION = (
+    "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
+    "The reasoning process MUST BE enclosed within <think> </think> tags. "
+    "The final answer MUST BE put in \\boxed{}."
+)
+
+
+def user_text(question: str, choices: list[str] | None = None) -> str:
+    """The user turn's text: question, lettered options if any, then the instruction."""
+    text = question
+    if choices:
+        text += "\n" + "\n".join(f"{chr(ord('A') + i)}. {c}" for i, c in enumerate(choices))
+    return f"{text}\n{INSTRUCTION}"
+
+
+def conversation(question: str, choices: list[str] | None = None) -> list[dict]:
+    """Conversational prompt in TRL's VLM format; TRL inserts the image block before the text."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user_text(question, choices)},
+    ]

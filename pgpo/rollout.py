@@ -1,0 +1,71 @@
+"""Prompt encoding and HF-generate sampling for the tiny default (warm start, quick held-out checks).
+
+Prompts are rendered exactly as TRL renders them for training (image block first in the user turn, explicit
+system prompt), so the warm start, RL and evaluation see identical token sequences.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from pgpo.data import Record
+from pgpo.prompts import conversation
+from pgpo.scoring import grade
+
+
+def multimodal_messages(record: Record) -> list[dict]:
+    msgs = conversation(record.question, record.choices)
+    out = []
+    for m in msgs:
+        content = [{"type": "text", "text": m["content"]}]
+        if m["role"] == "user":
+            content = [{"type": "image"}] + content
+        out.append({"role": m["role"], "content": content})
+    return out
+
+
+def prompt_texts(processor, records: list[Record]) -> list[str]:
+    return [processor.apply_chat_template(multimodal_messages(r), add_generation_prompt=True, tokenize=False)
+            for r in records]
+
+
+def load_images(records: list[Record]) -> list[Image.Image]:
+    return [Image.open(r.image).convert("RGB") for r in records]
+
+
+def target_text(record: Record) -> str:
+    """The warm-start target: a short rationale in <think></think>, then the boxed answer."""
+    return f"<think>{record.rationale}</think>\\boxed{{{record.answer}}}"
+
+
+@torch.no_grad()
+def sample(model, processor, records: list[Record], k: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+           max_new_tokens: int = 32, batch_size: int = 64, seed: int = 0) -> list[list[str]]:
+    """k completions per record (greedy when temperature == 0). Returns [len(records)][k] strings."""
+    torch.manual_seed(seed)
+    tok = processor.tokenizer
+    tok.padding_side = "left"
+    model.eval()
+    out: list[list[str]] = [[] for _ in records]
+    for start in range(0, len(records), batch_size):
+        chunk = records[start:start + batch_size]
+        enc = processor(images=load_images(chunk), text=prompt_texts(processor, chunk), padding=True,
+                        return_tensors="pt").to(model.device)
+        gen = model.generate(**enc, do_sample=temperature > 0, temperature=temperature or None,
+                             top_p=top_p if temperature > 0 else None, top_k=None, max_new_tokens=max_new_tokens,
+                             num_return_sequences=k, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        for i, text in enumerate(texts):
+            out[start + i // k].append(text)
+    return out
+
+
+def accuracy(records: list[Record], completions: list[list[str]]) -> dict[str, float]:
+    """avg@k per task and overall: mean over questions of the per-question mean score."""
+    per_task: dict[str, list[float]] = {}
+    for r, texts in zip(records, completions):
+        per_task.setdefault(r.task, []).append(sum(grade(t, r.answer, r.choices) for t in texts) / len(texts))
+    result = {t: sum(v) / len(v) for t, v in sorted(per_task.items())}
+    result["all"] = sum(sum(v) for v in per_task.values()) / sum(len(v) for v in per_task.values())
+    return result

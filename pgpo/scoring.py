@@ -1,0 +1,144 @@
+"""Answer extraction and rule-based grading: the ONE place used by the training reward and by evaluation.
+
+No LLM judge anywhere. The answer is the content of the LAST \\boxed{...} (brace-matched). Multiple-choice items
+(choices given) compare option letters A-J, accepting the option's text for its letter; free-form items compare
+normalised strings, then numbers (percent, degrees, thousands separators), then math-verify (LaTeX, fractions)
+under a per-item timeout. A timeout or verifier error scores 0 and is counted in the returned status.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+LETTERS = "ABCDEFGHIJ"
+VERIFY_TIMEOUT_S = 5
+
+
+@dataclass(frozen=True)
+class Grade:
+    """A graded response: score 1.0/0.0 and why (ok, no_answer, timeout, error)."""
+
+    score: float
+    status: str
+    extracted: str | None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}) with nested braces matched; None if there is none."""
+    if not text:
+        return None
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    for start in reversed(starts):
+        depth, i = 1, start
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            return text[start:i - 1]
+    return None
+
+
+def _strip_latex(s: str) -> str:
+    s = s.strip().strip("$").strip()
+    s = re.sub(r"\\text\s*\{([^{}]*)\}", r"\1", s)
+    s = re.sub(r"\\(?:mathrm|textbf|mathbf)\s*\{([^{}]*)\}", r"\1", s)
+    s = s.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("\\,", "").replace("\\ ", " ")
+    return s.strip().rstrip(".").strip()
+
+
+def normalize(s: str) -> str:
+    """Case-folded, whitespace-collapsed answer text without LaTeX text wrappers or a trailing period."""
+    return re.sub(r"\s+", " ", _strip_latex(s)).lower()
+
+
+def _as_number(s: str) -> float | None:
+    s = normalize(s)
+    s = re.sub(r"\^\s*\{?\\circ\}?|°|\\%|%|\\degree|degrees?$", "", s).strip()
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
+        s = s.replace(",", "")
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def choice_letter(text: str, choices: list[str]) -> str | None:
+    """The option letter a response or gold answer names: 'C', '(C)', 'C.', 'C. 12', or an option's exact text."""
+    letters = LETTERS[:len(choices)]
+    t = _strip_latex(text)
+    m = re.fullmatch(r"\(?([A-J])\)?(?:[.:)]\s*.*)?", t, flags=re.S)
+    if m and m.group(1) in letters:
+        return m.group(1)
+    norm = normalize(t)
+    for letter, option in zip(letters, choices):
+        if norm == normalize(option):
+            return letter
+    return None
+
+
+def _verify(gold: str, pred: str) -> tuple[bool, str]:
+    from math_verify import parse, verify
+
+    main = threading.current_thread() is threading.main_thread()  # math-verify's timeout uses SIGALRM
+    timeout = VERIFY_TIMEOUT_S if main else None
+    try:
+        g = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout, raise_on_error=True)
+        p = parse(f"\\boxed{{{pred}}}", parsing_timeout=timeout, raise_on_error=True)
+        return bool(g and p and verify(g, p, timeout_seconds=timeout, raise_on_error=True)), "ok"
+    except TimeoutError:
+        return False, "timeout"
+    except Exception:  # sympy raises many kinds on malformed LaTeX: an unparsable answer is a wrong answer
+        return False, "error"
+
+
+def grade_detailed(response: str, answer: str, choices: list[str] | None = None) -> Grade:
+    """Grade one response against its gold answer; see the module docstring for the rules."""
+    pred = last_boxed(response or "")
+    if pred is None or not pred.strip():
+        return Grade(0.0, "no_answer", pred)
+    if choices:
+        gold_letter = choice_letter(answer, choices)
+        if gold_letter is None:
+            raise ValueError(f"gold answer {answer!r} is neither a letter nor the text of one of {choices}")
+        return Grade(float(choice_letter(pred, choices) == gold_letter), "ok", pred)
+    if normalize(pred) == normalize(answer):
+        return Grade(1.0, "ok", pred)
+    a, p = _as_number(answer), _as_number(pred)
+    if a is not None and p is not None:
+        return Grade(float(abs(a - p) <= 1e-6 * max(1.0, abs(a))), "ok", pred)
+    ok, status = _verify(answer, pred)
+    return Grade(float(ok), status, pred)
+
+
+def grade(response: str, answer: str, choices: list[str] | None = None) -> float:
+    """1.0 if the last \\boxed{} answer of the response matches the gold answer, else 0.0."""
+    return grade_detailed(response, answer, choices).score
+
+
+_FORMAT = re.compile(r"\s*<think>.+?</think>.*\\boxed\{.*\}.*", re.S)
+
+
+def format_ok(response: str) -> float:
+    """1.0 if reasoning is inside <think>...</think> and an answer in \\boxed{} follows it."""
+    return float(bool(_FORMAT.fullmatch(response or "")) and last_boxed(response.split("</think>")[-1]) is not None)
+
+
+def _texts(completions) -> list[str]:
+    return [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+
+
+def accuracy_reward(completions, answer, choices=None, **_) -> list[float]:
+    """TRL reward function: rule-based accuracy of each completion (weight 0.9 in the paper)."""
+    choices = choices or [None] * len(answer)
+    return [grade(t, a, c) for t, a, c in zip(_texts(completions), answer, choices)]
+
+
+def format_reward(completions, **_) -> list[float]:
+    """TRL reward function: the <think>/\\boxed{} format (weight 0.1 in the paper)."""
+    return [format_ok(t) for t in _texts(completions)]
+
+
+REWARD_FUNCS = (accuracy_reward, format_reward)
+REWARD_WEIGHTS = (0.9, 0.1)

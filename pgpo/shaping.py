@@ -1,0 +1,120 @@
+"""From token visual dependency to token-level advantages (paper section 3), and the registry of token shapers.
+
+A shaper receives the whole rollout batch it needs (ShapingBatch) and returns token advantages [B,T]. Register a
+new one with ``@SHAPERS.register(name, params=Dataclass, needs_dependency=bool)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from pgpo.registry import Registry
+
+
+def gate(importance: torch.Tensor, tau: float, beta: float, eps: float = 1e-6) -> torch.Tensor:
+    """Threshold gate on normalised dependency I in [0,1]: suppress below tau, boost above. [...] -> [...]."""
+    low = importance / (tau + eps)
+    high = 1.0 + beta * (importance - tau) / (1.0 - tau + eps)
+    return torch.where(importance < tau, low, high)
+
+
+def normalised_dependency(dependency: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6):
+    """Steps 1-2: log compression and per-response min-max. [B,T] x2 -> (I [B,T] in [0,1], spread [B,1]).
+
+    Padding never enters min/max and gets I = 0; spread is max - min of log(1 + S) over the response's tokens.
+    """
+    valid = mask.bool()
+    s = torch.log1p(dependency.float().clamp_min(0.0))
+    lo = torch.where(valid, s, torch.inf).amin(-1, keepdim=True)
+    hi = torch.where(valid, s, -torch.inf).amax(-1, keepdim=True)
+    spread = (hi - lo).nan_to_num(0.0, posinf=0.0, neginf=0.0)  # an empty response has no spread
+    importance = torch.where(valid, (s - lo) / (spread + eps), torch.zeros_like(s)).clamp(0.0, 1.0)
+    return importance, spread
+
+
+def pgpo_token_weights(dependency: torch.Tensor, mask: torch.Tensor, tau: float = 0.4, beta: float = 2.0,
+                       eps: float = 1e-6, normalize: bool = True) -> torch.Tensor:
+    """PGPO token weights. dependency S [B,T] (>= 0), mask [B,T] (1 = response token) -> weights [B,T].
+
+    1. S~ = log(1 + S); 2. I = (S~ - min) / (max - min + eps) over the response's own tokens;
+    3. w = gate(I; tau, beta); 4. if normalize, w <- w * n / sum(w) so each response's weights sum to its length n.
+    Padding gets weight 0 and never enters min, max or sum, so padding amount cannot change any weight.
+    Degenerate responses (one token, all scores equal, all-zero dependency: spread of S~ below eps) carry no ranking
+    of their tokens and get weight 1 everywhere: the plain GRPO/DAPO advantage, never a zeroed one.
+    """
+    valid = mask.bool()
+    importance, spread = normalised_dependency(dependency, mask, eps)
+    w = gate(importance, tau, beta, eps)
+    if normalize:
+        n = valid.sum(-1, keepdim=True).to(w.dtype)
+        total = torch.where(valid, w, torch.zeros_like(w)).sum(-1, keepdim=True)
+        w = w * n / total.clamp_min(1e-12)
+    degenerate = spread < eps
+    w = torch.where(degenerate, torch.ones_like(w), w)
+    return torch.where(valid, w, torch.zeros_like(w))
+
+
+@dataclass
+class ShapingBatch:
+    """What a shaper sees: one rollout batch (B responses, T completion tokens)."""
+
+    advantages: torch.Tensor  # [B] sequence-level group-relative advantages
+    completion_mask: torch.Tensor  # [B,T] 1 on response tokens
+    dependency: torch.Tensor | None = None  # [B,T] token visual dependency S (None if the shaper needs none)
+    extras: dict = field(default_factory=dict)  # anything a future shaper needs (e.g. an all-reduce handle)
+
+
+@dataclass
+class ShapingResult:
+    """Token-level advantages for TRL's loss, and statistics to log."""
+
+    token_advantages: torch.Tensor  # [B,T]
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+SHAPERS: Registry = Registry("token shaper")
+
+
+@SHAPERS.register("identity")
+def identity(batch: ShapingBatch, params: None) -> ShapingResult:
+    """GRPO/DAPO: the sequence advantage broadcast to every token."""
+    mask = batch.completion_mask.to(batch.advantages.dtype)
+    return ShapingResult(batch.advantages[:, None] * mask)
+
+
+@dataclass
+class PGPOParams:
+    """Parameters of the PGPO threshold gate (paper defaults)."""
+
+    tau: float = 0.4  # threshold on normalised dependency: tokens below are suppressed, above boosted
+    beta: float = 2.0  # boost strength above the threshold
+    eps: float = 1e-6  # the paper's "small constant" in the min-max and gate denominators
+    normalize: bool = True  # mass conservation: weights of a response sum to its length
+
+    def __post_init__(self):
+        if not 0.0 <= self.tau <= 1.0:
+            raise ValueError(f"pgpo: tau must be in [0, 1] (0 = boost only, 1 = suppress only), got {self.tau}")
+        if self.beta < 0.0:
+            raise ValueError(f"pgpo: beta must be >= 0, got {self.beta}")
+        if not 0.0 < self.eps < 1e-2:
+            raise ValueError(f"pgpo: eps must be a small positive constant, got {self.eps}")
+
+
+@SHAPERS.register("pgpo", params=PGPOParams, needs_dependency=True)
+def pgpo(batch: ShapingBatch, params: PGPOParams) -> ShapingResult:
+    """PGPO: A~_{i,t} = A_i * w~_t with w~ from pgpo_token_weights."""
+    mask = batch.completion_mask
+    w = pgpo_token_weights(batch.dependency, mask, params.tau, params.beta, params.eps, params.normalize)
+    valid = mask.bool()
+    importance, _ = normalised_dependency(batch.dependency, mask, params.eps)
+    sums = (w * valid).sum(-1)
+    lengths = valid.sum(-1).clamp_min(1)
+    stats = {
+        "weights/max": w[valid].max().item() if valid.any() else 0.0,
+        "weights/frac_boosted": (importance >= params.tau)[valid].float().mean().item() if valid.any() else 0.0,
+        "weights/sum_over_length_mean": (sums / lengths).mean().item(),
+        "weights/sum_minus_length_absmax": (sums - valid.sum(-1)).abs().max().item(),
+    }
+    return ShapingResult(batch.advantages[:, None].to(w.dtype) * w, stats)

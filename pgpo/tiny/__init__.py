@@ -1,0 +1,1 @@
+"""The embedded default: a tiny Qwen2.5-VL built offline and synthetic visual-reasoning data."""

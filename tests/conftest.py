@@ -1,0 +1,49 @@
+"""Session fixtures: one tiny Qwen2.5-VL and one small synthetic data set for the whole test session."""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    from pgpo.tiny.model import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    return model, processor
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    from pgpo.tiny.make_data import make_data
+
+    return make_data(tmp_path_factory.mktemp("data"), seed=0, train_per_task=8, warmstart_per_task=8,
+                     eval_per_task=4)
+
+
+@pytest.fixture(scope="session")
+def encoded(tiny, tiny_data):
+    """A left-padded batch of 3 prompts + fixed completions, as TRL lays out prompt_ids + completion_ids."""
+    from pgpo.data import load_split
+    from pgpo.rollout import load_images, prompt_texts
+
+    _, processor = tiny
+    records = load_split(tiny_data / "train.jsonl")[:3]
+    processor.tokenizer.padding_side = "left"
+    completions = ["<think>I count the squares.</think>\\boxed{3}", "<think>I look.</think>\\boxed{red}",
+                   "<think>I read the digit.</think>\\boxed{7}"]
+    texts = [p + c for p, c in zip(prompt_texts(processor, records), completions)]
+    enc = processor(images=load_images(records), text=texts, padding=True, return_tensors="pt")
+    return enc, 6  # the last 6 tokens of every row are completion tokens

@@ -1,0 +1,82 @@
+"""Methods and recipes: YAML -> validated dataclasses; paper-scale configs load and translate to TRL."""
+
+from pathlib import Path
+
+import pytest
+
+from pgpo.config import REPO, ConfigError, available_methods, load_method, load_train_config
+
+PAPER = [REPO / "workflows/config/train/paper_3b.yaml", REPO / "workflows/config/train/paper_7b.yaml"]
+
+
+def test_table1_methods_of_this_turn():
+    assert {"grpo", "dapo", "pgpo", "pgpo_grpo"} <= set(available_methods())
+
+
+def test_method_recipes():
+    grpo, dapo, pgpo, pgpo_grpo = (load_method(m) for m in ("grpo", "dapo", "pgpo", "pgpo_grpo"))
+    assert (grpo.loss.type, grpo.loss.epsilon_low, grpo.loss.epsilon_high, grpo.dynamic_sampling.enabled) == (
+        "grpo", 0.2, 0.2, False)
+    assert (dapo.loss.type, dapo.loss.epsilon_high, dapo.loss.kl_beta, dapo.dynamic_sampling.enabled) == (
+        "dapo", 0.28, 0.0, True)
+    assert pgpo.loss == dapo.loss and pgpo.dynamic_sampling == dapo.dynamic_sampling
+    assert pgpo.shaper.name == "pgpo" and pgpo.shaper.params["tau"] == 0.4 and pgpo.shaper.params["beta"] == 2.0
+    assert pgpo_grpo.loss == grpo.loss and pgpo_grpo.shaper == pgpo.shaper
+    assert grpo.shaper.name == dapo.shaper.name == "identity"
+
+
+def test_unknown_method_and_fields_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown method 'nope'; known: \["):
+        load_method("nope")
+    bad = tmp_path / "m.yaml"
+    bad.write_text("shaper: {name: identity}\nloss: {typo: 1}\n")
+    with pytest.raises(ConfigError, match=r"m.yaml.loss: unknown field\(s\) \['typo'\]"):
+        load_method(bad)
+    bad.write_text("loss: {type: ppo}\n")
+    with pytest.raises(ConfigError, match="loss.type must be one of"):
+        load_method(bad)
+
+
+def test_tiny_recipe_and_bad_batch_layout():
+    cfg = load_train_config(REPO / "workflows/config/train/tiny.yaml")
+    assert cfg.rollout.num_generations == 8 and cfg.model.path.endswith("warmstart")
+    with pytest.raises(ConfigError, match="must be a multiple of micro_batch"):
+        load_train_config(REPO / "workflows/config/train/tiny.yaml", {"micro_batch": 48})
+    with pytest.raises(ConfigError, match="num_generations must be >= 2"):
+        load_train_config(REPO / "workflows/config/train/tiny.yaml", {"rollout": {"num_generations": 1}})
+
+
+@pytest.mark.parametrize("path", PAPER, ids=lambda p: Path(p).stem)
+def test_paper_recipes_load_and_translate(path):
+    from pgpo.train import to_grpo_config
+
+    cfg = load_train_config(path)
+    size = "3B" if "3b" in path.name else "7B"
+    assert cfg.model.path == f"Qwen/Qwen2.5-VL-{size}-Instruct" and not cfg.model.freeze_vision
+    r = cfg.rollout
+    assert (r.prompts_per_step, r.update_prompts, r.num_generations, r.temperature, r.top_p,
+            r.max_completion_length, r.use_vllm) == (384, 128, 5, 1.0, 0.99, 2048, True)
+    assert (cfg.optim.lr, cfg.optim.scheduler, cfg.epochs) == (1e-6, "constant", 2)
+    assert (REPO / cfg.accelerate_config).exists()
+    args = to_grpo_config(cfg, load_method("pgpo"), "/tmp/unused")
+    # 128 prompts x 5 completions per optimizer step over 8 GPUs x micro-batch 8; 384 prompts per rollout
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * cfg.num_processes == 128 * 5
+    assert args.generation_batch_size == 384 * 5 // 1 or args.steps_per_generation * 8 * 8 == 384 * 5
+    assert (args.epsilon, args.epsilon_high, args.loss_type, args.beta, args.learning_rate) == (
+        0.2, 0.28, "dapo", 0.0, 1e-6)
+
+
+def test_zero3_accelerate_config():
+    import yaml
+
+    z = yaml.safe_load((REPO / "workflows/config/accelerate/zero3.yaml").read_text())
+    assert z["distributed_type"] == "DEEPSPEED" and z["deepspeed_config"]["zero_stage"] == 3
+    assert z["num_processes"] == 8 and z["mixed_precision"] == "bf16"
+
+
+def test_trainer_never_reads_a_method_name():
+    for module in ("trainer.py", "train.py", "blind.py", "dynamic_sampling.py"):
+        source = (REPO / "pgpo" / module).read_text()
+        assert "method.name" not in source
+        for name in available_methods():
+            assert f'"{name}"' not in source and f"'{name}'" not in source, (module, name)
