@@ -61,7 +61,7 @@ def test_paper_recipes_load_and_translate(path):
     args = to_grpo_config(cfg, load_method("pgpo"), "/tmp/unused")
     # 128 prompts x 5 completions per optimizer step over 8 GPUs x micro-batch 8; 384 prompts per rollout
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps * cfg.num_processes == 128 * 5
-    assert args.generation_batch_size == 384 * 5 // 1 or args.steps_per_generation * 8 * 8 == 384 * 5
+    assert args.per_device_train_batch_size * args.steps_per_generation * cfg.num_processes == 384 * 5
     assert (args.epsilon, args.epsilon_high, args.loss_type, args.beta, args.learning_rate) == (
         0.2, 0.28, "dapo", 0.0, 1e-6)
 

@@ -23,7 +23,9 @@ def _cfg(tiny_dir, tiny_data, **over) -> TrainConfig:
 def trainer(tiny_dir, tiny_data, tmp_path_factory):
     from pgpo.train import build_trainer
 
-    return build_trainer(_cfg(tiny_dir, tiny_data), load_method("pgpo"), tmp_path_factory.mktemp("trainer"))
+    trainer = build_trainer(_cfg(tiny_dir, tiny_data), load_method("pgpo"), tmp_path_factory.mktemp("trainer"))
+    trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps  # set by train()
+    return trainer
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +36,17 @@ def rollout(trainer):
     rows = [trainer.train_dataset[i] for i in range(2) for _ in range(trainer.num_generations)]
     trainer.model.train()
     out = GRPOTrainer._generate_and_score_completions(trainer, rows)
-    out["advantages"] = torch.tensor([1.0, -0.5, 0.25, -0.75, 0.3, -0.3, 2.0, -2.0])
+    out["advantages"] = torch.tensor([1.0, -0.5, 0.25, 0.75, 0.3, -0.1, 2.0, -1.0])
     return out
+
+
+def _loss_and_grad(trainer, rollout, advantages):
+    trainer.model.zero_grad(set_to_none=True)
+    loss = trainer._compute_loss(trainer.model, {**rollout, "advantages": advantages})
+    loss.backward()
+    grad = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+    trainer.model.zero_grad(set_to_none=True)
+    return loss.detach(), grad
 
 
 @pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
@@ -43,18 +54,20 @@ def test_unit_token_weights_reproduce_the_plain_loss_exactly(trainer, rollout, l
     from pgpo.shaping import SHAPERS, PGPOParams, ShapingBatch
 
     trainer.loss_type = loss_type
-    plain = trainer._compute_loss(trainer.model, dict(rollout))
-    mask = rollout["completion_mask"]
-    ident = SHAPERS.get("identity").fn(ShapingBatch(rollout["advantages"], mask), None).token_advantages
-    as_tokens = trainer._compute_loss(trainer.model, {**rollout, "advantages": ident})
-    flat = SHAPERS.get("pgpo").fn(ShapingBatch(rollout["advantages"], mask, torch.full(mask.shape, 0.2)),
-                                  PGPOParams()).token_advantages
-    flat_loss = trainer._compute_loss(trainer.model, {**rollout, "advantages": flat})
-    assert plain.item() != 0.0
-    assert torch.equal(plain, as_tokens) and torch.equal(plain, flat_loss)
-    shaped = SHAPERS.get("pgpo").fn(ShapingBatch(rollout["advantages"], mask, torch.rand(mask.shape)),
+    adv, mask = rollout["advantages"], rollout["completion_mask"]
+    plain, g_plain = _loss_and_grad(trainer, rollout, adv)
+    ident = SHAPERS.get("identity").fn(ShapingBatch(adv, mask), None).token_advantages
+    flat = SHAPERS.get("pgpo").fn(ShapingBatch(adv, mask, torch.full(mask.shape, 0.2)), PGPOParams()).token_advantages
+    assert plain.item() != 0.0 and g_plain.abs().sum() > 0
+    for token_adv in (ident, flat):  # weights forced to 1: bit-identical loss and gradient
+        loss, grad = _loss_and_grad(trainer, rollout, token_adv)
+        assert torch.equal(loss, plain) and torch.equal(grad, g_plain)
+    # real PGPO weights: same on-policy loss value (mass conservation), different gradient
+    shaped = SHAPERS.get("pgpo").fn(ShapingBatch(adv, mask, torch.rand(mask.shape, generator=torch.Generator()
+                                                                        .manual_seed(0))),
                                     PGPOParams()).token_advantages
-    assert not torch.allclose(trainer._compute_loss(trainer.model, {**rollout, "advantages": shaped}), plain)
+    loss, grad = _loss_and_grad(trainer, rollout, shaped)
+    assert torch.allclose(loss, plain, atol=1e-5) and not torch.allclose(grad, g_plain, atol=1e-6)
 
 
 def test_pgpo_shaping_on_a_real_rollout(trainer, rollout):

@@ -1,0 +1,76 @@
+"""PGPO / DAPO step-time ratio on the same tiny batch, measured side by side in one process.
+
+One rollout batch is generated once and reused, so both methods time exactly the same tokens. A "step" here is
+what differs between methods per generation step plus the shared update: shaping (PGPO: the image-conditioned and
+blind passes + weights; DAPO: broadcast) and the loss forward/backward. Generation time (identical for both, and
+dynamic sampling's extra rounds, which depend on rewards not on the method) is timed once and reported beside it.
+Repetitions are interleaved (dapo, pgpo, dapo, pgpo, ...) so drift hits both equally.
+
+    python benchmarks/step_time.py --model results/tiny/model/warmstart --data results/tiny/data/train.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="results/tiny/model/warmstart")
+    p.add_argument("--data", default="results/tiny/data/train.jsonl")
+    p.add_argument("--config", default="workflows/config/train/tiny.yaml")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--json", help="also write the result here")
+    a = p.parse_args()
+
+    from trl import GRPOTrainer
+
+    from pgpo.config import load_method, load_train_config
+    from pgpo.train import build_trainer
+
+    cfg = load_train_config(a.config, {"model": {"path": a.model}, "data": {"train": a.data}})
+    trainers = {m: build_trainer(cfg, load_method(m), tempfile.mkdtemp()) for m in ("dapo", "pgpo")}
+    base = trainers["dapo"]
+    for t in trainers.values():  # identical weights in both trainers
+        t.model.load_state_dict(base.model.state_dict())
+    g = cfg.rollout.num_generations
+    rows = [base.train_dataset[i] for i in range(cfg.rollout.prompts_per_step) for _ in range(g)]
+    base.model.train()
+    start = time.perf_counter()
+    rollout = GRPOTrainer._generate_and_score_completions(base, rows)
+    generation = time.perf_counter() - start
+
+    times: dict[str, list[float]] = {m: [] for m in trainers}
+    for _ in range(a.repeats + 1):  # the first round warms up and is dropped
+        for name, trainer in trainers.items():
+            trainer.model.train()
+            start = time.perf_counter()
+            shaped = trainer._shape_advantages(dict(rollout), "train")
+            loss = trainer._compute_loss(trainer.model, shaped)
+            loss.backward()
+            trainer.model.zero_grad(set_to_none=True)
+            times[name].append(time.perf_counter() - start)
+    med = {m: statistics.median(v[1:]) for m, v in times.items()}
+    result = {
+        "batch": {"prompts": cfg.rollout.prompts_per_step, "generations": g,
+                  "completion_tokens": int(rollout["completion_mask"].sum())},
+        "threads": torch.get_num_threads(), "repeats": a.repeats,
+        "generation_seconds": round(generation, 3),
+        "shape_and_update_seconds_median": {m: round(v, 4) for m, v in med.items()},
+        "ratio_pgpo_over_dapo_shape_and_update": round(med["pgpo"] / med["dapo"], 3),
+        "ratio_pgpo_over_dapo_with_generation": round((generation + med["pgpo"]) / (generation + med["dapo"]), 3),
+    }
+    print(json.dumps(result, indent=2))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
