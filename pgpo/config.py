@@ -141,8 +141,25 @@ def _build(cls, raw: Any, where: str):
         if dataclasses.is_dataclass(sub):
             kwargs[name] = _build(sub, value, f"{where}.{name}")
         else:
-            kwargs[name] = value
+            kwargs[name] = coerce_scalar(value, f.type, f"{where}.{name}")
     return cls(**kwargs)
+
+
+def coerce_scalar(value: Any, annotation: Any, where: str) -> Any:
+    """Scalars as their field's type: YAML 1.1 reads '1e-6' as a string and users write 1 for 1.0."""
+    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    try:
+        if kind == "float" and isinstance(value, (int, str)) and not isinstance(value, bool):
+            return float(value)
+        if kind == "int" and isinstance(value, str):
+            return int(value)
+    except ValueError:
+        raise ConfigError(f"{where}: expected a {kind}, got {value!r}") from None
+    if kind in ("float", "int") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{where}: expected a {kind}, got {value!r}")
+    if kind == "bool" and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -26,11 +26,13 @@ class Entry(Generic[F]):
             if raw:
                 raise ValueError(f"{where}{self.name!r} takes no parameters, got {sorted(raw)}")
             return None
-        fields = {f.name for f in dataclasses.fields(self.params)}
-        unknown = sorted(set(raw) - fields)
+        from pgpo.config import coerce_scalar
+
+        fields = {f.name: f for f in dataclasses.fields(self.params)}
+        unknown = sorted(set(raw) - set(fields))
         if unknown:
             raise ValueError(f"{where}unknown parameter(s) {unknown} for {self.name!r}; known: {sorted(fields)}")
-        return self.params(**raw)
+        return self.params(**{k: coerce_scalar(v, fields[k].type, f"{where}{self.name}.{k}") for k, v in raw.items()})
 
 
 class Registry(Generic[F]):

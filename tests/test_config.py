@@ -80,3 +80,12 @@ def test_trainer_never_reads_a_method_name():
         assert "method.name" not in source
         for name in available_methods():
             assert f'"{name}"' not in source and f"'{name}'" not in source, (module, name)
+
+
+def test_scalars_are_coerced_and_bad_types_named():
+    cfg = load_train_config(REPO / "workflows/config/train/tiny.yaml", {"optim": {"lr": "2e-4"}, "max_steps": "5"})
+    assert cfg.optim.lr == 2e-4 and isinstance(cfg.optim.lr, float) and cfg.max_steps == 5
+    with pytest.raises(ConfigError, match=r"tiny.yaml.optim.lr: expected a float, got 'fast'"):
+        load_train_config(REPO / "workflows/config/train/tiny.yaml", {"optim": {"lr": "fast"}})
+    with pytest.raises(ConfigError, match=r"rollout.use_vllm: expected true or false"):
+        load_train_config(REPO / "workflows/config/train/tiny.yaml", {"rollout": {"use_vllm": "yes please"}})

@@ -111,3 +111,9 @@ def test_invalid_tau_beta_are_rejected_with_the_field(bad):
 def test_unknown_shaper_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"known: \['identity', 'pgpo'"):
         load_method("pgpo", {"shaper": {"name": "nope"}})
+
+
+def test_yaml_style_scientific_notation_is_accepted():
+    m = load_method("pgpo", {"shaper": {"params": {"eps": "1e-6", "tau": "0.2"}}})
+    params = SHAPERS.get("pgpo").make_params(m.shaper.params)
+    assert params.eps == 1e-6 and params.tau == 0.2

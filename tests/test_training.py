@@ -111,3 +111,16 @@ def test_resume_from_last_checkpoint(tiny_dir, tiny_data, tmp_path):
     assert run["resumed_from"].endswith("checkpoint-2") and run["global_steps"] == 3
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+
+
+def test_final_checkpoint_loads_in_lmms_eval(tiny_dir, tiny_data, tmp_path):
+    from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL
+
+    from pgpo.train import train
+
+    train(_cfg(tiny_dir, tiny_data, max_steps=1), load_method("grpo"), tmp_path / "run")
+    pixels = 112 * 112
+    lm = Qwen2_5_VL(pretrained=str(tmp_path / "run" / "final"), device="cpu", device_map="cpu",
+                    min_pixels=pixels, max_pixels=pixels, attn_implementation="sdpa")
+    assert type(lm.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert lm.processor.tokenizer.eos_token == "<|im_end|>"

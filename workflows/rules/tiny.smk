@@ -40,9 +40,11 @@ rule warm_start:
         steps=config["warmstart"]["steps"],
         lr=config["warmstart"]["lr"],
         bs=config["warmstart"]["batch_size"],
+        noise=config["warmstart"]["label_noise"],
     shell:
         "pgpo warm-start --model {ROOT}/model/base --data {ROOT}/data --out {params.out} "
-        "--set steps={params.steps} --set lr={params.lr} --set batch_size={params.bs} > {log} 2>&1"
+        "--set steps={params.steps} --set lr={params.lr} --set batch_size={params.bs} "
+        "--set label_noise={params.noise} > {log} 2>&1"
 
 
 rule train:
