@@ -70,7 +70,8 @@ def _batch(processor, records: list[Record]):
         ids[i, :len(a)], labels[i, :len(b)], mask[i, :len(a)], mm[i, :len(c)] = (
             torch.tensor(a), torch.tensor(b), 1, torch.tensor(c))
     return {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": mm, "labels": labels,
-            "pixel_values": torch.as_tensor(enc["pixel_values"]), "image_grid_thw": torch.as_tensor(enc["image_grid_thw"])}
+            "pixel_values": torch.as_tensor(enc["pixel_values"]),
+            "image_grid_thw": torch.as_tensor(enc["image_grid_thw"])}
 
 
 def warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, cfg: WarmStartConfig) -> dict:

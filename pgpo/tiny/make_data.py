@@ -14,7 +14,8 @@ def make_data(out: str | Path, seed: int = 0, train_per_task: int = 500, warmsta
               eval_per_task: int = 50) -> Path:
     """Write train.jsonl, warmstart.jsonl and suite_<task>.jsonl (+ images, MANIFEST.json) under out."""
     out = Path(out)
-    plan = [("train", "train", list(TASKS), train_per_task), ("warmstart", "warmstart", list(TASKS), warmstart_per_task)]
+    plan = [("train", "train", list(TASKS), train_per_task),
+            ("warmstart", "warmstart", list(TASKS), warmstart_per_task)]
     plan += [(f"suite_{t}", "eval", [t], eval_per_task) for t in TASKS]
     total = sum(len(tasks) * n for _, _, tasks, n in plan)
     with tqdm(total=total, desc="make-data", unit="item") as bar:
