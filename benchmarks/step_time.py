@@ -39,6 +39,7 @@ def main() -> None:
     base = trainers["dapo"]
     for t in trainers.values():  # identical weights in both trainers
         t.model.load_state_dict(base.model.state_dict())
+        t.current_gradient_accumulation_steps = t.args.gradient_accumulation_steps  # normally set by train()
     g = cfg.rollout.num_generations
     rows = [base.train_dataset[i] for i in range(cfg.rollout.prompts_per_step) for _ in range(g)]
     base.model.train()
