@@ -91,6 +91,7 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path) -> dic
     from pgpo.data import sha256_file
 
     out = Path(output_dir)
+    version = code_version()  # at start: a commit made while training must not relabel this run
     trainer = build_trainer(cfg, method, out)
     processor = trainer.processing_class
     last = get_last_checkpoint(str(out)) if any(out.glob("checkpoint-*")) else None
@@ -106,7 +107,7 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path) -> dic
     run = {
         "method": asdict(method), "config": asdict(cfg), "config_hash": config_hash({"m": asdict(method),
                                                                                      "c": asdict(cfg)}),
-        "code_version": code_version(), "resumed_from": last, "wall_seconds": round(wall, 1),
+        "code_version": version, "resumed_from": last, "wall_seconds": round(wall, 1),
         "global_steps": result.global_step, "inputs": {"train_split_sha256": sha256_file(cfg.data.train),
                                                        "model_hash": dir_hash(cfg.model.path)},
         "final_checkpoint_hash": dir_hash(out / "final"),
