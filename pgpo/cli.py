@@ -41,11 +41,11 @@ def cmd_make_data(a):
 
 
 def cmd_warm_start(a):
-    from pgpo.config import _build
+    from pgpo.config import build_dataclass
     from pgpo.warmstart import WarmStartConfig, warm_start
 
     raw = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
-    cfg = _build(WarmStartConfig, {**(raw or {}), **_overrides(a.set)}, a.config or "--set")
+    cfg = build_dataclass(WarmStartConfig, {**(raw or {}), **_overrides(a.set)}, a.config or "--set")
     report = warm_start(a.model, a.data, a.out, cfg)
     print(json.dumps(report["curve"][-1], indent=2))
 

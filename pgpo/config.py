@@ -126,7 +126,7 @@ class TrainConfig:
     threads: int = 2  # torch CPU threads
 
 
-def _build(cls, raw: Any, where: str):
+def build_dataclass(cls, raw: Any, where: str):
     """Recursively build dataclass `cls` from a dict, rejecting unknown keys with file/field in the message."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
@@ -139,7 +139,7 @@ def _build(cls, raw: Any, where: str):
         f = fields[name]
         sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
         if dataclasses.is_dataclass(sub):
-            kwargs[name] = _build(sub, value, f"{where}.{name}")
+            kwargs[name] = build_dataclass(sub, value, f"{where}.{name}")
         else:
             kwargs[name] = coerce_scalar(value, f.type, f"{where}.{name}")
     return cls(**kwargs)
@@ -211,7 +211,7 @@ def load_method(name_or_path: str | Path, overrides: dict | None = None) -> Meth
     path = method_path(name_or_path)
     raw = deep_merge(_method_raw(path), overrides or {})
     raw.setdefault("name", path.stem)
-    method = _build(MethodConfig, raw, str(path))
+    method = build_dataclass(MethodConfig, raw, str(path))
     validate_method(method, str(path))
     return method
 
@@ -238,7 +238,7 @@ def validate_method(method: MethodConfig, where: str) -> None:
 def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     """Load and validate a training recipe YAML."""
     path = Path(path)
-    cfg = _build(TrainConfig, deep_merge(_read_yaml(path), overrides or {}), str(path))
+    cfg = build_dataclass(TrainConfig, deep_merge(_read_yaml(path), overrides or {}), str(path))
     validate_train(cfg, str(path))
     return cfg
 
