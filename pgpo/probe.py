@@ -83,17 +83,18 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
             stats["s_answer"] += s[row][is_answer & valid].tolist()
             stats["s_other"] += s[row][~is_answer & valid].tolist()
             stats["above"] += (importance[row][valid] >= tau).float().tolist()
-    mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
-    summary = {task: {"avg_at_k": mean(v["score"]), "s_answer_mean": mean(v["s_answer"]),
-                      "s_other_mean": mean(v["s_other"]), "share_above_gate": mean(v["above"]),
-                      "answer_tokens": len(v["s_answer"]), "other_tokens": len(v["s_other"])}
-               for task, v in sorted(per_task.items())}
-    pooled = {key: [x for v in per_task.values() for x in v[key]] for key in ("score", "s_answer", "s_other", "above")}
-    summary["all"] = {"avg_at_k": mean(pooled["score"]), "s_answer_mean": mean(pooled["s_answer"]),
-                      "s_other_mean": mean(pooled["s_other"]), "share_above_gate": mean(pooled["above"]),
-                      "answer_tokens": len(pooled["s_answer"]), "other_tokens": len(pooled["s_other"])}
+    summary = {task: _summarise(v) for task, v in sorted(per_task.items())}
+    summary["all"] = _summarise({key: [x for v in per_task.values() for x in v[key]]
+                                 for key in ("score", "s_answer", "s_other", "above")})
     return {"checkpoint": str(checkpoint), "k": k, "items_per_task": items_per_task, "temperature": temperature,
             "seconds": round(time.perf_counter() - start, 1), "suites": summary}
+
+
+def _summarise(stats: dict[str, list[float]]) -> dict:
+    mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
+    return {"avg_at_k": mean(stats["score"]), "s_answer_mean": mean(stats["s_answer"]),
+            "s_other_mean": mean(stats["s_other"]), "share_above_gate": mean(stats["above"]),
+            "answer_tokens": len(stats["s_answer"]), "other_tokens": len(stats["s_other"])}
 
 
 def write_probe(result: dict, out: str | Path) -> None:

@@ -44,8 +44,14 @@ def pgpo_token_weights(dependency: torch.Tensor, mask: torch.Tensor, tau: float 
     Degenerate responses (one token, all scores equal, all-zero dependency: spread of S~ below eps) carry no ranking
     of their tokens and get weight 1 everywhere: the plain GRPO/DAPO advantage, never a zeroed one.
     """
-    valid = mask.bool()
     importance, spread = normalised_dependency(dependency, mask, eps)
+    return weights_from_importance(importance, spread, mask, tau, beta, eps, normalize)
+
+
+def weights_from_importance(importance: torch.Tensor, spread: torch.Tensor, mask: torch.Tensor, tau: float,
+                            beta: float, eps: float, normalize: bool) -> torch.Tensor:
+    """Steps 3-4 on the output of normalised_dependency. [B,T], [B,1], [B,T] -> [B,T]."""
+    valid = mask.bool()
     w = gate(importance, tau, beta, eps)
     if normalize:
         n = valid.sum(-1, keepdim=True).to(w.dtype)
@@ -106,9 +112,9 @@ class PGPOParams:
 def pgpo(batch: ShapingBatch, params: PGPOParams) -> ShapingResult:
     """PGPO: A~_{i,t} = A_i * w~_t with w~ from pgpo_token_weights."""
     mask = batch.completion_mask
-    w = pgpo_token_weights(batch.dependency, mask, params.tau, params.beta, params.eps, params.normalize)
+    importance, spread = normalised_dependency(batch.dependency, mask, params.eps)
+    w = weights_from_importance(importance, spread, mask, params.tau, params.beta, params.eps, params.normalize)
     valid = mask.bool()
-    importance, _ = normalised_dependency(batch.dependency, mask, params.eps)
     sums = (w * valid).sum(-1)
     lengths = valid.sum(-1).clamp_min(1)
     stats = {

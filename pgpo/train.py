@@ -42,19 +42,17 @@ def to_grpo_config(cfg: TrainConfig, method: MethodConfig, output_dir: str | Pat
     )
 
 
-class _MetricsFile:
-    """TrainerCallback appending every log dict (one per optimizer step) to metrics.jsonl."""
+def metrics_callback(path: Path):
+    """A TrainerCallback appending every log dict (one per optimizer step) to `path` (JSON lines)."""
+    from transformers import TrainerCallback
 
-    def __new__(cls, path: Path):
-        from transformers import TrainerCallback
+    class MetricsFile(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and state.is_world_process_zero and "loss" in logs:
+                with open(path, "a") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
-        class MetricsFile(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if logs and state.is_world_process_zero and "loss" in logs:
-                    with open(path, "a") as f:
-                        f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
-
-        return MetricsFile()
+    return MetricsFile()
 
 
 def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path):
@@ -81,7 +79,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     args = to_grpo_config(cfg, method, out)
     return PGPOTrainer(model=model, processing_class=processor, reward_funcs=list(REWARD_FUNCS), args=args,
                        train_dataset=to_trl_dataset(records), method=method,
-                       callbacks=[_MetricsFile(out / "metrics.jsonl")])
+                       callbacks=[metrics_callback(out / "metrics.jsonl")])
 
 
 def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path) -> dict:

@@ -46,7 +46,8 @@ class PGPOTrainer(GRPOTrainer):
             batch = super()._generate_and_score_completions(inputs if not batches else self._draw_prompts(n_groups))
             batches.append(batch)
             keeps.append(groups_with_signal(batch["advantages"], g))
-            short = torch.tensor([float(sum(int(k.sum()) for k in keeps) < n_groups)], device=self.accelerator.device)
+            kept = sum(int(k.sum()) for k in keeps)
+            short = torch.tensor([float(kept < n_groups)], device=self.accelerator.device)
             # every process runs the same number of rounds (TRL gathers rewards inside each round)
             if len(batches) >= self.method.dynamic_sampling.max_rounds or self.accelerator.gather(short).sum() == 0:
                 break
@@ -55,7 +56,6 @@ class PGPOTrainer(GRPOTrainer):
         out = merge_rows(batches, rows, self._tokenizer.pad_token_id)
         out["num_items_in_batch"] = self.accelerator.gather(out["completion_mask"].sum()).sum()
         drawn = n_groups * len(batches)
-        kept = sum(int(k.sum()) for k in keeps)
         for name, value in [("rounds", len(batches)), ("dropped_groups", drawn - kept), ("filled_groups", filled),
                             ("kept_fraction", kept / drawn)]:
             self._metrics["train"][f"dynamic_sampling/{name}"].append(float(value))
