@@ -1,4 +1,4 @@
-"""`pgpo` command line: one subcommand per stage (build-tiny, make-data, warm-start, train, methods)."""
+"""`pgpo` command line: one subcommand per stage (build-tiny, make-data, warm-start, train, probe, evaluate, score)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,71 @@ def cmd_probe(a):
               f"S(other) {v['s_other_mean']:.3f}  above gate {v['share_above_gate']:.2f}")
 
 
+def _run_name(checkpoint: str) -> str:
+    """results/tiny/runs/grpo-s0/final -> grpo-s0; results/tiny/model/warmstart -> warmstart."""
+    p = Path(checkpoint.rstrip("/"))
+    return p.parent.name if p.name == "final" or p.name.startswith("checkpoint-") else p.name
+
+
+def cmd_evaluate(a):
+    import os
+
+    # evaluation never touches the network: datasets come from the local cache (`pgpo fetch` fills it)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from pgpo.evaluation import benchmarks as bm
+    from pgpo.evaluation.config import load_eval_config
+    from pgpo.evaluation.generate import generate
+    from pgpo.evaluation.score import score_run
+
+    overrides = _overrides(a.set)
+    if a.samples is not None:
+        overrides.setdefault("sampling", {})["samples"] = a.samples
+    if a.data:
+        overrides["data"] = a.data
+    cfg = load_eval_config(a.config, overrides)
+    benches = bm.resolve(a.benchmarks.split(",") if a.benchmarks else cfg.benchmarks)
+    if not Path(a.checkpoint).is_dir() and Path(a.checkpoint).exists():
+        raise FileNotFoundError(f"{a.checkpoint}: not a checkpoint directory")
+    out = Path(a.out or Path("results") / Path(a.config).stem / "eval" / _run_name(a.checkpoint))
+    written = generate(a.checkpoint, benches, cfg, out)
+    if written is None or a.no_score:
+        return
+    table = score_run(out, list(written), cfg.bootstrap_samples, cfg.seed)
+    for name, r in table["benchmarks"].items():
+        lo, hi = r["ci95_bootstrap"]
+        print(f"{name:14s} avg@{r['k']} {r['avg_at_k']:.3f}  95% CI [{lo:.3f}, {hi:.3f}]  n={r['n_questions']}"
+              f"  failed={r['n_failed']} timeouts={r['n_timeout']}")
+    print(f"{'mean':14s} {table['mean_avg_at_k']:.3f}   -> {out}")
+
+
+def cmd_score(a):
+    from pgpo.evaluation.score import score_run
+
+    table = score_run(a.run, a.benchmarks.split(",") if a.benchmarks else None, a.bootstrap_samples, a.seed)
+    print(json.dumps(table, indent=2))
+
+
+def cmd_fetch(a):
+    from pgpo.evaluation import benchmarks as bm
+
+    for bench in bm.resolve(a.benchmarks.split(",")):
+        if bench.offline:
+            print(f"{bench.name}: local synthetic suite (pgpo make-data), nothing to fetch")
+            continue
+        print(f"{bench.name}: cached at commit {bm.fetch(bench, pin=a.pin)}" + (" (pinned)" if a.pin else ""))
+
+
+def cmd_benchmarks(a):
+    from pgpo.evaluation import benchmarks as bm
+
+    for name, bench in bm.all_benchmarks().items():
+        src = "local data" if bench.offline else " ".join(
+            f"{k}={v}" for k, v in bm.hub_source(bench).items() if v)
+        print(f"{name:13s} {bench.task:18s} {src}")
+    print("groups: " + "; ".join(f"{g} = {','.join(v)}" for g, v in bm.groups().items()))
+
+
 def cmd_methods(a):
     from pgpo.config import available_methods, load_method
 
@@ -130,16 +195,43 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_probe)
 
+    s = sub.add_parser("evaluate", help="sample k answers per question through lmms-eval, then score them")
+    s.add_argument("--checkpoint", required=True, help="checkpoint directory (or a hub id on the paper profile)")
+    s.add_argument("--benchmarks", help="comma-separated names or groups (paper, tiny); default: the config's")
+    s.add_argument("--samples", type=int, help="k of avg@k (default: the config's, 8)")
+    s.add_argument("--config", default="workflows/config/eval/tiny.yaml", help="evaluation profile YAML")
+    s.add_argument("--data", help="data directory of the tiny suites (default: the config's)")
+    s.add_argument("--out", help="run directory (default: results/<profile>/eval/<run name of the checkpoint>)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. backend.batch_size=8")
+    s.add_argument("--no-score", action="store_true", help="only generate (score later with `pgpo score`)")
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("score", help="(re)score the samples of an evaluation run, on CPU, without the model")
+    s.add_argument("--run", required=True, help="run directory written by `pgpo evaluate`")
+    s.add_argument("--benchmarks", help="comma-separated (default: every samples file of the run)")
+    s.add_argument("--bootstrap-samples", type=int, default=10000)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_score)
+
+    s = sub.add_parser("fetch", help="download paper benchmarks into the HF cache (network); --pin their commit")
+    s.add_argument("--benchmarks", default="paper")
+    s.add_argument("--pin", action="store_true", help="write the downloaded commit into the task YAML")
+    s.set_defaults(fn=cmd_fetch)
+
+    s = sub.add_parser("benchmarks", help="list the benchmarks (lmms-eval tasks) and their sources")
+    s.set_defaults(fn=cmd_benchmarks)
+
     s = sub.add_parser("methods", help="list the methods in baselines/")
     s.set_defaults(fn=cmd_methods)
 
     a = p.parse_args(argv)
     from pgpo.config import ConfigError
     from pgpo.data import DataError
+    from pgpo.evaluation.guard import JudgeConfigured
 
     try:
         a.fn(a)
-    except (ConfigError, DataError, FileNotFoundError) as e:
+    except (ConfigError, DataError, FileNotFoundError, JudgeConfigured) as e:
         print(f"pgpo {a.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

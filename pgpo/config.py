@@ -235,12 +235,17 @@ def validate_method(method: MethodConfig, where: str) -> None:
         raise ConfigError(f"{where}: dynamic_sampling.max_rounds must be >= 1")
 
 
+def load_yaml_config(cls, path: str | Path, overrides: dict | None, validate) -> Any:
+    """Build dataclass `cls` from a YAML file with --set style overrides, then validate(cfg, where)."""
+    path = Path(path)
+    cfg = build_dataclass(cls, deep_merge(_read_yaml(path), overrides or {}), str(path))
+    validate(cfg, str(path))
+    return cfg
+
+
 def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     """Load and validate a training recipe YAML."""
-    path = Path(path)
-    cfg = build_dataclass(TrainConfig, deep_merge(_read_yaml(path), overrides or {}), str(path))
-    validate_train(cfg, str(path))
-    return cfg
+    return load_yaml_config(TrainConfig, path, overrides, validate_train)
 
 
 def validate_train(cfg: TrainConfig, where: str) -> None:

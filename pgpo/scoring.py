@@ -53,9 +53,15 @@ def normalize(s: str) -> str:
     return re.sub(r"\s+", " ", _strip_latex(s)).lower()
 
 
+# units a number may carry in a free-form answer (geometry, physics); stripped only after a number
+_UNITS = r"(?:square\s+)?(?:units?|cm|mm|km|m|in|inches|ft|feet|kg|g|s|sec|seconds?|min|minutes?|h|hours?|degrees?)"
+_UNIT_SUFFIX = re.compile(rf"^(-?[\d.,]+)\s*{_UNITS}(?:\s*(?:\^\s*\{{?[23]\}}?|²|³))?$")
+
+
 def _as_number(s: str) -> float | None:
     s = normalize(s)
-    s = re.sub(r"\^\s*\{?\\circ\}?|°|\\%|%|\\degree|degrees?$", "", s).strip()
+    s = re.sub(r"\^\s*\{?\\circ\}?|°|\\%|%|\\degree", "", s).strip()
+    s = _UNIT_SUFFIX.sub(r"\1", s)
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
         s = s.replace(",", "")
     try:
@@ -68,7 +74,7 @@ def choice_letter(text: str, choices: list[str]) -> str | None:
     """The option letter a response or gold answer names: 'C', '(C)', 'C.', 'C. 12', or an option's exact text."""
     letters = LETTERS[:len(choices)]
     t = _strip_latex(text)
-    m = re.fullmatch(r"\(?([A-J])\)?(?:[.:)]\s*.*)?", t, flags=re.S)
+    m = re.fullmatch(r"\(?([A-J])\)?(?:[.:)]\s*.*)?", t, flags=re.DOTALL)
     if m and m.group(1) in letters:
         return m.group(1)
     norm = normalize(t)
@@ -78,8 +84,26 @@ def choice_letter(text: str, choices: list[str]) -> str | None:
     return None
 
 
+_ONE_LETTER = re.compile(r"\(?([A-J])\)?(?:[.:)]\s*.*)?", flags=re.DOTALL)
+_LETTER_LIST = re.compile(r"[A-J](?:\s*(?:,|and|&|\s)\s*[A-J])+")
+
+
+def letter_set(text: str) -> frozenset[str] | None:
+    """Option letters a text names: 'C', '(C)', 'C. 12' -> {C}; 'A, C' / 'A and C' -> {A, C}; else None.
+
+    Used for free-form items whose gold answer is a letter (options written inside the question text)."""
+    t = _strip_latex(text)
+    m = _ONE_LETTER.fullmatch(t)
+    if m:
+        return frozenset(m.group(1))
+    if _LETTER_LIST.fullmatch(t):
+        return frozenset(re.findall(r"[A-J]", t))
+    return None
+
+
 def _verify(gold: str, pred: str) -> tuple[bool, str]:
     from math_verify import parse, verify
+    from math_verify.errors import TimeoutException  # not a TimeoutError subclass
 
     main = threading.current_thread() is threading.main_thread()  # math-verify's timeout uses SIGALRM
     timeout = VERIFY_TIMEOUT_S if main else None
@@ -87,7 +111,7 @@ def _verify(gold: str, pred: str) -> tuple[bool, str]:
         g = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout, raise_on_error=True)
         p = parse(f"\\boxed{{{pred}}}", parsing_timeout=timeout, raise_on_error=True)
         return bool(g and p and verify(g, p, timeout_seconds=timeout, raise_on_error=True)), "ok"
-    except TimeoutError:
+    except (TimeoutError, TimeoutException):
         return False, "timeout"
     except Exception:  # sympy raises many kinds on malformed LaTeX: an unparsable answer is a wrong answer
         return False, "error"
@@ -105,6 +129,10 @@ def grade_detailed(response: str, answer: str, choices: list[str] | None = None)
         return Grade(float(choice_letter(pred, choices) == gold_letter), "ok", pred)
     if normalize(pred) == normalize(answer):
         return Grade(1.0, "ok", pred)
+    gold_letters = letter_set(answer) if re.fullmatch(r"\(?[A-J]\)?", answer.strip()) \
+        or _LETTER_LIST.fullmatch(answer.strip()) else None
+    if gold_letters:  # options inline in the question: compare the letters named, order-free
+        return Grade(float(letter_set(pred) == gold_letters), "ok", pred)
     a, p = _as_number(answer), _as_number(pred)
     if a is not None and p is not None:
         return Grade(float(abs(a - p) <= 1e-6 * max(1.0, abs(a))), "ok", pred)
@@ -117,7 +145,7 @@ def grade(response: str, answer: str, choices: list[str] | None = None) -> float
     return grade_detailed(response, answer, choices).score
 
 
-_FORMAT = re.compile(r"\s*<think>.+?</think>.*\\boxed\{.*\}.*", re.S)
+_FORMAT = re.compile(r"\s*<think>.+?</think>.*\\boxed\{.*\}.*", re.DOTALL)
 
 
 def format_ok(response: str) -> float:

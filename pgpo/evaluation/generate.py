@@ -1,0 +1,177 @@
+"""Generate: lmms-eval samples k responses per question; we write them to fixed paths for `pgpo score`.
+
+<out>/samples/<benchmark>.jsonl   one question a row: doc_id, id, question, answer, choices, responses (k)
+<out>/samples/<benchmark>.meta.json   how they were made: checkpoint hash, backend, sampling, prompt, pixel
+                                       budget, inputs, lmms-eval's own avg@k (cross-check), versions, wall time
+The model is built once and reused for every benchmark (one backend for the whole table).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from pgpo.evaluation.benchmarks import TASKS_DIR, Benchmark, check_cached, hub_source, task_override, tiny_inputs
+from pgpo.evaluation.config import EvalConfig
+from pgpo.evaluation.docs import METRIC
+from pgpo.evaluation.guard import check_environment, check_metrics
+from pgpo.prompts import INSTRUCTION, SYSTEM_PROMPT
+
+
+def _saved_pixels(checkpoint: str) -> dict:
+    """min/max pixels of a checkpoint's saved image processor (transformers 5 or the older file layout)."""
+    root = Path(checkpoint)
+    for name, section in (("processor_config.json", "image_processor"), ("preprocessor_config.json", None)):
+        if (root / name).exists():
+            p = json.loads((root / name).read_text())
+            p = p.get(section, {}) if section else p
+            size = p.get("size") or {}
+            found = {"min_pixels": p.get("min_pixels", size.get("shortest_edge")),
+                     "max_pixels": p.get("max_pixels", size.get("longest_edge"))}
+            if any(found.values()):
+                return found
+    return {}
+
+
+def pixel_budget(checkpoint: str, cfg: EvalConfig) -> dict:
+    """The image pixel budget in force: the config's, else the checkpoint processor's (= the training budget)."""
+    saved = _saved_pixels(checkpoint)
+    return {"min_pixels": cfg.min_pixels or saved.get("min_pixels"),
+            "max_pixels": cfg.max_pixels or saved.get("max_pixels"),
+            "source": "config" if cfg.min_pixels or cfg.max_pixels else
+                      ("checkpoint processor" if saved else "processor default of the hub model")}
+
+
+def model_args(checkpoint: str, cfg: EvalConfig, pixels: dict) -> dict:
+    b = cfg.backend
+    if b.name == "pgpo_vlm":
+        return {"pretrained": checkpoint, "device": b.device, "dtype": b.dtype, "batch_size": b.batch_size,
+                "attn_implementation": b.attn_implementation, "min_pixels": cfg.min_pixels or None,
+                "max_pixels": cfg.max_pixels or None, "seed": cfg.seed, "threads": b.threads}
+    args = {"model": checkpoint, "tensor_parallel_size": b.tensor_parallel_size, "dtype": b.dtype,
+            "data_parallel_size": b.data_parallel_size, "gpu_memory_utilization": b.gpu_memory_utilization,
+            "batch_size": b.batch_size, "max_new_tokens": cfg.sampling.max_new_tokens}
+    if pixels["max_pixels"]:
+        args["max_pixels"] = int(pixels["max_pixels"])
+        args["mm_processor_kwargs"] = {k: int(pixels[k]) for k in ("min_pixels", "max_pixels") if pixels[k]}
+    if b.max_model_len:
+        args["max_model_len"] = b.max_model_len
+    return args
+
+
+def build_model(name: str, args: dict):
+    """Instantiate the lmms-eval model class once (resolved through lmms-eval's registry + our entry point)."""
+    from lmms_eval.models import get_model
+
+    return get_model(name)(**args)
+
+
+def gen_kwargs(cfg: EvalConfig) -> dict:
+    s = cfg.sampling
+    return {"until": [], "max_new_tokens": s.max_new_tokens, "temperature": s.temperature, "top_p": s.top_p,
+            "do_sample": s.temperature > 0, "top_k": 0,
+            "repetition_penalty": 1.0}
+
+
+def make_task(bench: Benchmark, override: dict, chat: bool):
+    """The lmms-eval task object for this run: the YAML (includes and hooks resolved) with the run's overrides.
+
+    Built here rather than from a task dict because lmms-eval 0.7.3 turns dict configs into simple tasks even for
+    chat models (vLLM), which then receive the wrong request layout."""
+    from lmms_eval.api.task import ConfigurableMessagesTask, ConfigurableTask
+    from lmms_eval.utils import load_yaml_config
+
+    config = {**load_yaml_config(str(bench.yaml_path), mode="full"), **override}
+    return (ConfigurableMessagesTask if chat else ConfigurableTask)(config=config)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("torch", "transformers", "lmms_eval", "datasets")}
+
+
+def _inputs(bench: Benchmark, cfg: EvalConfig, out_dir: Path, commit: str | None) -> tuple[Path | None, dict]:
+    if bench.offline:
+        path, sha = tiny_inputs(bench, cfg.data, out_dir)
+        return path, {"data_dir": str(Path(cfg.data).resolve()), "split_sha256": sha}
+    return None, {**hub_source(bench), "commit": commit, "filter": bench.meta.get("filter"),
+                  "expected_questions": bench.meta.get("expected_questions")}
+
+
+def write_samples(bench: Benchmark, logged: list[dict], path: Path) -> int:
+    """One row per question with its k responses, in doc order. Returns the number of questions."""
+    rows = []
+    for s in sorted(logged, key=lambda s: s["doc_id"]):
+        doc, responses = s["doc"], s["filtered_resps"][0]
+        rows.append({"doc_id": s["doc_id"], "id": str(doc.get("id", s["doc_id"])), "question": doc["question"],
+                     "answer": str(doc["answer"]), "choices": list(doc.get("choices") or []),
+                     "responses": list(responses), "lmms_eval_score": s.get(METRIC)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return len(rows)
+
+
+def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_dir: str | Path,
+             progress=print) -> dict[str, Path] | None:
+    """Sample every benchmark; returns {benchmark: samples file} (None on non-zero ranks of a parallel launch)."""
+    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.tasks import TaskManager
+
+    from pgpo.provenance import code_version, dir_hash
+
+    check_environment()
+    # before loading a 7B model: every dataset must be cached; the commit found is the one evaluated and recorded
+    commits = {b.name: check_cached(b) for b in benchmarks if not b.offline}
+    out_dir = Path(out_dir)
+    code = code_version()
+    pixels = pixel_budget(checkpoint, cfg)
+    args = model_args(checkpoint, cfg, pixels)
+    ckpt_hash = dir_hash(checkpoint) if Path(checkpoint).is_dir() else f"hub:{checkpoint}"
+    lm = build_model(cfg.backend.name, args)
+    manager = TaskManager("WARNING", include_path=str(TASKS_DIR), include_defaults=False)
+    written = {}
+    for n, bench in enumerate(benchmarks, 1):
+        data_file, inputs = _inputs(bench, cfg, out_dir, commits.get(bench.name))
+        progress(f"[{n}/{len(benchmarks)}] {bench.name}: {cfg.sampling.samples} samples per question "
+                 f"({cfg.backend.name})")
+        start = time.time()
+        results = simple_evaluate(
+            model=lm,
+            tasks=[make_task(bench, task_override(bench, cfg.sampling.samples, gen_kwargs(cfg), data_file,
+                                                  commits.get(bench.name)), chat=not lm.is_simple)],
+            task_manager=manager, limit=cfg.limit or None, log_samples=True, bootstrap_iters=0,
+            random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
+            fewshot_random_seed=cfg.seed, process_docs_parallel=1, verbosity="WARNING")
+        wall = time.time() - start
+        if results is None or int(os.environ.get("RANK", "0")) != 0:
+            continue
+        check_metrics(bench.task, results["results"][bench.task])
+        path = out_dir / "samples" / f"{bench.name}.jsonl"
+        n_questions = write_samples(bench, results["samples"][bench.task], path)
+        expected = bench.meta.get("expected_questions")
+        if expected and not cfg.limit and n_questions != expected:
+            progress(f"warning: {bench.name} has {n_questions} questions after filtering, the paper's set has "
+                     f"{expected}: check the dataset revision ({inputs.get('commit')})")
+        meta = {
+            "benchmark": bench.name, "task": bench.task, "checkpoint": str(checkpoint),
+            "checkpoint_hash": ckpt_hash, "backend": {"name": cfg.backend.name, "model_args": args},
+            "sampling": asdict(cfg.sampling), "gen_kwargs": gen_kwargs(cfg),
+            "prompt": {"system": SYSTEM_PROMPT, "instruction": INSTRUCTION}, "pixel_budget": pixels,
+            "inputs": inputs, "limit": cfg.limit, "seed": cfg.seed, "n_questions": n_questions,
+            "lmms_eval": {"avg_at_k": results["results"][bench.task].get(f"{METRIC},k_samples"),
+                          "n_samples": results.get("n-samples", {}).get(bench.task)},
+            "samples_sha256": _sha256(path), "wall_seconds": round(wall, 2), "code_version": code,
+            "versions": _versions(), "config": asdict(cfg),
+        }
+        path.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        written[bench.name] = path
+    return written if int(os.environ.get("RANK", "0")) == 0 else None

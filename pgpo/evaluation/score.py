@@ -1,0 +1,138 @@
+"""Score: re-grade logged samples with pgpo.scoring (CPU, no model) and write one result JSON per benchmark.
+
+avg@k = mean over questions of the per-question mean over its k samples. Reported with the standard error over
+questions and a bootstrap 95% interval (questions resampled). Every sample is accounted for: graded ok,
+no \\boxed{} answer, verifier timeout, verifier error, or generation failed (the last three score 0 and are
+counted); a question whose gold answer cannot be graded is listed and left out of the mean, never guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from pgpo.data import DataError
+from pgpo.evaluation.docs import FAILED_PREFIX
+from pgpo.scoring import grade_detailed
+
+
+def bootstrap_ci(values: np.ndarray, samples: int, seed: int, chunk: int = 1000) -> tuple[float, float]:
+    """Percentile 95% interval of the mean of `values` over `samples` resamples with replacement."""
+    rng = np.random.default_rng(seed)
+    means = []
+    for start in range(0, samples, chunk):
+        idx = rng.integers(0, len(values), size=(min(chunk, samples - start), len(values)))
+        means.append(values[idx].mean(axis=1))
+    lo, hi = np.percentile(np.concatenate(means), [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def read_samples(path: Path, k: int) -> list[dict]:
+    rows, problems = [], []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(f"{path}:{n}: not valid JSON ({e.msg})")
+            continue
+        for field in ("id", "answer", "responses"):
+            if field not in row:
+                problems.append(f"{path}:{n}: field '{field}' is missing")
+        if isinstance(row.get("responses"), list) and len(row["responses"]) != k:
+            problems.append(f"{path}:{n}: field 'responses' has {len(row['responses'])} samples, expected k={k}")
+        rows.append(row)
+    if problems:
+        raise DataError(f"{len(problems)} bad row(s) in {path}:\n  " + "\n  ".join(problems[:20]))
+    if not rows:
+        raise DataError(f"{path}: no samples")
+    return rows
+
+
+def grade_question(row: dict, counts: Counter) -> float:
+    """Mean grade of one question's responses; updates counts by status."""
+    choices = list(row.get("choices") or []) or None
+    total = 0.0
+    for response in row["responses"]:
+        if response.startswith(FAILED_PREFIX):
+            counts["generation_failed"] += 1
+            continue
+        g = grade_detailed(response, str(row["answer"]), choices)
+        counts[g.status] += 1
+        total += g.score
+    return total / len(row["responses"])
+
+
+def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, seed: int = 0) -> dict:
+    """Grade one samples file (and its .meta.json); returns the result record."""
+    from pgpo.provenance import code_version
+
+    path = Path(samples_path)
+    meta_path = path.with_suffix(".meta.json")
+    if not meta_path.exists():
+        raise DataError(f"{meta_path}: missing (samples are written with their meta file by `pgpo evaluate`)")
+    meta = json.loads(meta_path.read_text())
+    k = int(meta["sampling"]["samples"])
+    rows = read_samples(path, k)
+    samples_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    counts: Counter = Counter()
+    per_question, invalid = [], []
+    for row in rows:
+        try:
+            per_question.append({"id": row["id"], "mean": grade_question(row, counts)})
+        except ValueError as e:  # the gold answer names no option: a data problem, listed, not scored
+            invalid.append({"id": row["id"], "problem": str(e)})
+    if not per_question:
+        raise DataError(f"{path}: no question could be graded ({len(invalid)} with invalid gold answers)")
+    values = np.array([q["mean"] for q in per_question])
+    n = len(values)
+    se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else None
+    lo, hi = bootstrap_ci(values, bootstrap_samples, seed)
+    failed = [q["id"] for q, row in zip(per_question, rows) if any(r.startswith(FAILED_PREFIX) for r in row["responses"])]
+    lmms = (meta.get("lmms_eval") or {}).get("avg_at_k")
+    result = {
+        "benchmark": meta["benchmark"], "avg_at_k": float(values.mean()), "k": k, "n_questions": n,
+        "n_samples": n * k, "standard_error": se, "ci95_bootstrap": [lo, hi],
+        "counts": {s: counts.get(s, 0) for s in ("ok", "no_answer", "timeout", "error", "generation_failed")},
+        "n_failed": counts.get("generation_failed", 0), "n_timeout": counts.get("timeout", 0),
+        "failed_question_ids": failed, "invalid_gold": invalid,
+        "lmms_eval_avg_at_k": lmms,
+        "agrees_with_lmms_eval": None if lmms is None or invalid else bool(abs(lmms - values.mean()) < 1e-9),
+        "checkpoint": meta["checkpoint"], "checkpoint_hash": meta["checkpoint_hash"],
+        "samples_sha256": samples_sha, "samples_changed_since_generation": samples_sha != meta["samples_sha256"],
+        "per_question": per_question,
+        "scoring": {"grader": "pgpo.scoring.grade", "bootstrap_samples": bootstrap_samples, "seed": seed,
+                    "code_version": code_version()},
+        "generation": {k_: v for k_, v in meta.items() if k_ not in ("benchmark",)},
+    }
+    if failed or invalid or counts.get("timeout"):
+        print(f"pgpo score: {meta['benchmark']}: {counts.get('generation_failed', 0)} failed generations, "
+              f"{counts.get('timeout', 0)} verifier timeouts, {len(invalid)} invalid gold answers "
+              f"(see {path.with_name(meta['benchmark'] + '.json')})", file=sys.stderr)
+    return result
+
+
+def score_run(run_dir: str | Path, benchmarks: list[str] | None = None, bootstrap_samples: int = 10000,
+              seed: int = 0) -> dict:
+    """Score every samples file of a run (or the named ones); write <run>/<benchmark>.json and summary.json."""
+    run_dir = Path(run_dir)
+    files = sorted((run_dir / "samples").glob("*.jsonl"))
+    if benchmarks:
+        files = [run_dir / "samples" / f"{b}.jsonl" for b in benchmarks]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing or not files:
+        raise DataError(f"no samples to score: {missing or str(run_dir / 'samples')}; run `pgpo evaluate` first")
+    summary = {}
+    for f in files:
+        result = score_benchmark(f, bootstrap_samples, seed)
+        (run_dir / f"{result['benchmark']}.json").write_text(json.dumps(result, indent=2))
+        summary[result["benchmark"]] = {key: result[key] for key in (
+            "avg_at_k", "k", "n_questions", "standard_error", "ci95_bootstrap", "n_failed", "n_timeout")}
+    table = {"benchmarks": summary, "mean_avg_at_k": float(np.mean([v["avg_at_k"] for v in summary.values()]))}
+    (run_dir / "summary.json").write_text(json.dumps(table, indent=2))
+    return table
