@@ -76,9 +76,12 @@ def cmd_probe(a):
 
 
 def _run_name(checkpoint: str) -> str:
-    """results/tiny/runs/grpo-s0/final -> grpo-s0; results/tiny/model/warmstart -> warmstart."""
-    p = Path(checkpoint.rstrip("/"))
-    return p.parent.name if p.name == "final" or p.name.startswith("checkpoint-") else p.name
+    """runs/grpo-s0/final -> grpo-s0; runs/grpo-s0/checkpoint-60 -> grpo-s0-checkpoint-60; model/warmstart ->
+    warmstart; a hub id Qwen/Qwen2.5-VL-3B-Instruct -> Qwen2.5-VL-3B-Instruct."""
+    path = Path(checkpoint.rstrip("/"))
+    if path.name == "final":
+        return path.parent.name
+    return f"{path.parent.name}-{path.name}" if path.name.startswith("checkpoint-") else path.name
 
 
 def cmd_evaluate(a):
@@ -102,6 +105,10 @@ def cmd_evaluate(a):
     if not Path(a.checkpoint).is_dir() and Path(a.checkpoint).exists():
         raise FileNotFoundError(f"{a.checkpoint}: not a checkpoint directory")
     out = Path(a.out or Path("results") / Path(a.config).stem / "eval" / _run_name(a.checkpoint))
+    existing = [b.name for b in benches if (out / "samples" / f"{b.name}.jsonl").exists()]
+    if existing and not a.overwrite:
+        raise FileExistsError(f"{out}/samples already holds {existing}; pass --overwrite to regenerate them, "
+                              f"--out for another run directory, or `pgpo score --run {out}` to re-score")
     written = generate(a.checkpoint, benches, cfg, out)
     if written is None or a.no_score:
         return
@@ -204,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", help="run directory (default: results/<profile>/eval/<run name of the checkpoint>)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. backend.batch_size=8")
     s.add_argument("--no-score", action="store_true", help="only generate (score later with `pgpo score`)")
+    s.add_argument("--overwrite", action="store_true", help="regenerate samples that already exist in --out")
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("score", help="(re)score the samples of an evaluation run, on CPU, without the model")
@@ -231,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         a.fn(a)
-    except (ConfigError, DataError, FileNotFoundError, JudgeConfigured) as e:
+    except (ConfigError, DataError, FileNotFoundError, FileExistsError, JudgeConfigured) as e:
         print(f"pgpo {a.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -54,7 +54,8 @@ def normalize(s: str) -> str:
 
 
 # units a number may carry in a free-form answer (geometry, physics); stripped only after a number
-_UNITS = r"(?:square\s+)?(?:units?|cm|mm|km|m|in|inches|ft|feet|kg|g|s|sec|seconds?|min|minutes?|h|hours?|degrees?)"
+# (no single letters: '3 h' or '5 s' may be a variable, and answers are lower-cased before this)
+_UNITS = r"(?:square\s+)?(?:units?|cm|mm|km|meters?|in|inches|ft|feet|kg|sec|seconds?|min|minutes?|hours?|degrees?)"
 _UNIT_SUFFIX = re.compile(rf"^(-?[\d.,]+)\s*{_UNITS}(?:\s*(?:\^\s*\{{?[23]\}}?|²|³))?$")
 
 
@@ -84,20 +85,20 @@ def choice_letter(text: str, choices: list[str]) -> str | None:
     return None
 
 
-_ONE_LETTER = re.compile(r"\(?([A-J])\)?(?:[.:)]\s*.*)?", flags=re.DOTALL)
-_LETTER_LIST = re.compile(r"[A-J](?:\s*(?:,|and|&|\s)\s*[A-J])+")
+_ONE_LETTER = re.compile(r"\(?([A-J])\)?(?:[.:)]\s*.*)?", flags=re.DOTALL | re.IGNORECASE)
+_LETTER_LIST = re.compile(r"[A-J](?:\s*(?:,|and|&|\s)\s*[A-J])+", flags=re.IGNORECASE)
+_LETTER_RUN = re.compile(r"[A-J]{2,10}")  # 'AC': read as letters only when the gold names several
 
 
-def letter_set(text: str) -> frozenset[str] | None:
-    """Option letters a text names: 'C', '(C)', 'C. 12' -> {C}; 'A, C' / 'A and C' -> {A, C}; else None.
-
-    Used for free-form items whose gold answer is a letter (options written inside the question text)."""
+def letter_set(text: str, several: bool = False) -> frozenset[str] | None:
+    """Option letters a text names: 'C', '(c)', 'C. 12' -> {C}; 'A, C' / 'A and C' (and 'AC' when `several`)
+    -> {A, C}; else None. For free-form items whose gold is a letter (options inside the question text)."""
     t = _strip_latex(text)
     m = _ONE_LETTER.fullmatch(t)
     if m:
-        return frozenset(m.group(1))
-    if _LETTER_LIST.fullmatch(t):
-        return frozenset(re.findall(r"[A-J]", t))
+        return frozenset(m.group(1).upper())
+    if _LETTER_LIST.fullmatch(t) or (several and _LETTER_RUN.fullmatch(t)):
+        return frozenset(re.findall(r"[A-J]", re.sub(r"(?i)\band\b", " ", t).upper()))
     return None
 
 
@@ -132,7 +133,7 @@ def grade_detailed(response: str, answer: str, choices: list[str] | None = None)
     gold_letters = letter_set(answer) if re.fullmatch(r"\(?[A-J]\)?", answer.strip()) \
         or _LETTER_LIST.fullmatch(answer.strip()) else None
     if gold_letters:  # options inline in the question: compare the letters named, order-free
-        return Grade(float(letter_set(pred) == gold_letters), "ok", pred)
+        return Grade(float(letter_set(pred, several=len(gold_letters) > 1) == gold_letters), "ok", pred)
     a, p = _as_number(answer), _as_number(pred)
     if a is not None and p is not None:
         return Grade(float(abs(a - p) <= 1e-6 * max(1.0, abs(a))), "ok", pred)

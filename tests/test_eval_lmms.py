@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from pgpo.cli import main
+from pgpo.data import DataError
 from pgpo.evaluation import benchmarks as bm
 from pgpo.evaluation.docs import FAILED_PREFIX, doc_to_messages, doc_to_text, doc_to_visual
 from pgpo.scoring import grade
@@ -46,13 +47,28 @@ def test_evaluate_writes_per_benchmark_json_through_lmms_eval(tiny_dir, tiny_dat
         gen = result["generation"]
         assert gen["sampling"] == {"samples": 3, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32}
         assert gen["prompt"]["system"] == "You are a helpful assistant." and "\\boxed{}" in gen["prompt"]["instruction"]
-        assert gen["pixel_budget"] == {"min_pixels": 12544, "max_pixels": 12544, "source": "checkpoint processor"}
+        assert gen["pixel_budget"] == {"min_pixels": 12544, "max_pixels": 12544, "source": {
+            "min_pixels": "checkpoint processor", "max_pixels": "checkpoint processor"}}
+        assert (gen["sampling_seed"], gen["world_size"]) == (0, 1)
         assert gen["backend"]["name"] == "pgpo_vlm" and gen["inputs"]["split_sha256"]
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["benchmarks"]) == ["tiny_bars", "tiny_control"]
     # scoring again from the samples alone gives the same numbers
     assert main(["score", "--run", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text()) == summary
+    # samples are never overwritten silently
+    argv = ["evaluate", "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks", "tiny_bars",
+            "--out", str(out)]
+    assert main(argv) == 2
+
+
+def test_run_names_keep_checkpoints_apart():
+    from pgpo.cli import _run_name
+
+    assert _run_name("results/tiny/runs/grpo-s0/final") == "grpo-s0"
+    assert _run_name("results/tiny/runs/grpo-s0/checkpoint-60/") == "grpo-s0-checkpoint-60"
+    assert _run_name("results/tiny/model/warmstart") == "warmstart"
+    assert _run_name("Qwen/Qwen2.5-VL-3B-Instruct") == "Qwen2.5-VL-3B-Instruct"
 
 
 def test_the_evaluation_prompt_is_the_training_prompt(lm, tiny_data):
@@ -162,7 +178,8 @@ def test_mathverse_subsets_filter_by_type_and_version():
 @pytest.mark.parametrize("fn, columns, show", [
     ("geo3k_docs", {"problem": "<image>Find x.", "answer": "5", "images": [[_img()]]}, False),
     ("mmk12_docs", {"id": "k1", "question": "Pick. A. 1 B. 2", "answer": "A", "image": [_img()]}, False),
-    ("dynamath_docs", {"id": "d1", "question": "What is y?", "ground_truth": "2.5", "image": [_img()]}, False),
+    ("dynamath_docs", {"id": "d1", "question": "What is y?", "ground_truth": "2.5", "image": "1.png",
+                       "decoded_image": [_img()]}, False),
     ("mathvision_docs", {"id": "v1", "question": "<image1>Which?", "options": [["1", "2", "3"]], "answer": "C",
                          "decoded_image": [_img()]}, True),
     ("logicvista_docs", {"id": "l1", "question": "Pick two", "answer": "A, C", "image": [_img()]}, False),
@@ -179,6 +196,9 @@ def test_source_adapters_produce_canonical_docs(fn, columns, show):
     text = doc_to_text(doc)
     assert text.endswith("The final answer MUST BE put in \\boxed{}.")
     assert ("A. 1\nB. 2\nC. 3" in text) is (fn == "mathvision_docs")
+    if fn == "dynamath_docs":  # the path-string column is never taken for the image
+        with pytest.raises(DataError, match="column 'image' should hold images"):
+            sources._canonical(datasets.Dataset.from_dict(raw), lambda r, i: r, ["image"])
     if fn == "mmmu_pro_docs":  # options hidden (they are in the image) but still grade option text
         assert doc["choices"] == ["a", "b", "c"] and grade("\\boxed{b}", doc["answer"], doc["choices"]) == 1.0
 
@@ -230,3 +250,24 @@ def test_vllm_backend_end_to_end(tiny_dir, tiny_data, tmp_path, monkeypatch):
     result = json.loads((out / "tiny_bars.json").read_text())
     assert (result["n_samples"], result["agrees_with_lmms_eval"]) == (4, True)
     assert result["generation"]["backend"]["name"] == "vllm"
+
+
+@pytest.mark.slow
+def test_two_processes_shard_the_questions_and_gather_them(tiny_dir, tiny_data, tmp_path):
+    """`torchrun --nproc_per_node 2` (CPU here; `accelerate launch` on GPUs): every question is answered once."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "pgpo.cli", "evaluate",
+           "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks", "tiny_bars,tiny_shape",
+           "--samples", "2", "--set", "limit=3", "--set", "backend.threads=1", "--out", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("tiny_bars", "tiny_shape"):
+        result = json.loads((out / f"{name}.json").read_text())
+        assert (result["n_questions"], result["n_samples"], result["generation"]["world_size"]) == (3, 6, 2)
+        rows = [json.loads(line) for line in (out / "samples" / f"{name}.jsonl").read_text().splitlines()]
+        assert [r["doc_id"] for r in rows] == [0, 1, 2]

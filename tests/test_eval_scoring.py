@@ -54,15 +54,25 @@ def test_failed_generations_are_counted_listed_and_score_zero(tmp_path):
 
 
 def test_invalid_gold_is_listed_not_scored(tmp_path):
-    rows = [row(0, "seventeen", ["\\boxed{A}"], ["1", "2"]), row(1, "A", ["\\boxed{A}"], ["1", "2"])]
-    r = score_benchmark(write_run(tmp_path, rows, 1))
-    assert r["n_questions"] == 1 and r["avg_at_k"] == 1.0
-    assert r["invalid_gold"][0]["id"] == "q0" and "neither a letter" in r["invalid_gold"][0]["problem"]
+    rows = [row(0, "seventeen", ["\\boxed{A}", "no box"], ["1", "2"]),
+            row(1, "eighteen", ["no box", FAILED_PREFIX + "x"], ["1", "2"]),  # found without any boxed answer
+            row(2, "A", ["\\boxed{A}", FAILED_PREFIX + "OSError"], ["1", "2"])]
+    r = score_benchmark(write_run(tmp_path, rows, 2))
+    assert r["n_questions"] == 1 and r["avg_at_k"] == 0.5
+    assert [i["id"] for i in r["invalid_gold"]] == ["q0", "q1"] and "names none of" in r["invalid_gold"][0]["problem"]
+    assert r["failed_question_ids"] == ["q2"]  # aligned with the question, not shifted by the invalid ones
+    assert r["counts"] == {"ok": 1, "no_answer": 0, "timeout": 0, "error": 0, "generation_failed": 1}
 
 
-def test_wrong_number_of_samples_names_file_and_row(tmp_path):
-    path = write_run(tmp_path, [row(0, "4", ["\\boxed{4}"] * 2), row(1, "4", ["\\boxed{4}"] * 3)], 2)
-    with pytest.raises(DataError, match=r"bench.jsonl:2: field 'responses' has 3 samples, expected k=2"):
+@pytest.mark.parametrize("bad, message", [
+    ({"responses": ["\\boxed{4}"] * 3}, r"bench.jsonl:2: field 'responses' has 3 samples, expected k=2"),
+    ({"responses": ["\\boxed{4}", None]}, r"bench.jsonl:2: field 'responses' must be a list of strings"),
+    ({"choices": "AB"}, r"bench.jsonl:2: field 'choices' must be a list of strings"),
+    ({"id": "q0"}, r"bench.jsonl:2: field 'id' 'q0' repeats row 1"),
+])
+def test_bad_sample_rows_name_file_row_and_field(tmp_path, bad, message):
+    path = write_run(tmp_path, [row(0, "4", ["\\boxed{4}"] * 2), {**row(1, "4", ["\\boxed{4}"] * 2), **bad}], 2)
+    with pytest.raises(DataError, match=message):
         score_benchmark(path)
 
 
@@ -113,6 +123,7 @@ def test_vllm_backend_gets_parallelism_pixels_and_the_protocol():
     args = model_args("Qwen/Qwen2.5-VL-7B-Instruct", cfg, {"min_pixels": 3136, "max_pixels": 1003520})
     assert (args["tensor_parallel_size"], args["data_parallel_size"]) == (1, 8)
     assert args["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 1003520}
+    assert model_args("m", cfg, {"min_pixels": 3136, "max_pixels": None})["mm_processor_kwargs"] == {"min_pixels": 3136}
     g = gen_kwargs(cfg)
     assert (g["temperature"], g["top_p"], g["top_k"], g["repetition_penalty"], g["max_new_tokens"]) == \
         (1.0, 1.0, 0, 1.0, 2048)

@@ -47,6 +47,7 @@ GOLDEN = [
     ("\\boxed{12\\text{ cm}}", "12", None, 1.0),
     ("\\boxed{12 cm^2}", "12", None, 1.0),
     ("\\boxed{13 cm}", "12", None, 0.0),
+    ("\\boxed{12 meters}", "12", None, 1.0),
     # free-form text, and the capital-letter trap
     ("\\boxed{Blue}", "blue", None, 1.0),
     ("\\boxed{\\text{blue}}", "blue", None, 1.0),
@@ -60,6 +61,9 @@ GOLDEN = [
     ("\\boxed{A, C}", "A, C", None, 1.0),
     ("\\boxed{C,A}", "A, C", None, 1.0),
     ("\\boxed{A}", "A, C", None, 0.0),
+    ("\\boxed{AC}", "A, C", None, 1.0),  # a run of letters when the gold names several
+    ("\\boxed{AC}", "A", None, 0.0),
+    ("\\boxed{(c)}", "C", None, 1.0),
     # multiple choice with the options given
     ("\\boxed{C}", "C", OPTS, 1.0),
     ("\\boxed{C. 12}", "C", OPTS, 1.0),  # "\boxed{C}" vs "C. 12"

@@ -137,13 +137,14 @@ def fetch_command(bench: Benchmark) -> str:
 def check_cached(bench: Benchmark) -> str:
     """The cached commit of a hub benchmark's dataset; DataError naming the fetch command if it is not cached."""
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     from pgpo.data import DataError
 
     src = hub_source(bench)
     try:
         path = snapshot_download(src["dataset"], repo_type="dataset", revision=src["revision"], local_files_only=True)
-    except Exception as e:  # LocalEntryNotFoundError and friends: not in the cache
+    except (LocalEntryNotFoundError, OSError) as e:  # not in the cache
         raise DataError(f"{bench.name}: dataset {src['dataset']} (revision {src['revision'] or 'unpinned'}) is not "
                         f"in the Hugging Face cache ({type(e).__name__}). Fetch it on a machine with network and "
                         f"share HF_HOME: {fetch_command(bench)}") from None

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from pgpo.config import deep_merge
 from pgpo.evaluation.benchmarks import TASKS_DIR, Benchmark, check_cached, hub_source, task_override, tiny_inputs
 from pgpo.evaluation.config import EvalConfig
 from pgpo.evaluation.docs import METRIC
@@ -40,10 +41,11 @@ def _saved_pixels(checkpoint: str) -> dict:
 def pixel_budget(checkpoint: str, cfg: EvalConfig) -> dict:
     """The image pixel budget in force: the config's, else the checkpoint processor's (= the training budget)."""
     saved = _saved_pixels(checkpoint)
+    fallback = "checkpoint processor" if saved else "processor default of the hub model"
     return {"min_pixels": cfg.min_pixels or saved.get("min_pixels"),
             "max_pixels": cfg.max_pixels or saved.get("max_pixels"),
-            "source": "config" if cfg.min_pixels or cfg.max_pixels else
-                      ("checkpoint processor" if saved else "processor default of the hub model")}
+            "source": {"min_pixels": "config" if cfg.min_pixels else fallback,
+                       "max_pixels": "config" if cfg.max_pixels else fallback}}
 
 
 def model_args(checkpoint: str, cfg: EvalConfig, pixels: dict) -> dict:
@@ -56,8 +58,10 @@ def model_args(checkpoint: str, cfg: EvalConfig, pixels: dict) -> dict:
             "data_parallel_size": b.data_parallel_size, "gpu_memory_utilization": b.gpu_memory_utilization,
             "batch_size": b.batch_size, "max_new_tokens": cfg.sampling.max_new_tokens}
     if pixels["max_pixels"]:
-        args["max_pixels"] = int(pixels["max_pixels"])
-        args["mm_processor_kwargs"] = {k: int(pixels[k]) for k in ("min_pixels", "max_pixels") if pixels[k]}
+        args["max_pixels"] = int(pixels["max_pixels"])  # lmms-eval's own resize before the processor
+    budget = {key: int(pixels[key]) for key in ("min_pixels", "max_pixels") if pixels[key]}
+    if budget:
+        args["mm_processor_kwargs"] = budget
     if b.max_model_len:
         args["max_model_len"] = b.max_model_len
     return args
@@ -85,7 +89,7 @@ def make_task(bench: Benchmark, override: dict, chat: bool):
     from lmms_eval.api.task import ConfigurableMessagesTask, ConfigurableTask
     from lmms_eval.utils import load_yaml_config
 
-    config = {**load_yaml_config(str(bench.yaml_path), mode="full"), **override}
+    config = deep_merge(load_yaml_config(str(bench.yaml_path), mode="full"), override)
     return (ConfigurableMessagesTask if chat else ConfigurableTask)(config=config)
 
 
@@ -166,7 +170,10 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
             "checkpoint_hash": ckpt_hash, "backend": {"name": cfg.backend.name, "model_args": args},
             "sampling": asdict(cfg.sampling), "gen_kwargs": gen_kwargs(cfg),
             "prompt": {"system": SYSTEM_PROMPT, "instruction": INSTRUCTION}, "pixel_budget": pixels,
-            "inputs": inputs, "limit": cfg.limit, "seed": cfg.seed, "n_questions": n_questions,
+            "inputs": inputs, "limit": cfg.limit, "n_questions": n_questions,
+            "expected_questions": None if cfg.limit else expected,
+            # vLLM: lmms-eval fixes LLM(seed=1); pgpo_vlm: seed + rank; samples also depend on the rank count
+            "sampling_seed": 1 if cfg.backend.name == "vllm" else cfg.seed, "world_size": lm.world_size,
             "lmms_eval": {"avg_at_k": results["results"][bench.task].get(f"{METRIC},k_samples"),
                           "n_samples": results.get("n-samples", {}).get(bench.task)},
             "samples_sha256": _sha256(path), "wall_seconds": round(wall, 2), "code_version": code,

@@ -21,10 +21,6 @@ from pgpo.prompts import SYSTEM_PROMPT
 MANIFESTS = [ModelManifest(model_id="pgpo_vlm", simple_class_path="pgpo.evaluation.lmms_model.PGPOVisionLanguageModel")]
 
 
-def _as_bool(v) -> bool:
-    return v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
-
-
 class PGPOVisionLanguageModel(lmms):
     """Sampling from a Qwen2.5-VL checkpoint with the training prompt; model_args mirror pgpo's EvalConfig."""
 
@@ -42,9 +38,11 @@ class PGPOVisionLanguageModel(lmms):
             raise ValueError(f"pgpo_vlm: unknown model_args {sorted(kwargs)}")
         if int(threads) > 0:
             torch.set_num_threads(int(threads))
-        accelerator = Accelerator()
-        self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
-        self._device = torch.device(f"cuda:{accelerator.local_process_index}" if self._world_size > 1 else device)
+        # lmms-eval gathers request counts through self.accelerator on self.device when several processes run
+        self.accelerator = Accelerator(cpu=not str(device).startswith("cuda"))
+        self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
+        several_gpus = self._world_size > 1 and str(device).startswith("cuda")
+        self._device = torch.device(f"cuda:{self.accelerator.local_process_index}" if several_gpus else device)
         pixels = {k: int(v) for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v}
         self.processor = AutoProcessor.from_pretrained(pretrained, **pixels)
         self.processor.tokenizer.padding_side = "left"
@@ -53,6 +51,10 @@ class PGPOVisionLanguageModel(lmms):
         self.batch_size = int(batch_size)
         # one generator per rank: sampling is reproducible for a given seed, batch size and request order
         self._generator_seed = int(seed) + self._rank
+
+    @property
+    def device(self):
+        return self._device
 
     def _prompt(self, context: str, n_images: int) -> str:
         user = [{"type": "image"}] * n_images + [{"type": "text", "text": context}]

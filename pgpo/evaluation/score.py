@@ -19,7 +19,7 @@ import numpy as np
 
 from pgpo.data import DataError
 from pgpo.evaluation.docs import FAILED_PREFIX
-from pgpo.scoring import grade_detailed
+from pgpo.scoring import choice_letter, grade_detailed
 
 
 def bootstrap_ci(values: np.ndarray, samples: int, seed: int, chunk: int = 1000) -> tuple[float, float]:
@@ -34,18 +34,25 @@ def bootstrap_ci(values: np.ndarray, samples: int, seed: int, chunk: int = 1000)
 
 
 def read_samples(path: Path, k: int) -> list[dict]:
-    rows, problems = [], []
+    """Rows of a samples file, validated; DataError listing every bad row as file:row: field: problem."""
+    rows, problems, seen = [], [], {}
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             problems.append(f"{path}:{n}: not valid JSON ({e.msg})")
             continue
-        for field in ("id", "answer", "responses"):
-            if field not in row:
-                problems.append(f"{path}:{n}: field '{field}' is missing")
-        if isinstance(row.get("responses"), list) and len(row["responses"]) != k:
-            problems.append(f"{path}:{n}: field 'responses' has {len(row['responses'])} samples, expected k={k}")
+        problems += [f"{path}:{n}: field '{f}' is missing" for f in ("id", "answer", "responses") if f not in row]
+        responses, choices = row.get("responses"), row.get("choices") or []
+        if not isinstance(responses, list) or not all(isinstance(r, str) for r in responses):
+            problems.append(f"{path}:{n}: field 'responses' must be a list of strings")
+        elif len(responses) != k:
+            problems.append(f"{path}:{n}: field 'responses' has {len(responses)} samples, expected k={k}")
+        if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+            problems.append(f"{path}:{n}: field 'choices' must be a list of strings")
+        if "id" in row and row["id"] in seen:
+            problems.append(f"{path}:{n}: field 'id' {row['id']!r} repeats row {seen[row['id']]}")
+        seen.setdefault(row.get("id"), n)
         rows.append(row)
     if problems:
         raise DataError(f"{len(problems)} bad row(s) in {path}:\n  " + "\n  ".join(problems[:20]))
@@ -55,7 +62,7 @@ def read_samples(path: Path, k: int) -> list[dict]:
 
 
 def grade_question(row: dict, counts: Counter) -> float:
-    """Mean grade of one question's responses; updates counts by status."""
+    """Mean grade of one question's responses; counts each response's status."""
     choices = list(row.get("choices") or []) or None
     total = 0.0
     for response in row["responses"]:
@@ -81,39 +88,48 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
     rows = read_samples(path, k)
     samples_sha = hashlib.sha256(path.read_bytes()).hexdigest()
     counts: Counter = Counter()
-    per_question, invalid = [], []
+    per_question, invalid, failed = [], [], []
     for row in rows:
-        try:
-            per_question.append({"id": row["id"], "mean": grade_question(row, counts)})
-        except ValueError as e:  # the gold answer names no option: a data problem, listed, not scored
-            invalid.append({"id": row["id"], "problem": str(e)})
+        choices = list(row.get("choices") or [])
+        if choices and choice_letter(str(row["answer"]), choices) is None:  # a data problem: listed, not scored
+            invalid.append({"id": row["id"], "problem": f"gold answer {row['answer']!r} names none of {choices}"})
+            continue
+        row_counts: Counter = Counter()
+        per_question.append({"id": row["id"], "mean": grade_question(row, row_counts)})
+        counts.update(row_counts)
+        if row_counts["generation_failed"]:
+            failed.append(row["id"])
     if not per_question:
         raise DataError(f"{path}: no question could be graded ({len(invalid)} with invalid gold answers)")
     values = np.array([q["mean"] for q in per_question])
     n = len(values)
     se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else None
     lo, hi = bootstrap_ci(values, bootstrap_samples, seed)
-    failed = [q["id"] for q, row in zip(per_question, rows) if any(r.startswith(FAILED_PREFIX) for r in row["responses"])]
-    lmms = (meta.get("lmms_eval") or {}).get("avg_at_k")
+    lmms_eval_avg = (meta.get("lmms_eval") or {}).get("avg_at_k")
     result = {
         "benchmark": meta["benchmark"], "avg_at_k": float(values.mean()), "k": k, "n_questions": n,
         "n_samples": n * k, "standard_error": se, "ci95_bootstrap": [lo, hi],
         "counts": {s: counts.get(s, 0) for s in ("ok", "no_answer", "timeout", "error", "generation_failed")},
         "n_failed": counts.get("generation_failed", 0), "n_timeout": counts.get("timeout", 0),
         "failed_question_ids": failed, "invalid_gold": invalid,
-        "lmms_eval_avg_at_k": lmms,
-        "agrees_with_lmms_eval": None if lmms is None or invalid else bool(abs(lmms - values.mean()) < 1e-9),
+        "lmms_eval_avg_at_k": lmms_eval_avg,
+        "agrees_with_lmms_eval": None if lmms_eval_avg is None or invalid
+        else bool(abs(lmms_eval_avg - values.mean()) < 1e-9),
         "checkpoint": meta["checkpoint"], "checkpoint_hash": meta["checkpoint_hash"],
         "samples_sha256": samples_sha, "samples_changed_since_generation": samples_sha != meta["samples_sha256"],
         "per_question": per_question,
         "scoring": {"grader": "pgpo.scoring.grade", "bootstrap_samples": bootstrap_samples, "seed": seed,
                     "code_version": code_version()},
-        "generation": {k_: v for k_, v in meta.items() if k_ not in ("benchmark",)},
+        "expected_questions": meta.get("expected_questions"),
+        "generation": {key: v for key, v in meta.items() if key != "benchmark"},
     }
     if failed or invalid or counts.get("timeout"):
         print(f"pgpo score: {meta['benchmark']}: {counts.get('generation_failed', 0)} failed generations, "
               f"{counts.get('timeout', 0)} verifier timeouts, {len(invalid)} invalid gold answers "
-              f"(see {path.with_name(meta['benchmark'] + '.json')})", file=sys.stderr)
+              f"(listed in {path.parent.parent / (meta['benchmark'] + '.json')})", file=sys.stderr)
+    if result["samples_changed_since_generation"]:
+        print(f"pgpo score: warning: {path} differs from the file generation wrote (sha256 in {meta_path.name})",
+              file=sys.stderr)
     return result
 
 

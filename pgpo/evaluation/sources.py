@@ -24,11 +24,20 @@ VISION_CENTRIC = ("Vision Intensive", "Vision Dominant", "Vision Only")
 
 
 def _undecoded(ds: datasets.Dataset, columns: list[str]) -> datasets.Dataset:
+    """Cast image columns to undecoded images; a column that holds no images (e.g. path strings) is an error."""
+    from pgpo.data import DataError
+
     feats = ds.features.copy()
     for c in columns:
-        f = feats[c]
-        feats[c] = datasets.Sequence(datasets.Image(decode=False)) if isinstance(f, (list, datasets.Sequence)) \
-            or type(f).__name__ == "List" else datasets.Image(decode=False)
+        f = feats.get(c)
+        inner = getattr(f, "feature", None)
+        if isinstance(f, datasets.Image):
+            feats[c] = datasets.Image(decode=False)
+        elif isinstance(inner, datasets.Image):
+            feats[c] = datasets.Sequence(datasets.Image(decode=False))
+        else:
+            raise DataError(f"{ds.info.dataset_name or 'dataset'}: column {c!r} should hold images, found {f} "
+                            f"(columns: {sorted(ds.features)}); the dataset layout changed, check its revision")
     return ds.cast(feats)
 
 
@@ -45,7 +54,7 @@ def _strip_image_tags(text: str) -> str:
 def _row(i, question, answer, images, choices=(), show_choices=False, id_=None) -> dict:
     return {"id": str(id_ if id_ is not None else i), "question": _strip_image_tags(str(question)),
             "answer": str(answer).strip(), "choices": [str(c) for c in choices], "show_choices": show_choices,
-            "images": images if isinstance(images, list) else [images]}
+            "images": [im for im in (images if isinstance(images, list) else [images]) if im is not None]}
 
 
 def geo3k_docs(ds: datasets.Dataset) -> datasets.Dataset:
@@ -77,9 +86,9 @@ def mathverse_v_docs(ds: datasets.Dataset) -> datasets.Dataset:
 
 def dynamath_docs(ds: datasets.Dataset) -> datasets.Dataset:
     """DynaMath/DynaMath_Sample sample_variant1 (501): `question` (options inline for multiple choice),
-    `image`, `ground_truth` (letter, number or expression)."""
-    return _canonical(ds, lambda r, i: _row(i, r["question"], r["ground_truth"], r["image"], id_=r.get("id")),
-                      ["image"])
+    `decoded_image` (`image` is only a path string), `ground_truth` (letter, number or expression)."""
+    return _canonical(ds, lambda r, i: _row(i, r["question"], r["ground_truth"], r["decoded_image"],
+                                            id_=r.get("id")), ["decoded_image"])
 
 
 def mathvision_docs(ds: datasets.Dataset) -> datasets.Dataset:
