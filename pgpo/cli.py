@@ -112,7 +112,7 @@ def cmd_evaluate(a):
     written = generate(a.checkpoint, benches, cfg, out)
     if written is None or a.no_score:
         return
-    table = score_run(out, list(written), cfg.bootstrap_samples, cfg.seed)
+    table = score_run(out, list(written), cfg.bootstrap_samples, cfg.seed, a.summary)
     for name, r in table["benchmarks"].items():
         lo, hi = r["ci95_bootstrap"]
         print(f"{name:14s} avg@{r['k']} {r['avg_at_k']:.3f}  95% CI [{lo:.3f}, {hi:.3f}]  n={r['n_questions']}"
@@ -145,6 +145,42 @@ def cmd_benchmarks(a):
             f"{k}={v}" for k, v in bm.hub_source(bench).items() if v)
         print(f"{name:13s} {bench.task:18s} {src}")
     print("groups: " + "; ".join(f"{g} = {','.join(v)}" for g, v in bm.groups().items()))
+
+
+def cmd_track(a):
+    from pgpo.tracking import ingest
+
+    spec = json.loads(a.spec)
+    result = ingest(spec["root"], spec["target"], {k: Path(v) for k, v in spec["trainings"].items()},
+                    {k: Path(v) for k, v in spec["evaluations"].items()}, spec["benchmarks"], spec.get("labels"))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(result, indent=2))
+    print(f"{spec['target']}: {len(result['runs'])} runs under parent {result['parent_run_id']}")
+
+
+def cmd_table(a):
+    from pgpo.tables import build_table, table_records, write_table
+    from pgpo.tracking import log_table
+
+    spec = json.loads(a.spec)
+    tracking = json.loads(Path(spec["tracking"]).read_text()) if spec.get("tracking") else {}
+    table = build_table({k: [Path(d) for d in v] for k, v in spec["rows"].items()}, spec["benchmarks"],
+                        spec["average_over"], tracking.get("runs"))
+    from pgpo.evaluation.benchmarks import all_benchmarks
+
+    meta = all_benchmarks()
+    names = {b: meta[b].meta.get("paper_column", b.removeprefix("tiny_")) if b in meta else b for b in spec["benchmarks"]}
+    files = write_table(table, spec["out"], spec["title"], names)
+    if tracking:
+        log_table(spec["root"], tracking["parent_run_id"], files, table_records(table))
+    print(Path(spec["out"]).with_suffix(".md").read_text())
+
+
+def cmd_dependency_report(a):
+    from pgpo.dependency_report import dependency_report
+
+    stats = dependency_report(a.checkpoint, a.data, a.out, a.items_per_task, a.k, seed=a.seed)
+    print(json.dumps(stats["all"], indent=2))
 
 
 def cmd_methods(a):
@@ -212,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. backend.batch_size=8")
     s.add_argument("--no-score", action="store_true", help="only generate (score later with `pgpo score`)")
     s.add_argument("--overwrite", action="store_true", help="regenerate samples that already exist in --out")
+    s.add_argument("--summary", help="write the summary here instead of <out>/summary.json")
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("score", help="(re)score the samples of an evaluation run, on CPU, without the model")
@@ -228,6 +265,24 @@ def main(argv: list[str] | None = None) -> int:
 
     s = sub.add_parser("benchmarks", help="list the benchmarks (lmms-eval tasks) and their sources")
     s.set_defaults(fn=cmd_benchmarks)
+
+    s = sub.add_parser("track", help="mirror training runs and evaluations into MLflow (workflow step)")
+    s.add_argument("--spec", required=True, help="JSON: root, target, benchmarks, trainings, evaluations, labels")
+    s.add_argument("--out", required=True, help="JSON file mapping result directories to MLflow run ids")
+    s.set_defaults(fn=cmd_track)
+
+    s = sub.add_parser("table", help="write a results table (.md/.csv/.png) with CIs over seeds (workflow step)")
+    s.add_argument("--spec", required=True, help="JSON: rows, benchmarks, average_over, tracking, out, title")
+    s.set_defaults(fn=cmd_table)
+
+    s = sub.add_parser("dependency-report", help="token visual dependency heatmap (HTML/PNG) and sparsity stats")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True, help="output prefix (.html, .png, .json)")
+    s.add_argument("--items-per-task", type=int, default=8)
+    s.add_argument("--k", type=int, default=4)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_dependency_report)
 
     s = sub.add_parser("methods", help="list the methods in baselines/")
     s.set_defaults(fn=cmd_methods)

@@ -36,7 +36,8 @@ def answer_token_mask(tokenizer, ids: list[int]) -> list[bool]:
 @torch.no_grad()
 def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_per_task: int, k: int,
           temperature: float = 1.0, max_new_tokens: int = 24, tau: float = 0.4, batch_size: int = 32,
-          seed: int = 0) -> dict:
+          seed: int = 0, examples: int = 0) -> dict:
+    """avg@k and dependency statistics per suite; with `examples`, also the first completions token by token."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     torch.manual_seed(seed)
@@ -46,6 +47,7 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
     tok.padding_side = "left"
     records: list[Record] = [r for t in tasks for r in load_split(Path(data_dir) / f"suite_{t}.jsonl")[:items_per_task]]
     per_task: dict[str, dict[str, list[float]]] = {}
+    kept: list[dict] = []
     start = time.perf_counter()
     for lo in tqdm(range(0, len(records), batch_size), desc="probe", unit="batch"):
         chunk = records[lo:lo + batch_size]
@@ -83,11 +85,15 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
             stats["s_answer"] += s[row][is_answer & valid].tolist()
             stats["s_other"] += s[row][~is_answer & valid].tolist()
             stats["above"] += (importance[row][valid] >= tau).float().tolist()
+            if len(kept) < examples and row % k == 0:  # one completion per question
+                kept.append({"task": record.task, "answer": record.answer, "correct": stats["score"][-1],
+                             "tokens": [tok.decode([i]) for i in ids], "s": s[row, :n].tolist(),
+                             "answer_token": is_answer[:n].tolist()})
     summary = {task: _summarise(v) for task, v in sorted(per_task.items())}
     summary["all"] = _summarise({key: [x for v in per_task.values() for x in v[key]]
                                  for key in ("score", "s_answer", "s_other", "above")})
     return {"checkpoint": str(checkpoint), "k": k, "items_per_task": items_per_task, "temperature": temperature,
-            "seconds": round(time.perf_counter() - start, 1), "suites": summary}
+            "tau": tau, "seconds": round(time.perf_counter() - start, 1), "suites": summary, "examples": kept}
 
 
 def _summarise(stats: dict[str, list[float]]) -> dict:

@@ -134,8 +134,9 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
 
 
 def score_run(run_dir: str | Path, benchmarks: list[str] | None = None, bootstrap_samples: int = 10000,
-              seed: int = 0) -> dict:
-    """Score every samples file of a run (or the named ones); write <run>/<benchmark>.json and summary.json."""
+              seed: int = 0, summary_path: str | Path | None = None) -> dict:
+    """Score every samples file of a run (or the named ones); write <run>/<benchmark>.json and a summary
+    (<run>/summary.json unless summary_path: parallel jobs scoring parts of one run each write their own)."""
     run_dir = Path(run_dir)
     files = sorted((run_dir / "samples").glob("*.jsonl"))
     if benchmarks:
@@ -150,5 +151,5 @@ def score_run(run_dir: str | Path, benchmarks: list[str] | None = None, bootstra
         summary[result["benchmark"]] = {key: result[key] for key in (
             "avg_at_k", "k", "n_questions", "standard_error", "ci95_bootstrap", "n_failed", "n_timeout")}
     table = {"benchmarks": summary, "mean_avg_at_k": float(np.mean([v["avg_at_k"] for v in summary.values()]))}
-    (run_dir / "summary.json").write_text(json.dumps(table, indent=2))
+    Path(summary_path or run_dir / "summary.json").write_text(json.dumps(table, indent=2))
     return table

@@ -1,5 +1,4 @@
-# Foundation stages of the tiny profile: model, data, warm start, one RL run per method.
-ROOT = config["root"]
+# The tiny profile builds its own model and data and warm-starts once; every method and seed starts from there.
 
 
 rule build_tiny:
@@ -7,11 +6,14 @@ rule build_tiny:
         f"{ROOT}/model/base/config.json",
     log:
         f"{ROOT}/logs/build_tiny.log",
+    benchmark:
+        f"{ROOT}/benchmarks/build_tiny.tsv"
+    conda:
+        "../../environment.yml"
     params:
         out=f"{ROOT}/model/base",
-        seed=config["seed"],
     shell:
-        "pgpo build-tiny --out {params.out} --seed {params.seed} > {log} 2>&1"
+        "pgpo build-tiny --out {params.out} --seed 0 > {log} 2>&1"
 
 
 rule make_data:
@@ -19,11 +21,15 @@ rule make_data:
         f"{ROOT}/data/MANIFEST.json",
     log:
         f"{ROOT}/logs/make_data.log",
+    benchmark:
+        f"{ROOT}/benchmarks/make_data.tsv"
+    conda:
+        "../../environment.yml"
     params:
         out=f"{ROOT}/data",
-        seed=config["seed"],
+        sizes=lambda wc: " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.get("data", {}).items()),
     shell:
-        "pgpo make-data --out {params.out} --seed {params.seed} > {log} 2>&1"
+        "pgpo make-data --out {params.out} --seed 0 {params.sizes} > {log} 2>&1"
 
 
 rule warm_start:
@@ -34,35 +40,14 @@ rule warm_start:
         f"{ROOT}/model/warmstart/warmstart.json",
     log:
         f"{ROOT}/logs/warm_start.log",
+    benchmark:
+        f"{ROOT}/benchmarks/warm_start.tsv"
+    conda:
+        "../../environment.yml"
     threads: 2
     params:
         out=f"{ROOT}/model/warmstart",
-        steps=config["warmstart"]["steps"],
-        lr=config["warmstart"]["lr"],
-        bs=config["warmstart"]["batch_size"],
-        noise=config["warmstart"]["label_noise"],
+        sets=lambda wc: sets(config["warmstart"]),
     shell:
-        "pgpo warm-start --model {ROOT}/model/base --data {ROOT}/data --out {params.out} "
-        "--set steps={params.steps} --set lr={params.lr} --set batch_size={params.bs} "
-        "--set label_noise={params.noise} > {log} 2>&1"
-
-
-rule train:
-    input:
-        rules.warm_start.output,
-    output:
-        f"{ROOT}/runs/{{method}}-s{{seed}}/run.json",
-    log:
-        f"{ROOT}/logs/train_{{method}}_s{{seed}}.log",
-    threads: 1
-    params:
-        out=f"{ROOT}/runs/{{method}}-s{{seed}}",
-        config=config["train_config"],
-    shell:
-        "pgpo train --method {wildcards.method} --config {params.config} --seed {wildcards.seed} "
-        "--set threads={threads} --out {params.out} > {log} 2>&1"
-
-
-rule tiny_foundation:
-    input:
-        expand(f"{ROOT}/runs/{{method}}-s{{seed}}/run.json", method=config["methods"], seed=[config["seed"]]),
+        "pgpo warm-start --model {ROOT}/model/base --data {ROOT}/data --out {params.out} {params.sets} "
+        "> {log} 2>&1"

@@ -1,0 +1,182 @@
+"""Tables from evaluation results: cells are avg@k, mean over seeds with a 95% interval over seeds AND questions.
+
+A cell's interval comes from a two-level bootstrap: resample the seeds, then the questions within each resampled
+seed's result, and take the mean. With few seeds it is wide on purpose: seed-to-seed variation is real variation.
+Inputs are the per-benchmark result JSONs written by `pgpo score`; every cell keeps its provenance (result paths,
+samples hashes, MLflow run ids when a tracking map is given).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Cell:
+    """One (row, benchmark) cell: per-seed per-question means plus provenance."""
+
+    per_seed: list[np.ndarray] = field(default_factory=list)
+    sources: list[dict] = field(default_factory=list)
+
+    def stats(self, bootstrap: int = 2000, seed: int = 0) -> dict:
+        means = [float(v.mean()) for v in self.per_seed]
+        lo, hi = hierarchical_ci(self.per_seed, bootstrap, seed)
+        return {"mean": float(np.mean(means)), "ci95": [lo, hi], "per_seed": means, "n_seeds": len(means)}
+
+
+def hierarchical_ci(per_seed: list[np.ndarray], bootstrap: int, seed: int) -> tuple[float, float]:
+    """95% percentile interval of the grand mean under resampling of seeds, then of questions within seeds."""
+    rng = np.random.default_rng(seed)
+    stats = np.empty(bootstrap)
+    for b in range(bootstrap):
+        picks = rng.integers(0, len(per_seed), size=len(per_seed))
+        stats[b] = np.mean([per_seed[i][rng.integers(0, len(per_seed[i]), size=len(per_seed[i]))].mean()
+                            for i in picks])
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def load_result(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing evaluation result (run `pgpo evaluate`)")
+    return json.loads(path.read_text())
+
+
+def build_table(runs: dict[str, list[Path]], benchmarks: list[str], average_over: list[str],
+                tracking: dict | None = None, bootstrap: int = 2000) -> dict:
+    """runs: row label -> run directories (one per seed) holding <benchmark>.json.
+
+    Returns {"rows": {label: {bench: stats, ..., "avg": stats}}, "provenance": [...]}. `avg` is the mean over
+    `average_over` (the paper's Avg column), its interval from the same two-level bootstrap per seed."""
+    tracking = tracking or {}
+    rows, provenance = {}, []
+    for label, run_dirs in runs.items():
+        cells = {b: Cell() for b in benchmarks}
+        for run_dir in run_dirs:
+            for b in benchmarks:
+                path = Path(run_dir) / f"{b}.json"
+                r = load_result(path)
+                cells[b].per_seed.append(np.array([q["mean"] for q in r["per_question"]]))
+                prov = {"row": label, "benchmark": b, "result": str(path), "samples_sha256": r["samples_sha256"],
+                        "checkpoint_hash": r["checkpoint_hash"], "avg_at_k": r["avg_at_k"], "k": r["k"],
+                        "config_hash": _run_config_hash(Path(run_dir)),
+                        "mlflow_run_id": tracking.get(str(Path(run_dir)), "")}
+                cells[b].sources.append(prov)
+                provenance.append(prov)
+        row = {b: c.stats(bootstrap) for b, c in cells.items()}
+        if average_over:
+            row["avg"] = _average_stats(cells, average_over, bootstrap)
+        rows[label] = row
+    return {"rows": rows, "benchmarks": benchmarks, "average_over": average_over, "provenance": provenance}
+
+
+def _average_stats(cells: dict[str, Cell], average_over: list[str], bootstrap: int, seed: int = 0) -> dict:
+    """Mean over benchmarks of avg@k; interval: resample seeds, then questions within every benchmark."""
+    n_seeds = len(cells[average_over[0]].per_seed)
+    per_seed_avg = [float(np.mean([cells[b].per_seed[i].mean() for b in average_over])) for i in range(n_seeds)]
+    rng = np.random.default_rng(seed)
+    stats = np.empty(bootstrap)
+    for t in range(bootstrap):
+        picks = rng.integers(0, n_seeds, size=n_seeds)
+        stats[t] = np.mean([np.mean([_resampled_mean(cells[b].per_seed[i], rng) for b in average_over])
+                            for i in picks])
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return {"mean": float(np.mean(per_seed_avg)), "ci95": [float(lo), float(hi)], "per_seed": per_seed_avg,
+            "n_seeds": n_seeds}
+
+
+def _resampled_mean(values: np.ndarray, rng) -> float:
+    return float(values[rng.integers(0, len(values), size=len(values))].mean())
+
+
+def _run_config_hash(eval_dir: Path) -> str:
+    """config_hash of the training run whose evaluation this is (run.json), '' for a base model."""
+    meta = next(iter(sorted((eval_dir / "samples").glob("*.meta.json"))), None)
+    if meta is None:
+        return ""
+    ckpt = Path(json.loads(meta.read_text())["checkpoint"])
+    run_json = ckpt.parent / "run.json"
+    return json.loads(run_json.read_text()).get("config_hash", "") if run_json.exists() else ""
+
+
+def table_records(table: dict) -> list[dict]:
+    """One flat record per row (for MLflow's log_table): mean and CI bounds of every column, in %."""
+    cols = table["benchmarks"] + (["avg"] if table["average_over"] else [])
+    out = []
+    for label, row in table["rows"].items():
+        rec = {"row": label}
+        for c in cols:
+            rec[c] = round(row[c]["mean"] * 100, 2)
+            rec[f"{c}_ci_low"], rec[f"{c}_ci_high"] = (round(v * 100, 2) for v in row[c]["ci95"])
+        out.append(rec)
+    return out
+
+
+def _fmt(s: dict, scale: float = 100.0) -> str:
+    lo, hi = s["ci95"]
+    return f"{s['mean'] * scale:.1f} [{lo * scale:.1f}, {hi * scale:.1f}]"
+
+
+def write_table(table: dict, prefix: str | Path, title: str, column_names: dict[str, str] | None = None) -> list[Path]:
+    """<prefix>.md (mean [95% CI], %), <prefix>.csv (one line per cell with provenance), <prefix>.png."""
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    names = column_names or {}
+    cols = table["benchmarks"] + (["avg"] if table["average_over"] else [])
+    head = [names.get(c, c) for c in cols]
+    lines = [f"# {title}", "", "avg@k in %, mean over seeds [95% CI over seeds and questions]", "",
+             "| row | " + " | ".join(head) + " |", "|---" * (len(cols) + 1) + "|"]
+    for label, row in table["rows"].items():
+        lines.append(f"| {label} | " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+    if table["average_over"]:
+        lines += ["", f"avg = mean over {', '.join(names.get(b, b) for b in table['average_over'])}"]
+    md = prefix.with_suffix(".md")
+    md.write_text("\n".join(lines) + "\n")
+    csv_path = prefix.with_suffix(".csv")
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "column", "mean", "ci95_low", "ci95_high", "n_seeds", "per_seed", "mlflow_run_ids",
+                    "config_hashes", "samples_sha256", "results"])
+        for label, row in table["rows"].items():
+            for c in cols:
+                src = [p for p in table["provenance"] if p["row"] == label and (c == "avg" or p["benchmark"] == c)]
+                s = row[c]
+                w.writerow([label, names.get(c, c), f"{s['mean']:.6f}", f"{s['ci95'][0]:.6f}",
+                            f"{s['ci95'][1]:.6f}", s["n_seeds"], ";".join(f"{v:.6f}" for v in s["per_seed"]),
+                            ";".join(sorted({p["mlflow_run_id"] for p in src if p["mlflow_run_id"]})),
+                            ";".join(sorted({p["config_hash"] for p in src if p["config_hash"]})),
+                            ";".join(sorted({p["samples_sha256"][:16] for p in src})),
+                            ";".join(sorted({p["result"] for p in src}))])
+    png = prefix.with_suffix(".png")
+    _plot(table, cols, head, png, title)
+    return [md, csv_path, png]
+
+
+def _plot(table: dict, cols: list[str], head: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(table["rows"])
+    width = 0.8 / max(1, len(labels))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(cols) * max(1, len(labels)) / 2), 3.6))
+    for i, label in enumerate(labels):
+        row = table["rows"][label]
+        means = np.array([row[c]["mean"] for c in cols]) * 100
+        lo = means - np.array([row[c]["ci95"][0] for c in cols]) * 100
+        hi = np.array([row[c]["ci95"][1] for c in cols]) * 100 - means
+        ax.bar(np.arange(len(cols)) + i * width, means, width, yerr=[lo, hi], capsize=2, label=label)
+    ax.set_xticks(np.arange(len(cols)) + width * (len(labels) - 1) / 2)
+    ax.set_xticklabels(head, rotation=30, ha="right")
+    ax.set_ylabel("avg@k (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=min(len(labels), 4))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,45 @@
+# Evaluation through lmms-eval: one job per (checkpoint, shard); a shard is a benchmark or a group of them.
+# Eval directories mirror the runs: eval/<size>/base, eval/<size>/<method>-s<seed>, eval/<size>/ablation/...
+
+
+def checkpoint_marker(wc):
+    if wc.run == "base":
+        return warm_start_marker()
+    if wc.run.startswith("ablation/"):
+        return [f"{ROOT}/ablation/{wc.size}/{wc.run[len('ablation/'):]}/run.json"]
+    return [f"{ROOT}/runs/{wc.size}/{wc.run}/run.json"]
+
+
+def checkpoint_dir(wc):
+    return start_model(wc.size) if wc.run == "base" else str(Path(checkpoint_marker(wc)[0]).parent / "final")
+
+
+rule evaluate:
+    input:
+        checkpoint_marker,
+    output:
+        f"{ROOT}/eval/{{size}}/{{run}}/shard-{{shard}}.json",
+    log:
+        f"{ROOT}/logs/eval/{{size}}/{{run}}/{{shard}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/evaluate/{{size}}/{{run}}/{{shard}}.tsv"
+    wildcard_constraints:
+        size="[^/]+",
+        shard="[^/]+",
+        run=".+",
+    conda:
+        "../../environment.yml"
+    threads: config["resources"]["eval"]["threads"]
+    resources:
+        **resources_of("eval"),
+    params:
+        launch=config["launch"]["eval"],
+        checkpoint=checkpoint_dir,
+        eval_config=repo_path(config["eval_config"]),
+        data=f"--data {ROOT}/data" if config.get("build_tiny") else "",
+        sets=sets(config["eval_set"]),
+        out=lambda wc: f"{ROOT}/eval/{wc.size}/{wc.run}",
+    shell:
+        "{params.launch} --checkpoint {params.checkpoint} --config {params.eval_config} {params.data} "
+        "--benchmarks {wildcards.shard} --out {params.out} --overwrite --summary {output} "
+        "--set backend.threads={threads} {params.sets} > {log} 2>&1"

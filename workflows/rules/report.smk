@@ -1,0 +1,22 @@
+# Token-level visual dependency of one trained checkpoint on held-out samples (heatmap + sparsity statistics).
+
+
+rule dependency_report:
+    input:
+        lambda wc: f"{ROOT}/runs/{config['dependency_report']['size']}/{config['dependency_report']['run']}/run.json",
+    output:
+        multiext(f"{ROOT}/reports/dependency", ".html", ".png", ".json"),
+    log:
+        f"{ROOT}/logs/dependency_report.log",
+    benchmark:
+        f"{ROOT}/benchmarks/report/dependency.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        checkpoint=lambda wc, input: str(Path(input[0]).parent / "final"),
+        per_task=config.get("dependency_report", {}).get("items_per_task", 8),
+        k=config.get("dependency_report", {}).get("k", 4),
+        out=f"{ROOT}/reports/dependency",
+    shell:
+        "pgpo dependency-report --checkpoint {params.checkpoint} --data {ROOT}/data --items-per-task {params.per_task} "
+        "--k {params.k} --out {params.out} > {log} 2>&1"

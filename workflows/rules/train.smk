@@ -1,0 +1,63 @@
+# RL training: one job per (size, method, seed) for Table 1, one per (size, grid point, seed) for the ablation.
+# `pgpo train` resumes from the last checkpoint in its directory, so a killed job continues where it stopped.
+
+
+rule train:
+    input:
+        warm_start_marker(),
+    output:
+        f"{ROOT}/runs/{{size}}/{{method}}-s{{seed}}/run.json",
+    log:
+        f"{ROOT}/logs/train/{{size}}/{{method}}-s{{seed}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/train/{{size}}-{{method}}-s{{seed}}.tsv"
+    wildcard_constraints:
+        size="[^/]+",
+        method="[^/]+",
+        seed=r"\d+",
+    conda:
+        "../../environment.yml"
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **resources_of("train"),
+    params:
+        launch=config["launch"]["train"],
+        recipe=lambda wc: repo_path(config["sizes"][wc.size]["train_config"]),
+        model=lambda wc: start_model(wc.size),
+        sets=sets(config["train_set"]),
+        out=lambda wc, output: str(Path(output[0]).parent),
+    shell:
+        "{params.launch} --method {wildcards.method} --config {params.recipe} --seed {wildcards.seed} "
+        "--set model.path={params.model} --set threads={threads} {params.sets} --out {params.out} > {log} 2>&1"
+
+
+rule train_ablation:
+    input:
+        warm_start_marker(),
+    output:
+        f"{ROOT}/ablation/{{size}}/{ABLATION.wildcard_pattern}/s{{seed}}/run.json",
+    log:
+        f"{ROOT}/logs/ablation/{{size}}/{ABLATION.wildcard_pattern}/s{{seed}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/train_ablation/{{size}}/{ABLATION.wildcard_pattern}/s{{seed}}.tsv"
+    wildcard_constraints:
+        size="[^/]+",
+        seed=r"\d+",
+    conda:
+        "../../environment.yml"
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **resources_of("train"),
+    params:
+        launch=config["launch"]["train"],
+        method=config["ablation"]["method"],
+        recipe=lambda wc: repo_path(config["sizes"][wc.size]["train_config"]),
+        model=lambda wc: start_model(wc.size),
+        sets=sets(config["train_set"]),
+        method_sets=lambda wc: sets({"shaper.params.tau": wc.tau, "shaper.params.beta": wc.beta,
+                                     "shaper.params.normalize": wc.normalize}, "--method-set"),
+        out=lambda wc, output: str(Path(output[0]).parent),
+    shell:
+        "{params.launch} --method {params.method} {params.method_sets} --config {params.recipe} "
+        "--seed {wildcards.seed} --set model.path={params.model} --set threads={threads} {params.sets} "
+        "--out {params.out} > {log} 2>&1"
