@@ -173,6 +173,10 @@ def cmd_table(a):
     files = write_table(table, spec["out"], spec["title"], names)
     if tracking:
         log_table(spec["root"], tracking["parent_run_id"], files, table_records(table))
+    for p in table["provenance"]:
+        if p["n_failed"]:
+            print(f"pgpo table: warning: {p['n_failed']} failed or ungradable item(s) in {p['result']}",
+                  file=sys.stderr)
     print(Path(spec["out"]).with_suffix(".md").read_text())
 
 

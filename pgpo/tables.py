@@ -64,6 +64,7 @@ def build_table(runs: dict[str, list[Path]], benchmarks: list[str], average_over
                 cells[b].per_seed.append(np.array([q["mean"] for q in r["per_question"]]))
                 prov = {"row": label, "benchmark": b, "result": str(path), "samples_sha256": r["samples_sha256"],
                         "checkpoint_hash": r["checkpoint_hash"], "avg_at_k": r["avg_at_k"], "k": r["k"],
+                        "n_failed": r.get("n_failed", 0) + len(r.get("invalid_gold", [])),
                         "config_hash": _run_config_hash(Path(run_dir)),
                         "mlflow_run_id": tracking.get(str(Path(run_dir)), "")}
                 cells[b].sources.append(prov)
@@ -140,14 +141,15 @@ def write_table(table: dict, prefix: str | Path, title: str, column_names: dict[
     csv_path = prefix.with_suffix(".csv")
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["row", "column", "mean", "ci95_low", "ci95_high", "n_seeds", "per_seed", "mlflow_run_ids",
-                    "config_hashes", "samples_sha256", "results"])
+        w.writerow(["row", "column", "mean", "ci95_low", "ci95_high", "n_seeds", "per_seed", "failed_items",
+                    "mlflow_run_ids", "config_hashes", "samples_sha256", "results"])
         for label, row in table["rows"].items():
             for c in cols:
                 src = [p for p in table["provenance"] if p["row"] == label and (c == "avg" or p["benchmark"] == c)]
                 s = row[c]
                 w.writerow([label, names.get(c, c), f"{s['mean']:.6f}", f"{s['ci95'][0]:.6f}",
                             f"{s['ci95'][1]:.6f}", s["n_seeds"], ";".join(f"{v:.6f}" for v in s["per_seed"]),
+                            sum(p["n_failed"] for p in src),
                             ";".join(sorted({p["mlflow_run_id"] for p in src if p["mlflow_run_id"]})),
                             ";".join(sorted({p["config_hash"] for p in src if p["config_hash"]})),
                             ";".join(sorted({p["samples_sha256"][:16] for p in src})),

@@ -55,7 +55,7 @@ def _files_hash(paths: list[Path]) -> str:
 def _upsert(client, exp_id: str, key: str, source_hash: str, name: str, parent: str | None, params: dict,
             metrics: list[tuple[str, float, int]], tags: dict) -> str:
     """The run keyed `key`: reused if its sources are unchanged, else (re)created with everything logged."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     found = client.search_runs([exp_id], filter_string=f"tags.`{KEY}` = '{key}'")
     for run in found:

@@ -2,18 +2,6 @@
 # Eval directories mirror the runs: eval/<size>/base, eval/<size>/<method>-s<seed>, eval/<size>/ablation/...
 
 
-def checkpoint_marker(wc):
-    if wc.run == "base":
-        return warm_start_marker()
-    if wc.run.startswith("ablation/"):
-        return [f"{ROOT}/ablation/{wc.size}/{wc.run[len('ablation/'):]}/run.json"]
-    return [f"{ROOT}/runs/{wc.size}/{wc.run}/run.json"]
-
-
-def checkpoint_dir(wc):
-    return start_model(wc.size) if wc.run == "base" else str(Path(checkpoint_marker(wc)[0]).parent / "final")
-
-
 rule evaluate:
     input:
         checkpoint_marker,

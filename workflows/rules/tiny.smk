@@ -11,7 +11,7 @@ rule build_tiny:
     conda:
         "../../environment.yml"
     params:
-        out=f"{ROOT}/model/base",
+        out=lambda wc, output: str(Path(output[0]).parent),
     shell:
         "pgpo build-tiny --out {params.out} --seed 0 > {log} 2>&1"
 
@@ -26,7 +26,7 @@ rule make_data:
     conda:
         "../../environment.yml"
     params:
-        out=f"{ROOT}/data",
+        out=lambda wc, output: str(Path(output[0]).parent),
         sizes=lambda wc: " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.get("data", {}).items()),
     shell:
         "pgpo make-data --out {params.out} --seed 0 {params.sizes} > {log} 2>&1"
@@ -46,8 +46,10 @@ rule warm_start:
         "../../environment.yml"
     threads: 2
     params:
-        out=f"{ROOT}/model/warmstart",
+        model=lambda wc, input: str(Path(input.model[0]).parent),
+        data=lambda wc, input: str(Path(input.data[0]).parent),
+        out=lambda wc, output: str(Path(output[0]).parent),
         sets=lambda wc: sets(config["warmstart"]),
     shell:
-        "pgpo warm-start --model {ROOT}/model/base --data {ROOT}/data --out {params.out} {params.sets} "
+        "pgpo warm-start --model {params.model} --data {params.data} --out {params.out} {params.sets} "
         "> {log} 2>&1"

@@ -24,7 +24,7 @@ rule train:
         launch=config["launch"]["train"],
         recipe=lambda wc: repo_path(config["sizes"][wc.size]["train_config"]),
         model=lambda wc: start_model(wc.size),
-        sets=sets(config["train_set"]),
+        sets=sets({**tiny_data_set(), **config["train_set"]}),
         out=lambda wc, output: str(Path(output[0]).parent),
     shell:
         "{params.launch} --method {wildcards.method} --config {params.recipe} --seed {wildcards.seed} "
@@ -53,7 +53,7 @@ rule train_ablation:
         method=config["ablation"]["method"],
         recipe=lambda wc: repo_path(config["sizes"][wc.size]["train_config"]),
         model=lambda wc: start_model(wc.size),
-        sets=sets(config["train_set"]),
+        sets=sets({**tiny_data_set(), **config["train_set"]}),
         method_sets=lambda wc: sets({"shaper.params.tau": wc.tau, "shaper.params.beta": wc.beta,
                                      "shaper.params.normalize": wc.normalize}, "--method-set"),
         out=lambda wc, output: str(Path(output[0]).parent),

@@ -1,0 +1,188 @@
+"""The Snakemake workflow: the quick profile end to end, the paper dry run, adding a method, MLflow, resume."""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pgpo.config import REPO
+
+pytestmark = pytest.mark.slow
+QUICK = str(REPO / "workflows/config/quick.yaml")
+PAPER = str(REPO / "workflows/config/paper.yaml")
+
+
+def snakemake(workdir, *args, timeout=900, snakefile=REPO / "Snakefile", check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if check:
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """The quick profile's reproduce_table1 + table7 + dependency_report, run once for this module."""
+    work = tmp_path_factory.mktemp("quick")
+    proc = snakemake(work, "--cores", "2", "reproduce_table1", "table7", "dependency_report", "--configfile", QUICK)
+    return work, work / "results/quick", proc.stdout + proc.stderr
+
+
+def test_quick_dag_writes_table1_with_cis_and_provenance(quick):
+    _, root, log = quick
+    md = (root / "table1.md").read_text()
+    for row in ("base", "grpo", "dapo", "pgpo", "pgpo_grpo"):
+        assert f"| {row} |" in md
+    assert "| row | count | colour | bars | digit | position | shape | polygon | control | avg |" in md
+    rows = list(csv.DictReader((root / "table1.csv").read_text().splitlines()))
+    assert len(rows) == 5 * 9
+    trained = next(r for r in rows if r["row"] == "pgpo" and r["column"] == "count")
+    assert trained["n_seeds"] == "2" and len(trained["per_seed"].split(";")) == 2
+    assert len(trained["mlflow_run_ids"]) == 32 and len(trained["config_hashes"]) == 16
+    assert float(trained["ci95_low"]) <= float(trained["mean"]) <= float(trained["ci95_high"])
+    assert (root / "table1.png").stat().st_size > 1000 and (root / "table7.md").exists()
+    assert "stage wall times" in log and "train" in log and "evaluate" in log
+    report = json.loads((root / "reports/dependency.json").read_text())
+    assert set(report["suites"]) >= {"count", "all"} and (root / "reports/dependency.html").exists()
+
+
+def test_reingesting_creates_no_duplicate_runs(quick):
+    work, root, _ = quick
+    from mlflow.tracking import MlflowClient
+
+    from pgpo.tracking import store
+
+    client = MlflowClient(tracking_uri=store(root)[0])
+    exp = client.get_experiment_by_name("quick/table1")
+    before = sorted(r.info.run_id for r in client.search_runs([exp.experiment_id]))
+    tracking = root / "tracking/table1.json"
+    tracking.unlink()
+    snakemake(work, "--cores", "1", str(tracking.relative_to(work)), "--configfile", QUICK)
+    after = sorted(r.info.run_id for r in client.search_runs([exp.experiment_id]))
+    assert after == before and len(after) == 1 + 8 + 9  # parent + 8 training runs + 9 evaluations
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_server_lists_the_runs_over_rest(quick):
+    _, root, _ = quick
+    from pgpo.tracking import store
+
+    uri, artifacts = store(root)
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+                               str(port), "--backend-store-uri", uri, "--default-artifact-root", artifacts,
+                               "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        exp = json.load(urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=quick/table1"))
+        body = json.dumps({"experiment_ids": [exp["experiment"]["experiment_id"]], "max_results": 100}).encode()
+        req = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
+        runs = json.load(urllib.request.urlopen(req))["runs"]
+        kinds = sorted({t["value"] for r in runs for t in r["data"].get("tags", []) if t["key"] == "kind"})
+        assert kinds == ["evaluation", "train"] and len(runs) == 18
+        evals = [r for r in runs if {"key": "kind", "value": "evaluation"} in r["data"]["tags"]]
+        assert any(m["key"] == "avg_at_k.tiny_count" for m in evals[0]["data"]["metrics"])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True, check=False)
+    assert left.stdout.strip() == "", "mlflow server left processes behind"
+
+
+def test_paper_dry_run_lists_every_training_and_evaluation_job_with_gpus():
+    proc = snakemake(REPO, "-n", "reproduce_table1", "--configfile", PAPER, timeout=300)
+    out = proc.stdout
+    n_methods = len(list((REPO / "baselines").glob("*.yaml")))
+    counts = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
+              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts["train"] == 2 * n_methods  # 3B and 7B x every method
+    assert counts["evaluate"] == 2 * (n_methods + 1) * 8  # (base + methods) x 2 sizes x 8 columns
+    assert "gpu=8" in out and "accelerate launch --config_file workflows/config/accelerate/zero3.yaml" in out
+
+
+def test_slurm_profile_dry_run():
+    proc = snakemake(REPO, "-n", "reproduce_table1", "--profile", str(REPO / "profiles/slurm"),
+                     "--configfile", PAPER, timeout=300)
+    assert "slurm_partition=gpu" in proc.stdout and "cpus_per_task=16" in proc.stdout
+
+
+def test_lint_is_clean():
+    for extra in ([], ["--configfile", PAPER]):
+        proc = snakemake(REPO, "--lint", *extra, timeout=300)
+        assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_a_new_method_yaml_is_scheduled_without_touching_rules(tmp_path):
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", ".git"))
+    (copy / "baselines/throwaway.yaml").write_text("extends: grpo\ndescription: a test method\n")
+    proc = snakemake(copy, "-n", "reproduce_table1", "--configfile", str(copy / "workflows/config/quick.yaml"),
+                     snakefile=copy / "Snakefile", timeout=300)
+    assert "runs/tiny/throwaway-s0/run.json" in proc.stdout and "eval/tiny/throwaway-s1/shard-tiny.json" in proc.stdout
+
+
+def test_bad_config_is_rejected_by_the_schema(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path(QUICK).read_text().replace("seeds: [0, 1]", "seeds: [zero]"))
+    proc = snakemake(REPO, "-n", "reproduce_table1", "--configfile", str(bad), check=False, timeout=300)
+    assert proc.returncode != 0 and "seeds" in proc.stdout + proc.stderr
+
+
+def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(quick, tmp_path):
+    """SIGKILL the workflow mid-training, unlock, rerun the same command: the job resumes from its checkpoint."""
+    work, root, _ = quick
+    steps = "train_set={max_steps: 6, save_steps: 2, rollout.prompts_per_step: 2, rollout.update_prompts: 2, " \
+            "rollout.num_generations: 2, micro_batch: 4}"
+    target = "results/quick/runs/tiny/grpo-s7/run.json"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "1",
+           target, "--configfile", QUICK, "--config", steps]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt = root / "runs/tiny/grpo-s7/checkpoint-2"
+    for _ in range(600):
+        if (ckpt / "trainer_state.json").exists():
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (root / "runs/tiny/grpo-s7/run.json").exists()
+    subprocess.run(cmd + ["--unlock"], capture_output=True, check=True)
+    assert subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+    run = json.loads((root / "runs/tiny/grpo-s7/run.json").read_text())
+    assert run["resumed_from"] and "checkpoint-" in run["resumed_from"] and run["global_steps"] == 6
+    resumed = [json.loads(line) for line in (root / "runs/tiny/grpo-s7/metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in resumed] == [1, 2, 3, 4, 5, 6]
+    # the same job uninterrupted, elsewhere: identical per-step rewards
+    other = tmp_path / "uninterrupted"
+    from pgpo.cli import main
+
+    assert main(["train", "--method", "grpo", "--config", str(REPO / "workflows/config/train/tiny.yaml"), "--seed", "7",
+                 "--set", f"model.path={root / 'model/warmstart'}", "--set", "max_steps=6", "--set", "save_steps=2",
+                 "--set", "rollout.prompts_per_step=2", "--set", "rollout.update_prompts=2", "--set",
+                 "rollout.num_generations=2", "--set", "micro_batch=4", "--set", "threads=1",
+                 "--set", f"data.train={root / 'data/train.jsonl'}", "--out", str(other)]) == 0
+    straight = [json.loads(line) for line in (other / "metrics.jsonl").read_text().splitlines()]
+    assert [m["reward"] for m in resumed] == pytest.approx([m["reward"] for m in straight])
