@@ -45,6 +45,8 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
     model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32).eval()
     tok = processor.tokenizer
     tok.padding_side = "left"
+    # an under-trained model may emit vision tokens; fed back with the image they would not match its features
+    vision_ids = tok.convert_tokens_to_ids(["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"])
     records: list[Record] = [r for t in tasks for r in load_split(Path(data_dir) / f"suite_{t}.jsonl")[:items_per_task]]
     per_task: dict[str, dict[str, list[float]]] = {}
     kept: list[dict] = []
@@ -54,7 +56,7 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
         enc = processor(images=load_images(chunk), text=prompt_texts(processor, chunk), padding=True,
                         return_tensors="pt")
         gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=1.0, top_k=None,
-                             max_new_tokens=max_new_tokens, num_return_sequences=k,
+                             max_new_tokens=max_new_tokens, num_return_sequences=k, suppress_tokens=vision_ids,
                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         p_len = enc["input_ids"].size(1)
         comp = gen[:, p_len:]
