@@ -60,7 +60,7 @@ def _png(result: dict, path: Path) -> None:
 def dependency_report(checkpoint: str, data_dir: str, out: str | Path, items_per_task: int = 8, k: int = 4,
                       seed: int = 0) -> dict:
     """Probe the checkpoint on every synthetic suite and write <out>.html, <out>.png, <out>.json."""
-    result = probe(checkpoint, data_dir, list(TASKS), items_per_task, k, seed=seed, examples=2 * len(TASKS))
+    result = probe(checkpoint, data_dir, list(TASKS), items_per_task, k, seed=seed, examples=2)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".html").write_text(_html(result))

@@ -37,7 +37,8 @@ def answer_token_mask(tokenizer, ids: list[int]) -> list[bool]:
 def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_per_task: int, k: int,
           temperature: float = 1.0, max_new_tokens: int = 24, tau: float = 0.4, batch_size: int = 32,
           seed: int = 0, examples: int = 0) -> dict:
-    """avg@k and dependency statistics per suite; with `examples`, also the first completions token by token."""
+    """avg@k and dependency statistics per suite; with `examples`, also that many completions per suite token by
+    token (the first sample of each of the first questions)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     torch.manual_seed(seed)
@@ -87,7 +88,7 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
             stats["s_answer"] += s[row][is_answer & valid].tolist()
             stats["s_other"] += s[row][~is_answer & valid].tolist()
             stats["above"] += (importance[row][valid] >= tau).float().tolist()
-            if len(kept) < examples and row % k == 0:  # one completion per question
+            if row % k == 0 and sum(e["task"] == record.task for e in kept) < examples:  # per suite, 1 per question
                 kept.append({"task": record.task, "answer": record.answer, "correct": stats["score"][-1],
                              "tokens": [tok.decode([i]) for i in ids], "s": s[row, :n].tolist(),
                              "answer_token": is_answer[:n].tolist()})

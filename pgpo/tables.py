@@ -167,7 +167,7 @@ def _plot(table: dict, cols: list[str], head: list[str], path: Path, title: str)
 
     labels = list(table["rows"])
     width = 0.8 / max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(cols) * max(1, len(labels)) / 2), 3.6))
+    fig, ax = plt.subplots(figsize=(min(13.0, 4 + 0.25 * len(cols) * max(1, len(labels))), 4.2))
     for i, label in enumerate(labels):
         row = table["rows"][label]
         means = np.array([row[c]["mean"] for c in cols]) * 100
