@@ -31,11 +31,17 @@ class Cell:
 
 def hierarchical_ci(per_seed: list[np.ndarray], bootstrap: int, seed: int) -> tuple[float, float]:
     """95% percentile interval of the grand mean under resampling of seeds, then of questions within seeds."""
+    return _two_level_ci([[v] for v in per_seed], bootstrap, seed)
+
+
+def _two_level_ci(per_seed: list[list[np.ndarray]], bootstrap: int, seed: int) -> tuple[float, float]:
+    """per_seed[i] = one array of question means per benchmark; the statistic is the mean over benchmarks.
+    Resample seeds, then questions within every (seed, benchmark)."""
     rng = np.random.default_rng(seed)
     stats = np.empty(bootstrap)
     for b in range(bootstrap):
         picks = rng.integers(0, len(per_seed), size=len(per_seed))
-        stats[b] = np.mean([per_seed[i][rng.integers(0, len(per_seed[i]), size=len(per_seed[i]))].mean()
+        stats[b] = np.mean([np.mean([v[rng.integers(0, len(v), size=len(v))].mean() for v in per_seed[i]])
                             for i in picks])
     lo, hi = np.percentile(stats, [2.5, 97.5])
     return float(lo), float(hi)
@@ -79,20 +85,10 @@ def build_table(runs: dict[str, list[Path]], benchmarks: list[str], average_over
 def _average_stats(cells: dict[str, Cell], average_over: list[str], bootstrap: int, seed: int = 0) -> dict:
     """Mean over benchmarks of avg@k; interval: resample seeds, then questions within every benchmark."""
     n_seeds = len(cells[average_over[0]].per_seed)
-    per_seed_avg = [float(np.mean([cells[b].per_seed[i].mean() for b in average_over])) for i in range(n_seeds)]
-    rng = np.random.default_rng(seed)
-    stats = np.empty(bootstrap)
-    for t in range(bootstrap):
-        picks = rng.integers(0, n_seeds, size=n_seeds)
-        stats[t] = np.mean([np.mean([_resampled_mean(cells[b].per_seed[i], rng) for b in average_over])
-                            for i in picks])
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return {"mean": float(np.mean(per_seed_avg)), "ci95": [float(lo), float(hi)], "per_seed": per_seed_avg,
-            "n_seeds": n_seeds}
-
-
-def _resampled_mean(values: np.ndarray, rng) -> float:
-    return float(values[rng.integers(0, len(values), size=len(values))].mean())
+    groups = [[cells[b].per_seed[i] for b in average_over] for i in range(n_seeds)]
+    per_seed_avg = [float(np.mean([v.mean() for v in g])) for g in groups]
+    lo, hi = _two_level_ci(groups, bootstrap, seed)
+    return {"mean": float(np.mean(per_seed_avg)), "ci95": [lo, hi], "per_seed": per_seed_avg, "n_seeds": n_seeds}
 
 
 def _run_config_hash(eval_dir: Path) -> str:

@@ -8,7 +8,6 @@ The model is built once and reused for every benchmark (one backend for the whol
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -16,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pgpo.config import deep_merge
+from pgpo.data import sha256_file
 from pgpo.evaluation.benchmarks import TASKS_DIR, Benchmark, check_cached, hub_source, task_override, tiny_inputs
 from pgpo.evaluation.config import EvalConfig
 from pgpo.evaluation.docs import METRIC
@@ -91,10 +91,6 @@ def make_task(bench: Benchmark, override: dict, chat: bool):
 
     config = deep_merge(load_yaml_config(str(bench.yaml_path), mode="full"), override)
     return (ConfigurableMessagesTask if chat else ConfigurableTask)(config=config)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _versions() -> dict:
@@ -176,7 +172,7 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
             "sampling_seed": 1 if cfg.backend.name == "vllm" else cfg.seed, "world_size": lm.world_size,
             "lmms_eval": {"avg_at_k": results["results"][bench.task].get(f"{METRIC},k_samples"),
                           "n_samples": results.get("n-samples", {}).get(bench.task)},
-            "samples_sha256": _sha256(path), "wall_seconds": round(wall, 2), "code_version": code,
+            "samples_sha256": sha256_file(path), "wall_seconds": round(wall, 2), "code_version": code,
             "versions": _versions(), "config": asdict(cfg),
         }
         path.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2, default=str))

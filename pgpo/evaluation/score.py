@@ -8,7 +8,6 @@ counted); a question whose gold answer cannot be graded is listed and left out o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pgpo.data import DataError
+from pgpo.data import DataError, sha256_file
 from pgpo.evaluation.docs import FAILED_PREFIX
 from pgpo.scoring import choice_letter, grade_detailed
 
@@ -86,7 +85,7 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
     meta = json.loads(meta_path.read_text())
     k = int(meta["sampling"]["samples"])
     rows = read_samples(path, k)
-    samples_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    samples_sha = sha256_file(path)
     counts: Counter = Counter()
     per_question, invalid, failed = [], [], []
     for row in rows:
