@@ -1,10 +1,12 @@
-"""PGPO / DAPO step-time ratio on the same tiny batch, measured side by side in one process.
+"""Step time of each method relative to DAPO on the same tiny batch, measured side by side in one process.
 
-One rollout batch is generated once and reused, so both methods time exactly the same tokens. A "step" here is
+One rollout batch is generated once and reused, so every method times exactly the same tokens. A "step" here is
 what differs between methods per generation step plus the shared update: shaping (PGPO: the image-conditioned and
-blind passes + weights; DAPO: broadcast) and the loss forward/backward. Generation time (identical for both, and
-dynamic sampling's extra rounds, which depend on rewards not on the method) is timed once and reported beside it.
-Repetitions are interleaved (dapo, pgpo, dapo, pgpo, ...) so drift hits both equally.
+attention-masked passes + weights; VPPO / PAPO: the image-conditioned pass, re-processing the patch-blackened
+images and a full forward on them; DAPO: broadcast) and the loss forward/backward (PAPO / VPPO: with their loss
+terms). Generation time (identical for all, and dynamic sampling's extra rounds, which depend on rewards not on
+the method) is timed once and reported beside it. Repetitions are interleaved (dapo, pgpo, papo, vppo, dapo, ...)
+so drift hits every method equally.
 
     python benchmarks/step_time.py --model results/tiny/model/warmstart --data results/tiny/data/train.jsonl
 """
@@ -26,6 +28,7 @@ def main() -> None:
     p.add_argument("--data", default="results/tiny/data/train.jsonl")
     p.add_argument("--config", default="workflows/config/train/tiny.yaml")
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--methods", default="dapo,pgpo,papo,vppo", help="comma-separated; the first is the baseline")
     p.add_argument("--json", help="also write the result here")
     a = p.parse_args()
 
@@ -35,9 +38,10 @@ def main() -> None:
     from pgpo.train import build_trainer
 
     cfg = load_train_config(a.config, {"model": {"path": a.model}, "data": {"train": a.data}})
-    trainers = {m: build_trainer(cfg, load_method(m), tempfile.mkdtemp()) for m in ("dapo", "pgpo")}
-    base = trainers["dapo"]
-    for t in trainers.values():  # identical weights in both trainers
+    names = a.methods.split(",")
+    trainers = {m: build_trainer(cfg, load_method(m), tempfile.mkdtemp()) for m in names}
+    base = trainers[names[0]]
+    for t in trainers.values():  # identical weights in every trainer
         t.model.load_state_dict(base.model.state_dict())
         t.current_gradient_accumulation_steps = t.args.gradient_accumulation_steps  # normally set by train()
     g = cfg.rollout.num_generations
@@ -52,7 +56,7 @@ def main() -> None:
         for name, trainer in trainers.items():
             trainer.model.train()
             start = time.perf_counter()
-            shaped = trainer._shape_advantages(dict(rollout), "train")
+            shaped = trainer._shape_advantages({**rollout, "rows": rows}, "train")
             loss = trainer._compute_loss(trainer.model, shaped)
             loss.backward()
             trainer.model.zero_grad(set_to_none=True)
@@ -64,8 +68,9 @@ def main() -> None:
         "threads": torch.get_num_threads(), "repeats": a.repeats,
         "generation_seconds": round(generation, 3),
         "shape_and_update_seconds_median": {m: round(v, 4) for m, v in med.items()},
-        "ratio_pgpo_over_dapo_shape_and_update": round(med["pgpo"] / med["dapo"], 3),
-        "ratio_pgpo_over_dapo_with_generation": round((generation + med["pgpo"]) / (generation + med["dapo"]), 3),
+        f"ratio_over_{names[0]}_shape_and_update": {m: round(med[m] / med[names[0]], 3) for m in names},
+        f"ratio_over_{names[0]}_with_generation": {
+            m: round((generation + med[m]) / (generation + med[names[0]]), 3) for m in names},
     }
     print(json.dumps(result, indent=2))
     if a.json:

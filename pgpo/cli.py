@@ -57,8 +57,8 @@ def cmd_train(a):
     overrides = _overrides(a.set)
     if a.seed is not None:
         overrides["seed"] = a.seed
-    cfg = load_train_config(a.config, overrides)
     method = load_method(a.method, _overrides(a.method_set))
+    cfg = load_train_config(a.config, overrides, method)  # with the method's overrides for the recipe's profile
     run = train(cfg, method, a.out)
     print(f"{method.name}: {run['global_steps']} steps in {run['wall_seconds']} s -> {Path(a.out) / 'final'}")
 
@@ -192,8 +192,10 @@ def cmd_methods(a):
 
     for name in available_methods():
         m = load_method(name)
-        print(f"{name:12s} shaper={m.shaper.name:9s} loss={m.loss.type:5s} dynamic_sampling="
-              f"{m.dynamic_sampling.enabled!s:5s} {m.description}")
+        blind = m.blind_view.name if m.needs_blind_view() else "-"
+        terms = ",".join(m.loss_terms) or "-"
+        print(f"{name:10s} {m.description}\n{'':10s} shaper={m.shaper.name} blind_view={blind} loss={m.loss.type} "
+              f"dynamic_sampling={m.dynamic_sampling.enabled} loss_terms={terms}")
 
 
 def main(argv: list[str] | None = None) -> int:

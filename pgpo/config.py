@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 BASELINES_DIR = REPO / "baselines"
 
 
+PROFILES = ("tiny", "paper")  # recipe profiles a method may override
+
+
 class ConfigError(ValueError):
     """A configuration file or field is invalid; the message names it."""
 
@@ -49,6 +52,15 @@ class DynamicSamplingConfig:
 
 
 @dataclass
+class BlindViewConfig:
+    """How the image-blind policy is obtained, when the shaper or a loss term needs it."""
+
+    name: str = "attention_mask"  # a key of pgpo.blind.BLIND_VIEWS
+    params: dict[str, Any] = field(default_factory=dict)  # the view's own parameters (validated by its dataclass)
+    clamp_max: float = 0.0  # clamp the dependency estimate S to [0, clamp_max] (0: no clamp; VPPO: 10)
+
+
+@dataclass
 class MethodConfig:
     """A Table 1 row: everything that distinguishes one method from another."""
 
@@ -56,9 +68,19 @@ class MethodConfig:
     description: str = ""  # one line for tables and the README
     paper_row: str = ""  # the row of the paper's table it reproduces
     shaper: ShaperConfig = field(default_factory=ShaperConfig)  # token-level advantage shaping
-    blind_view: str = "attention_mask"  # how the image-blind policy is obtained (when the shaper needs one)
+    blind_view: BlindViewConfig = field(default_factory=BlindViewConfig)  # the image-blind policy
     loss: LossConfig = field(default_factory=LossConfig)  # surrogate loss settings
+    loss_terms: dict[str, dict] = field(default_factory=dict)  # auxiliary terms {name: params} (pgpo.loss_terms)
     dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)  # DAPO's filter
+    recipe: dict[str, dict] = field(default_factory=dict)  # recipe overrides per profile, e.g. {paper: {rollout: ..}}
+
+    def needs_blind_view(self) -> bool:
+        """True if the shaper or any loss term uses the blind view (then it is computed once per generation)."""
+        from pgpo.loss_terms import LOSS_TERMS
+        from pgpo.shaping import SHAPERS
+
+        return SHAPERS.get(self.shaper.name).needs_dependency or any(
+            LOSS_TERMS.get(name).needs_dependency for name in self.loss_terms)
 
 
 @dataclass
@@ -110,6 +132,7 @@ class OptimConfig:
 class TrainConfig:
     """One RL training run: recipe, model, data, hardware layout."""
 
+    profile: str = "tiny"  # which profile the recipe belongs to (tiny or paper): selects a method's recipe overrides
     model: ModelConfig = field(default_factory=ModelConfig)  # the policy
     data: DataConfig = field(default_factory=DataConfig)  # training split
     rollout: RolloutConfig = field(default_factory=RolloutConfig)  # sampling
@@ -218,15 +241,26 @@ def load_method(name_or_path: str | Path, overrides: dict | None = None) -> Meth
 
 def validate_method(method: MethodConfig, where: str) -> None:
     from pgpo.blind import BLIND_VIEWS
+    from pgpo.loss_terms import LOSS_TERMS
     from pgpo.shaping import SHAPERS
 
+    for name in ("loss_terms", "recipe"):
+        value = getattr(method, name)
+        if not isinstance(value, dict) or not all(isinstance(v, dict) or v is None for v in value.values()):
+            raise ConfigError(f"{where}: {name} must be a mapping of name -> mapping, got {value!r}")
     try:
-        entry = SHAPERS.get(method.shaper.name)
-        entry.make_params(method.shaper.params, where=f"{where}: shaper: ")
-        if entry.needs_dependency:
-            BLIND_VIEWS.get(method.blind_view)
+        SHAPERS.get(method.shaper.name).make_params(method.shaper.params, where=f"{where}: shaper: ")
+        for name, params in method.loss_terms.items():
+            LOSS_TERMS.get(name).make_params(params, where=f"{where}: loss_terms: ")
+        BLIND_VIEWS.get(method.blind_view.name).make_params(method.blind_view.params, where=f"{where}: blind_view: ")
     except (KeyError, ValueError, TypeError) as e:
         raise ConfigError(f"{where}: {e}") from e
+    if method.blind_view.clamp_max < 0:
+        raise ConfigError(f"{where}: blind_view.clamp_max must be >= 0 (0 = no clamp)")
+    for profile, overrides in method.recipe.items():
+        if profile not in PROFILES:
+            raise ConfigError(f"{where}: recipe.{profile}: unknown profile; known: {list(PROFILES)}")
+        build_dataclass(TrainConfig, overrides, f"{where}: recipe.{profile}")  # fields and types must be valid
     if method.loss.type not in ("grpo", "dapo", "bnpo", "dr_grpo"):
         raise ConfigError(f"{where}: loss.type must be one of grpo, dapo, bnpo, dr_grpo; got {method.loss.type!r}")
     if not (0 < method.loss.epsilon_low < 1 and method.loss.epsilon_high > 0):
@@ -243,13 +277,21 @@ def load_yaml_config(cls, path: str | Path, overrides: dict | None, validate) ->
     return cfg
 
 
-def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
-    """Load and validate a training recipe YAML."""
-    return load_yaml_config(TrainConfig, path, overrides, validate_train)
+def load_train_config(path: str | Path, overrides: dict | None = None,
+                      method: MethodConfig | None = None) -> TrainConfig:
+    """Load and validate a training recipe YAML. Precedence: recipe file < the method's overrides for the
+    recipe's profile (e.g. VPPO's 8 rollouts on the paper profile) < `overrides` (the command line)."""
+    if method is None:
+        return load_yaml_config(TrainConfig, path, overrides, validate_train)
+    profile = deep_merge(_read_yaml(Path(path)), overrides or {}).get("profile", TrainConfig.profile)
+    return load_yaml_config(TrainConfig, path, deep_merge(method.recipe.get(profile, {}), overrides or {}),
+                            validate_train)
 
 
 def validate_train(cfg: TrainConfig, where: str) -> None:
     r = cfg.rollout
+    if cfg.profile not in PROFILES:
+        raise ConfigError(f"{where}: profile must be one of {list(PROFILES)}, got {cfg.profile!r}")
     if r.num_generations < 2:
         raise ConfigError(f"{where}: rollout.num_generations must be >= 2 (group-relative advantages)")
     if r.prompts_per_step % r.update_prompts:

@@ -11,7 +11,7 @@ _LEFT_PADDED = ("prompt_ids", "prompt_mask")
 _RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "sampling_per_token_logps",
                  "ref_per_token_logps", "importance_sampling_ratio")
 _PER_ROW = ("advantages",)
-_PER_SAMPLE_LISTS = ("pixel_values", "image_grid_thw", "num_images")
+_PER_SAMPLE_LISTS = ("pixel_values", "image_grid_thw", "num_images", "rows")  # rows: dataset rows
 _RECOMPUTED = ("num_items_in_batch",)
 
 

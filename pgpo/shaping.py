@@ -7,6 +7,7 @@ new one with ``@SHAPERS.register(name, params=Dataclass, needs_dependency=bool)`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import torch
 
@@ -69,7 +70,8 @@ class ShapingBatch:
     advantages: torch.Tensor  # [B] sequence-level group-relative advantages
     completion_mask: torch.Tensor  # [B,T] 1 on response tokens
     dependency: torch.Tensor | None = None  # [B,T] token visual dependency S (None if the shaper needs none)
-    extras: dict = field(default_factory=dict)  # anything a future shaper needs (e.g. an all-reduce handle)
+    gather: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # concatenates a tensor over all processes
+    extras: dict = field(default_factory=dict)  # anything a future shaper needs
 
 
 @dataclass
@@ -124,3 +126,69 @@ def pgpo(batch: ShapingBatch, params: PGPOParams) -> ShapingResult:
         "weights/sum_minus_length_absmax": (sums - valid.sum(-1)).abs().max().item(),
     }
     return ShapingResult(batch.advantages[:, None].to(w.dtype) * w, stats)
+
+
+# -- VPPO (arXiv 2510.09285) ---------------------------------------------------------------------------------------
+def top_fraction_mask(scores: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
+    """True at the ceil(fraction * n_i) highest-scoring tokens of each response. [B,T] x2 -> [B,T] bool.
+
+    Ties are broken by position (the earlier token wins: a stable sort), so the selection is deterministic.
+    """
+    valid = mask.bool()
+    n = valid.sum(-1, keepdim=True)
+    k = torch.ceil(n.double() * fraction - 1e-9).long()  # 1e-9: 0.4 * 15 is 6.000000000000001 in floating point
+    order = torch.sort(torch.where(valid, scores.float(), -torch.inf), dim=-1, descending=True, stable=True).indices
+    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(scores.size(-1)).expand_as(order).contiguous())
+    return (rank < k) & valid
+
+
+def trajectory_scale(dependency: torch.Tensor, mask: torch.Tensor, alpha_min: float,
+                     gather: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> torch.Tensor:
+    """VPPO's per-response advantage scale alpha with mean exactly 1 over the whole (all-process) batch. -> [B].
+
+    s_i = mean dependency of response i; n = min-max of s over the batch; alpha = a + n (b_max - a) with
+    b_max = a + (1 - a) / mean(n). If every response has the same s there is nothing to rank: alpha = 1.
+    """
+    valid = mask.to(torch.float32)
+    s = (dependency.float() * valid).sum(-1) / valid.sum(-1).clamp_min(1.0)
+    everyone = gather(s)
+    lo, hi = everyone.min(), everyone.max()
+    if hi - lo < 1e-12:
+        return torch.ones_like(s)
+    n, n_all = (s - lo) / (hi - lo), (everyone - lo) / (hi - lo)
+    b_max = alpha_min + (1.0 - alpha_min) / n_all.mean()
+    return alpha_min + n * (b_max - alpha_min)
+
+
+@dataclass
+class VPPOParams:
+    """VPPO's token filter and trajectory shaping (paper defaults)."""
+
+    top_fraction: float = 0.4  # share of each response's tokens (highest dependency, rounded up) given gradient
+    alpha_min: float = 0.9  # advantage scale of the batch's least visually dependent response (mean scale is 1)
+
+    def __post_init__(self):
+        if not 0.0 < self.top_fraction <= 1.0:
+            raise ValueError(f"vppo: top_fraction must be in (0, 1], got {self.top_fraction}")
+        if not 0.0 < self.alpha_min <= 1.0:
+            raise ValueError(f"vppo: alpha_min must be in (0, 1], got {self.alpha_min}")
+
+
+@SHAPERS.register("vppo", params=VPPOParams, needs_dependency=True)
+def vppo(batch: ShapingBatch, params: VPPOParams) -> ShapingResult:
+    """VPPO: A~_{i,t} = alpha_i * A_i on the top tokens by dependency, 0 elsewhere.
+
+    Filtered tokens keep their place in the loss's denominator (their advantage is 0, not masked out), as in the
+    original: the dapo loss still divides by all tokens of the batch.
+    """
+    mask = batch.completion_mask
+    keep = top_fraction_mask(batch.dependency, mask, params.top_fraction)
+    alpha = trajectory_scale(batch.dependency, mask, params.alpha_min, batch.gather)
+    adv = batch.advantages[:, None].float() * alpha[:, None] * keep
+    valid = mask.bool()
+    stats = {
+        "vppo/kept_fraction": keep.sum().item() / max(valid.sum().item(), 1),
+        "vppo/alpha_min": alpha.min().item(), "vppo/alpha_max": alpha.max().item(),
+        "vppo/alpha_mean": alpha.mean().item(),
+    }
+    return ShapingResult(adv.to(batch.advantages.dtype), stats)

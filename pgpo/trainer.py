@@ -1,9 +1,12 @@
-"""The one trainer: TRL's GRPOTrainer with token-level advantages from a registered shaper.
+"""The one trainer: TRL's GRPOTrainer with token-level advantages from a registered shaper and optional auxiliary
+loss terms.
 
-The only override is ``_generate_and_score_completions`` (TRL's loss already accepts [B,T] advantages). Per
-generation step, without gradient: roll out (with DAPO dynamic sampling if the method asks), compute the image-
-conditioned and blind log-probs of the sampled completions if the shaper needs the visual dependency, and hand the
-shaper's token advantages to TRL's loss. Methods differ only by their YAML; nothing here reads a method's name.
+Per generation step, without gradient (``_generate_and_score_completions``): roll out (with DAPO dynamic sampling if
+the method asks), compute the image-conditioned and blind log-probs of the sampled completions if the shaper or a
+loss term needs the blind view, and hand the shaper's token advantages to TRL's loss (which accepts [B,T]
+advantages). Per micro-batch (``_compute_loss``), only if the method has loss terms: TRL's loss, plus the terms,
+computed from the log-probs TRL's own forward produced (captured, not recomputed). Methods differ only by their
+YAML; nothing here reads a method's name.
 """
 
 from __future__ import annotations
@@ -13,20 +16,26 @@ import random
 import torch
 from trl import GRPOTrainer
 
-from pgpo.blind import BLIND_VIEWS
+from pgpo.blind import BLIND_VIEWS, BlindInputs
 from pgpo.config import MethodConfig
 from pgpo.dependency import k3
 from pgpo.dynamic_sampling import choose_groups, groups_with_signal, merge_rows
+from pgpo.loss_terms import LOSS_TERMS, LossTermBatch
 from pgpo.shaping import SHAPERS, ShapingBatch
 
 
 class PGPOTrainer(GRPOTrainer):
+    _captured: list | None = None  # log-probs of TRL's loss forward, collected while _compute_loss runs
+
     def __init__(self, *args, method: MethodConfig, **kwargs):
         super().__init__(*args, **kwargs)
         self.method = method
         self.shaper = SHAPERS.get(method.shaper.name)
         self.shaper_params = self.shaper.make_params(method.shaper.params)
-        self.blind_view = BLIND_VIEWS.get(method.blind_view) if self.shaper.needs_dependency else None
+        self.loss_terms = [(LOSS_TERMS.get(name), LOSS_TERMS.get(name).make_params(params))
+                           for name, params in sorted(method.loss_terms.items())]
+        self.blind_view = BLIND_VIEWS.get(method.blind_view.name) if method.needs_blind_view() else None
+        self.blind_params = self.blind_view.make_params(method.blind_view.params) if self.blind_view else None
         self._prompt_rng = random.Random(self.args.seed * 1_000_003 + self.accelerator.process_index)
 
     def _generate_and_score_completions(self, inputs):
@@ -35,6 +44,7 @@ class PGPOTrainer(GRPOTrainer):
             out = self._dynamic_sampling_rollout(inputs)
         else:
             out = super()._generate_and_score_completions(inputs)
+            out["rows"] = list(inputs)
         return self._shape_advantages(out, "train" if training else "eval")
 
     # -- DAPO dynamic sampling ---------------------------------------------------------------------------------
@@ -43,7 +53,9 @@ class PGPOTrainer(GRPOTrainer):
         n_groups = len(inputs) // g
         batches, keeps = [], []
         while True:
-            batch = super()._generate_and_score_completions(inputs if not batches else self._draw_prompts(n_groups))
+            rows = inputs if not batches else self._draw_prompts(n_groups)
+            batch = super()._generate_and_score_completions(rows)
+            batch["rows"] = list(rows)
             batches.append(batch)
             keeps.append(groups_with_signal(batch["advantages"], g))
             kept = sum(int(k.sum()) for k in keeps)
@@ -70,24 +82,38 @@ class PGPOTrainer(GRPOTrainer):
     @torch.no_grad()
     def _shape_advantages(self, out: dict, mode: str) -> dict:
         mask = out["completion_mask"]
+        rows = out.pop("rows")
         dependency = None
-        if self.shaper.needs_dependency:
+        if self.blind_view is not None:
             micro = self.args.per_device_train_batch_size
             logp_image = self._image_logprobs(out, micro)
-            logp_blind = self.blind_view.fn(self.model, out, self.temperature, micro)
+            view = BlindInputs(self.model, out, rows, self.num_generations, self.state.global_step, self.args.seed,
+                               self.temperature, micro, lambda **over: self._image_logprobs({**out, **over}, micro,
+                                                                                            force=True),
+                               getattr(self.processing_class, "image_processor", None))
+            logp_blind = self.blind_view.fn(view, self.blind_params)
             dependency = k3(logp_image, logp_blind, mask)
+            if self.method.blind_view.clamp_max > 0:
+                dependency = dependency.clamp(max=self.method.blind_view.clamp_max)
             valid = mask.bool()
             self._metrics[mode]["dependency/mean"].append(dependency[valid].mean().item() if valid.any() else 0.0)
             self._metrics[mode]["dependency/max"].append(dependency[valid].max().item() if valid.any() else 0.0)
-        result = self.shaper.fn(ShapingBatch(out["advantages"], mask, dependency), self.shaper_params)
+            for name, value in view.stats.items():
+                self._metrics[mode][name].append(value)
+            if any(entry.needs_dependency for entry, _ in self.loss_terms):
+                out["blind_logps"] = logp_blind
+        batch = ShapingBatch(out["advantages"], mask, dependency if self.shaper.needs_dependency else None,
+                             gather=self.accelerator.gather)
+        result = self.shaper.fn(batch, self.shaper_params)
         for name, value in result.stats.items():
             self._metrics[mode][name].append(value)
         out["advantages"] = result.token_advantages
         return out
 
-    def _image_logprobs(self, out: dict, micro: int) -> torch.Tensor:
-        """Log-probs of the sampled tokens under the current policy with the image (the rollout policy)."""
-        if out.get("old_per_token_logps") is not None:
+    def _image_logprobs(self, out: dict, micro: int, force: bool = False) -> torch.Tensor:
+        """Log-probs of the sampled tokens under the current policy with the batch's images (the rollout policy
+        unless `out` overrides them, e.g. with blackened pixel values); TRL's own forward."""
+        if out.get("old_per_token_logps") is not None and not force:
             return out["old_per_token_logps"]
         ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
         attention = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
@@ -96,3 +122,35 @@ class PGPOTrainer(GRPOTrainer):
             self.model, ids, attention, out["completion_ids"].size(1), batch_size=micro,
             num_images=out.get("num_images"), **extra)
         return logps
+
+    # -- auxiliary loss terms (per micro-batch, with gradient) -------------------------------------------------
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        if self._captured is not None:
+            self._captured.append(result[0])
+        return result
+
+    def _compute_loss(self, model, inputs):
+        if not self.loss_terms:
+            return super()._compute_loss(model, inputs)
+        self._captured = []
+        try:
+            loss = super()._compute_loss(model, inputs)
+            logps = self._captured[0]  # TRL's loss forward: log pi_theta(o_t | image), with gradient
+        finally:
+            self._captured = None
+        mode = "train" if self.model.training else "eval"
+        batch = LossTermBatch(logps, inputs["completion_mask"], inputs.get("blind_logps"),
+                              self._update_tokens(inputs, mode))
+        for entry, params in self.loss_terms:
+            term = entry.fn(batch, params)
+            loss = loss + term.loss
+            self._metrics[mode][f"loss_terms/{entry.name}"].append(term.value)
+        return loss
+
+    def _update_tokens(self, inputs: dict, mode: str) -> torch.Tensor:
+        """Completion tokens of one update batch on this process (TRL's own normaliser of the dapo loss)."""
+        tokens = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+        if mode == "train":
+            tokens = tokens * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+        return tokens

@@ -9,8 +9,59 @@ from pgpo.config import REPO, ConfigError, available_methods, load_method, load_
 PAPER = [REPO / "workflows/config/train/paper_3b.yaml", REPO / "workflows/config/train/paper_7b.yaml"]
 
 
-def test_table1_methods_of_this_turn():
-    assert {"grpo", "dapo", "pgpo", "pgpo_grpo"} <= set(available_methods())
+def test_table1_methods():
+    assert set(available_methods()) == {"grpo", "dapo", "pgpo", "pgpo_grpo", "papo", "vppo"}
+
+
+def test_peer_method_recipes():
+    dapo, papo, vppo = (load_method(m) for m in ("dapo", "papo", "vppo"))
+    papo_g = load_method(REPO / "baselines/variants/papo_grpo.yaml")
+    assert papo.loss == vppo.loss == dapo.loss
+    assert papo.dynamic_sampling == vppo.dynamic_sampling == dapo.dynamic_sampling
+    assert (vppo.shaper.name, vppo.shaper.params) == ("vppo", {"top_fraction": 0.4, "alpha_min": 0.9})
+    assert (vppo.blind_view.name, vppo.blind_view.params["p"], vppo.blind_view.params["per"],
+            vppo.blind_view.clamp_max) == ("patch_blackening", 0.5, "response", 10.0)
+    assert vppo.loss_terms == {"entropy_penalty": {"coef": 0.06}}
+    assert (papo.shaper.name, papo.blind_view.params["p"], papo.blind_view.params["per"]) == ("identity", 0.6, "prompt")
+    assert papo.loss_terms == {"perception_kl": {"gamma": 0.01}, "entropy_penalty": {"coef": 0.03},
+                               "blind_entropy_penalty": {"coef": 0.03}}
+    assert papo_g.loss.type == "grpo" and papo_g.loss_terms == {"perception_kl": {"gamma": 0.02}}
+    assert papo.needs_blind_view() and vppo.needs_blind_view() and not dapo.needs_blind_view()
+    assert load_method("pgpo").blind_view.name == "attention_mask"
+
+
+@pytest.mark.parametrize("path", PAPER, ids=lambda p: Path(p).stem)
+def test_vppo_rolls_out_eight_per_prompt_on_the_paper_profile_only(path):
+    from pgpo.train import to_grpo_config
+
+    vppo = load_method("vppo")
+    assert load_train_config(path, None, vppo).rollout.num_generations == 8
+    assert load_train_config(path, None, load_method("papo")).rollout.num_generations == 5
+    assert load_train_config(REPO / "workflows/config/train/tiny.yaml", None, vppo).rollout.num_generations == 8
+    assert load_train_config(path, {"rollout": {"num_generations": 4}}, vppo).rollout.num_generations == 4  # CLI
+    cfg = load_train_config(path, None, vppo)
+    args = to_grpo_config(cfg, vppo, "/tmp/unused")
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * cfg.num_processes == 128 * 8
+    assert args.per_device_train_batch_size * args.steps_per_generation * cfg.num_processes == 384 * 8
+
+
+@pytest.mark.parametrize("body,message", [
+    ("loss_terms: {perception_kl: {gamma: 0.1}, entropy_bonus: {coef: 1}}",
+     r"unknown loss term 'entropy_bonus'; known: \["),
+    ("loss_terms: {perception_kl: {weight: 0.1}}", r"unknown parameter\(s\) \['weight'\] for 'perception_kl'"),
+    ("loss_terms: [perception_kl]", "loss_terms must be a mapping"),
+    ("blind_view: {name: blur}", r"unknown blind view 'blur'; known: \['attention_mask', 'patch_blackening'\]"),
+    ("blind_view: {name: patch_blackening, params: {p: 2}}", "p must be in"),
+    ("blind_view: {name: patch_blackening, clamp_max: -1}", "clamp_max must be >= 0"),
+    ("recipe: {cluster: {max_steps: 3}}", r"recipe.cluster: unknown profile; known: \['tiny', 'paper'\]"),
+    ("recipe: {paper: {rollout: {generations: 8}}}", r"recipe.paper.rollout: unknown field\(s\) \['generations'\]"),
+    ("shaper: {name: vppo, params: {top_fraction: 0}}", "top_fraction must be in"),
+])
+def test_bad_peer_method_fields_are_named(tmp_path, body, message):
+    bad = tmp_path / "m.yaml"
+    bad.write_text(body + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_method(bad)
 
 
 def test_method_recipes():
@@ -75,7 +126,7 @@ def test_zero3_accelerate_config():
 
 
 def test_trainer_never_reads_a_method_name():
-    for module in ("trainer.py", "train.py", "blind.py", "dynamic_sampling.py"):
+    for module in ("trainer.py", "train.py", "blind.py", "dynamic_sampling.py", "loss_terms.py"):
         source = (REPO / "pgpo" / module).read_text()
         assert "method.name" not in source
         for name in available_methods():

@@ -37,6 +37,7 @@ def rollout(trainer):
     trainer.model.train()
     out = GRPOTrainer._generate_and_score_completions(trainer, rows)
     out["advantages"] = torch.tensor([1.0, -0.5, 0.25, 0.75, 0.3, -0.1, 2.0, -1.0])
+    out["rows"] = rows  # the dataset rows, as PGPOTrainer attaches them for the blind view
     return out
 
 
@@ -80,7 +81,7 @@ def test_pgpo_shaping_on_a_real_rollout(trainer, rollout):
     assert m["dependency/mean"][-1] >= 0 and m["weights/sum_minus_length_absmax"][-1] < 1e-3
 
 
-@pytest.mark.parametrize("method", ["grpo", "dapo", "pgpo", "pgpo_grpo"])
+@pytest.mark.parametrize("method", ["grpo", "dapo", "pgpo", "pgpo_grpo", "papo", "vppo"])
 def test_every_method_trains_and_writes_checkpoints_and_metrics(tiny_dir, tiny_data, tmp_path, method):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -95,8 +96,20 @@ def test_every_method_trains_and_writes_checkpoints_and_metrics(tiny_dir, tiny_d
         assert key in rows[-1], key
     if load_method(method).dynamic_sampling.enabled:
         assert rows[-1]["dynamic_sampling/rounds"] >= 1 and "dynamic_sampling/dropped_groups" in rows[-1]
-    if load_method(method).shaper.name == "pgpo":
-        assert {"dependency/mean", "dependency/max", "weights/frac_boosted", "weights/max"} <= set(rows[-1])
+    logged = {"pgpo": {"dependency/mean", "dependency/max", "weights/frac_boosted", "weights/max"},
+              "pgpo_grpo": {"dependency/mean", "dependency/max", "weights/frac_boosted"},
+              "papo": {"dependency/mean", "dependency/max", "blind/blackened_fraction", "loss_terms/perception_kl",
+                       "loss_terms/entropy_penalty", "loss_terms/blind_entropy_penalty"},
+              "vppo": {"dependency/mean", "dependency/max", "blind/blackened_fraction", "vppo/kept_fraction",
+                       "vppo/alpha_max", "loss_terms/entropy_penalty"}}.get(method, set())
+    assert logged <= set(rows[-1]), logged - set(rows[-1])
+    if method in ("grpo", "dapo"):
+        assert not any(k.startswith(("dependency/", "loss_terms/", "blind/")) for k in rows[-1])
+    if method == "vppo":
+        assert rows[-1]["dependency/max"] <= 10.0 and rows[-1]["vppo/alpha_mean"] == pytest.approx(1.0, abs=1e-5)
+        assert 0.4 <= rows[-1]["vppo/kept_fraction"] < 0.6  # ceil(0.4 n) of short responses
+    if method == "papo":
+        assert rows[-1]["loss_terms/perception_kl"] > 0
     final = tmp_path / method / "final"
     AutoModelForImageTextToText.from_pretrained(final)
     AutoProcessor.from_pretrained(final)

@@ -18,6 +18,7 @@ from pgpo.config import REPO
 
 pytestmark = pytest.mark.slow
 QUICK = str(REPO / "workflows/config/quick.yaml")
+METHODS = sorted(p.stem for p in (REPO / "baselines").glob("*.yaml"))  # every Table 1 row (6: grpo ... vppo)
 PAPER = str(REPO / "workflows/config/paper.yaml")
 
 
@@ -41,11 +42,12 @@ def quick(tmp_path_factory):
 def test_quick_dag_writes_table1_with_cis_and_provenance(quick):
     _, root, log = quick
     md = (root / "table1.md").read_text()
-    for row in ("base", "grpo", "dapo", "pgpo", "pgpo_grpo"):
+    assert len(METHODS) == 6
+    for row in ["base", *METHODS]:  # the peer baselines join the table with no new rule
         assert f"| {row} |" in md
     assert "| row | count | colour | bars | digit | position | shape | polygon | control | avg |" in md
     rows = list(csv.DictReader((root / "table1.csv").read_text().splitlines()))
-    assert len(rows) == 5 * 9
+    assert len(rows) == (1 + len(METHODS)) * 9
     trained = next(r for r in rows if r["row"] == "pgpo" and r["column"] == "count")
     assert trained["n_seeds"] == "2" and len(trained["per_seed"].split(";")) == 2
     assert [len(i) for i in trained["mlflow_run_ids"].split(";")] == [32, 32]  # one MLflow run per seed
@@ -70,7 +72,8 @@ def test_reingesting_creates_no_duplicate_runs(quick):
     tracking.unlink()
     snakemake(work, "--cores", "1", str(tracking.relative_to(work)), "--configfile", QUICK)
     after = sorted(r.info.run_id for r in client.search_runs([exp.experiment_id]))
-    assert after == before and len(after) == 1 + 8 + 9  # parent + 8 training runs + 9 evaluations
+    n_train = 2 * len(METHODS)
+    assert after == before and len(after) == 1 + n_train + n_train + 1  # parent + runs + their evals + base eval
 
 
 def _free_port():
@@ -103,7 +106,7 @@ def test_mlflow_server_lists_the_runs_over_rest(quick):
         req = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
         runs = json.load(urllib.request.urlopen(req))["runs"]
         kinds = sorted({t["value"] for r in runs for t in r["data"].get("tags", []) if t["key"] == "kind"})
-        assert kinds == ["evaluation", "train"] and len(runs) == 18
+        assert kinds == ["evaluation", "train"] and len(runs) == 1 + 4 * len(METHODS) + 1
         evals = [r for r in runs if {"key": "kind", "value": "evaluation"} in r["data"]["tags"]]
         assert any(m["key"] == "avg_at_k.tiny_count" for m in evals[0]["data"]["metrics"])
     finally:
