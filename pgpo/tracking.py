@@ -17,8 +17,13 @@ from pathlib import Path
 
 KEY, SOURCE = "pgpo.key", "pgpo.source_hash"
 CURVES = ("reward", "rewards/accuracy_reward/mean", "rewards/format_reward/mean", "completions/mean_length",
-          "entropy", "grad_norm", "dependency/mean", "weights/max", "weights/frac_boosted",
-          "dynamic_sampling/kept_fraction")
+          "entropy", "grad_norm", "dynamic_sampling/kept_fraction")
+# every statistic a blind view, shaper or loss term logs (whatever the method) is a curve too
+CURVE_PREFIXES = ("dependency/", "weights/", "vppo/", "blind/", "loss_terms/")
+
+
+def _is_curve(key: str) -> bool:
+    return key in CURVES or key.startswith(CURVE_PREFIXES)
 
 
 def store(root: str | Path) -> tuple[str, str]:
@@ -75,18 +80,28 @@ def _upsert(client, exp_id: str, key: str, source_hash: str, name: str, parent: 
     return run.info.run_id
 
 
+def _blind_view(run: dict) -> str:
+    """The blind view a run used ('-' if none; run.json files older than the peer baselines stored a bare name)."""
+    view = run["method"].get("blind_view", "")
+    name = view.get("name", "") if isinstance(view, dict) else view
+    return name if run.get("uses_blind_view", run["method"]["shaper"]["name"] != "identity") else "-"
+
+
 def _train_record(run_dir: Path) -> tuple[dict, list, dict, list[Path]]:
     run = json.loads((run_dir / "run.json").read_text())
     shaper = run["method"]["shaper"]["params"]
     params = {"method": run["method"]["name"], "seed": run["config"]["seed"], "steps": run["global_steps"],
               "recipe_hash": run["config_hash"], "shaper": run["method"]["shaper"]["name"],
               "tau": shaper.get("tau", ""), "beta": shaper.get("beta", ""), "normalize": shaper.get("normalize", ""),
-              "loss": run["method"]["loss"]["type"], "lr": run["config"]["optim"]["lr"]}
+              "loss": run["method"]["loss"]["type"], "lr": run["config"]["optim"]["lr"],
+              "blind_view": _blind_view(run),
+              "loss_terms": ",".join(f"{k}:{v}" for k, v in sorted(run["method"].get("loss_terms", {}).items())) or "-"}
     metrics = []
     curve = run_dir / "metrics.jsonl"
     for line in curve.read_text().splitlines() if curve.exists() else []:
         row = json.loads(line)
-        metrics += [(k.replace("/", "."), row[k], row["step"]) for k in CURVES if isinstance(row.get(k), (int, float))]
+        metrics += [(k.replace("/", "."), v, row["step"]) for k, v in row.items()
+                    if _is_curve(k) and isinstance(v, (int, float))]
     metrics.append(("wall_seconds", run["wall_seconds"], 0))
     tags = {"code_version": run["code_version"], "torch": run["versions"]["torch"],
             "trl": run["versions"]["trl"], "checkpoint_hash": run.get("final_checkpoint_hash", "")}

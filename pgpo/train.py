@@ -103,8 +103,8 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path) -> dic
     trainer.save_model(str(out / "final"))
     processor.save_pretrained(out / "final")
     run = {
-        "method": asdict(method), "config": asdict(cfg), "config_hash": config_hash({"m": asdict(method),
-                                                                                     "c": asdict(cfg)}),
+        "method": asdict(method), "uses_blind_view": method.needs_blind_view(), "config": asdict(cfg),
+        "config_hash": config_hash({"m": asdict(method), "c": asdict(cfg)}),
         "code_version": version, "resumed_from": last, "wall_seconds": round(wall, 1),
         "global_steps": result.global_step, "inputs": {"train_split_sha256": sha256_file(cfg.data.train),
                                                        "model_hash": dir_hash(cfg.model.path)},

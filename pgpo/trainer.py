@@ -87,10 +87,14 @@ class PGPOTrainer(GRPOTrainer):
         if self.blind_view is not None:
             micro = self.args.per_device_train_batch_size
             logp_image = self._image_logprobs(out, micro)
+
+            def forward(**overrides):  # the rollout batch with some inputs replaced (e.g. blackened pixels)
+                return self._image_logprobs({**out, **overrides}, micro, force=True)
+
+            # masks of stochastic views are seeded by (run seed, prompt id, step): reruns and resumes draw the same
             view = BlindInputs(self.model, out, rows, self.num_generations, self.state.global_step, self.args.seed,
-                               self.temperature, micro, lambda **over: self._image_logprobs({**out, **over}, micro,
-                                                                                            force=True),
-                               getattr(self.processing_class, "image_processor", None))
+                               self.temperature, micro, forward, getattr(self.processing_class, "image_processor",
+                                                                         None))
             logp_blind = self.blind_view.fn(view, self.blind_params)
             dependency = k3(logp_image, logp_blind, mask)
             if self.method.blind_view.clamp_max > 0:

@@ -74,6 +74,14 @@ def test_reingesting_creates_no_duplicate_runs(quick):
     after = sorted(r.info.run_id for r in client.search_runs([exp.experiment_id]))
     n_train = 2 * len(METHODS)
     assert after == before and len(after) == 1 + n_train + n_train + 1  # parent + runs + their evals + base eval
+    runs = {(r.data.params.get("method"), r.data.params.get("seed")): r
+            for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("kind") == "train"}
+    vppo, papo, dapo = runs[("vppo", "0")], runs[("papo", "0")], runs[("dapo", "0")]
+    assert (vppo.data.params["blind_view"], papo.data.params["blind_view"], dapo.data.params["blind_view"]) == (
+        "patch_blackening", "patch_blackening", "-")
+    assert "perception_kl:{'gamma': 0.01}" in papo.data.params["loss_terms"] and dapo.data.params["loss_terms"] == "-"
+    assert {"dependency.mean", "vppo.alpha_mean", "loss_terms.entropy_penalty"} <= set(vppo.data.metrics)
+    assert {"dependency.mean", "loss_terms.perception_kl", "blind.blackened_fraction"} <= set(papo.data.metrics)
 
 
 def _free_port():
