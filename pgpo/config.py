@@ -281,11 +281,12 @@ def load_train_config(path: str | Path, overrides: dict | None = None,
                       method: MethodConfig | None = None) -> TrainConfig:
     """Load and validate a training recipe YAML. Precedence: recipe file < the method's overrides for the
     recipe's profile (e.g. VPPO's 8 rollouts on the paper profile) < `overrides` (the command line)."""
-    if method is None:
-        return load_yaml_config(TrainConfig, path, overrides, validate_train)
-    profile = deep_merge(_read_yaml(Path(path)), overrides or {}).get("profile", TrainConfig.profile)
-    return load_yaml_config(TrainConfig, path, deep_merge(method.recipe.get(profile, {}), overrides or {}),
-                            validate_train)
+    recipe = _read_yaml(Path(path))
+    profile = (overrides or {}).get("profile", recipe.get("profile", TrainConfig.profile))
+    method_overrides = method.recipe.get(profile, {}) if method is not None else {}
+    cfg = build_dataclass(TrainConfig, deep_merge(deep_merge(recipe, method_overrides), overrides or {}), str(path))
+    validate_train(cfg, str(path))
+    return cfg
 
 
 def validate_train(cfg: TrainConfig, where: str) -> None:

@@ -6,8 +6,8 @@ new one with ``@SHAPERS.register(name, params=Dataclass, needs_dependency=bool)`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -71,7 +71,6 @@ class ShapingBatch:
     completion_mask: torch.Tensor  # [B,T] 1 on response tokens
     dependency: torch.Tensor | None = None  # [B,T] token visual dependency S (None if the shaper needs none)
     gather: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # concatenates a tensor over all processes
-    extras: dict = field(default_factory=dict)  # anything a future shaper needs
 
 
 @dataclass
