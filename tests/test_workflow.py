@@ -22,10 +22,17 @@ METHODS = sorted(p.stem for p in (REPO / "baselines").glob("*.yaml"))  # every T
 PAPER = str(REPO / "workflows/config/paper.yaml")
 
 
+def unactivated_path() -> str:
+    """PATH without any directory holding a `pgpo` script: the workflow must not need an activated venv."""
+    keep = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "pgpo").exists()]
+    return os.pathsep.join(keep)
+
+
 def snakemake(workdir, *args, timeout=900, snakefile=REPO / "Snakefile", check=True):
+    """`<venv python> -m snakemake` with the venv NOT on PATH (as `.venv/bin/snakemake` run unactivated)."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PATH": unactivated_path()})
     if check:
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc

@@ -6,11 +6,15 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import Paramspace, validate
 
+from pgpo.launch import bind
+
 validate(config, "../schemas/config.schema.yaml")
 
 REPO = Path(workflow.basedir)
 ROOT = config["root"]
 PROFILE = config["profile"]
+# the pgpo of the interpreter running Snakemake (an unactivated .venv/bin/snakemake works); `launch` is bound too
+PGPO = bind("pgpo")
 
 
 def repo_path(p):

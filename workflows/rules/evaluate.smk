@@ -21,7 +21,7 @@ rule evaluate:
     resources:
         **resources_of("eval"),
     params:
-        launch=config["launch"]["eval"],
+        launch=bind(config["launch"]["eval"]),
         checkpoint=checkpoint_dir,
         eval_config=repo_path(config["eval_config"]),
         data=f"--data {ROOT}/data" if config.get("build_tiny") else "",

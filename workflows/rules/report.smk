@@ -13,11 +13,12 @@ rule dependency_report:
     conda:
         "../../environment.yml"
     params:
+        pgpo=PGPO,
         checkpoint=lambda wc, input: str(Path(input[0]).parent / "final"),
         per_task=config.get("dependency_report", {}).get("items_per_task", 8),
         k=config.get("dependency_report", {}).get("k", 4),
         data=f"{ROOT}/data",
         out=lambda wc, output: str(Path(output[0]).with_suffix("")),
     shell:
-        "pgpo dependency-report --checkpoint {params.checkpoint} --data {params.data} --items-per-task {params.per_task} "
+        "{params.pgpo} dependency-report --checkpoint {params.checkpoint} --data {params.data} --items-per-task {params.per_task} "
         "--k {params.k} --out {params.out} > {log} 2>&1"

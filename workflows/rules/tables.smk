@@ -20,9 +20,10 @@ for _target in ("table1", "table7", "ablation_thresholds"):
         resources:
             mlflow=1,
         params:
+            pgpo=PGPO,
             spec=track_spec(_target),
         shell:
-            "pgpo track --spec {params.spec:q} --out {output} > {log} 2>&1"
+            "{params.pgpo} track --spec {params.spec:q} --out {output} > {log} 2>&1"
 
     rule:
         name:
@@ -41,6 +42,7 @@ for _target in ("table1", "table7", "ablation_thresholds"):
         resources:
             mlflow=1,
         params:
+            pgpo=PGPO,
             spec=table_spec(_target, TITLES[_target]),
         shell:
-            "pgpo table --spec {params.spec:q} > {log} 2>&1"
+            "{params.pgpo} table --spec {params.spec:q} > {log} 2>&1"

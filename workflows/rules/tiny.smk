@@ -11,9 +11,10 @@ rule build_tiny:
     conda:
         "../../environment.yml"
     params:
+        pgpo=PGPO,
         out=lambda wc, output: str(Path(output[0]).parent),
     shell:
-        "pgpo build-tiny --out {params.out} --seed 0 > {log} 2>&1"
+        "{params.pgpo} build-tiny --out {params.out} --seed 0 > {log} 2>&1"
 
 
 rule make_data:
@@ -26,10 +27,11 @@ rule make_data:
     conda:
         "../../environment.yml"
     params:
+        pgpo=PGPO,
         out=lambda wc, output: str(Path(output[0]).parent),
         sizes=lambda wc: " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.get("data", {}).items()),
     shell:
-        "pgpo make-data --out {params.out} --seed 0 {params.sizes} > {log} 2>&1"
+        "{params.pgpo} make-data --out {params.out} --seed 0 {params.sizes} > {log} 2>&1"
 
 
 rule warm_start:
@@ -46,10 +48,11 @@ rule warm_start:
         "../../environment.yml"
     threads: 2
     params:
+        pgpo=PGPO,
         model=lambda wc, input: str(Path(input.model[0]).parent),
         data=lambda wc, input: str(Path(input.data[0]).parent),
         out=lambda wc, output: str(Path(output[0]).parent),
         sets=lambda wc: sets(config["warmstart"]),
     shell:
-        "pgpo warm-start --model {params.model} --data {params.data} --out {params.out} {params.sets} "
+        "{params.pgpo} warm-start --model {params.model} --data {params.data} --out {params.out} {params.sets} "
         "> {log} 2>&1"

@@ -21,7 +21,7 @@ rule train:
     resources:
         **resources_of("train"),
     params:
-        launch=config["launch"]["train"],
+        launch=bind(config["launch"]["train"]),
         recipe=lambda wc: repo_path(config["sizes"][wc.size]["train_config"]),
         model=lambda wc: start_model(wc.size),
         sets=sets({**tiny_data_set(), **config["train_set"]}),
@@ -49,7 +49,7 @@ rule train_ablation:
     resources:
         **resources_of("train"),
     params:
-        launch=config["launch"]["train"],
+        launch=bind(config["launch"]["train"]),
         method=config["ablation"]["method"],
         recipe=lambda wc: repo_path(config["sizes"][wc.size]["train_config"]),
         model=lambda wc: start_model(wc.size),

@@ -1,0 +1,31 @@
+"""Commands the workflow runs, bound to the interpreter that runs Snakemake (not to the shell's PATH).
+
+`.venv/bin/snakemake ...` without an activated venv must still run the venv's `pgpo` (and `accelerate`): the
+first word of a configured command is replaced by the script of that name next to `sys.executable` when one is
+there; anything else (an absolute path, `srun ...`, a tool the user put on PATH) is left as written.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+
+def _bin_dir(bin_dir: str | Path | None) -> Path:
+    # unresolved: a venv's python is a symlink out of the venv, its scripts live next to the link
+    return Path(bin_dir) if bin_dir is not None else Path(sys.executable).parent
+
+
+def bind(command: str, bin_dir: str | Path | None = None) -> str:
+    """'pgpo train --x' -> '/abs/.venv/bin/pgpo train --x' when bin_dir (default: the running interpreter's
+    directory) has a `pgpo` script; a `pgpo` command with no script there runs as `<python> -m pgpo.cli`."""
+    head, sep, rest = command.strip().partition(" ")
+    if not head or "/" in head:
+        return command
+    script = _bin_dir(bin_dir) / head
+    if script.is_file():
+        return shlex.quote(str(script.absolute())) + sep + rest
+    if head == "pgpo":
+        return f"{shlex.quote(sys.executable)} -m pgpo.cli" + sep + rest
+    return command
