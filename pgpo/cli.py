@@ -59,7 +59,7 @@ def cmd_train(a):
         overrides["seed"] = a.seed
     method = load_method(a.method, _overrides(a.method_set))
     cfg = load_train_config(a.config, overrides, method)  # with the method's overrides for the recipe's profile
-    run = train(cfg, method, a.out)
+    run = train(cfg, method, a.out, fresh=a.fresh)
     print(f"{method.name}: {run['global_steps']} steps in {run['wall_seconds']} s -> {Path(a.out) / 'final'}")
 
 
@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field, e.g. max_steps=5")
     s.add_argument("--method-set", action="append", metavar="KEY=VALUE",
                    help="override a method field, e.g. shaper.params.tau=0.2")
+    s.add_argument("--fresh", action="store_true",
+                   help="delete a different run found in --out and start this one (default: refuse)")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("probe", help="held-out avg@k and token visual dependency (answer vs other tokens)")
@@ -295,12 +297,12 @@ def main(argv: list[str] | None = None) -> int:
 
     a = p.parse_args(argv)
     from pgpo.config import ConfigError
-    from pgpo.data import DataError
+    from pgpo.data import DataError, DiskFull
     from pgpo.evaluation.guard import JudgeConfigured
 
     try:
         a.fn(a)
-    except (ConfigError, DataError, FileNotFoundError, FileExistsError, JudgeConfigured) as e:
+    except (ConfigError, DataError, DiskFull, FileNotFoundError, FileExistsError, JudgeConfigured) as e:
         print(f"pgpo {a.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -24,6 +24,10 @@ class ConfigError(ValueError):
     """A configuration file or field is invalid; the message names it."""
 
 
+class RunConflict(ConfigError):
+    """An output directory holds a run of a different recipe or method (pgpo train refuses to mix them)."""
+
+
 @dataclass
 class ShaperConfig:
     """Which registered token shaper turns sequence advantages into token advantages."""
@@ -291,6 +295,19 @@ def load_train_config(path: str | Path, overrides: dict | None = None,
 
 def validate_train(cfg: TrainConfig, where: str) -> None:
     r = cfg.rollout
+    o = cfg.optim
+    positive = {"optim.lr": o.lr, "save_steps": cfg.save_steps, "save_total_limit": cfg.save_total_limit,
+                "micro_batch": cfg.micro_batch, "num_processes": cfg.num_processes, "threads": cfg.threads,
+                "rollout.prompts_per_step": r.prompts_per_step, "rollout.update_prompts": r.update_prompts,
+                "rollout.max_completion_length": r.max_completion_length}
+    non_negative = {"optim.warmup_steps": o.warmup_steps, "optim.weight_decay": o.weight_decay,
+                    "optim.max_grad_norm": o.max_grad_norm}
+    for name, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{where}: {name} must be > 0, got {value!r}")
+    for name, value in non_negative.items():
+        if not value >= 0:
+            raise ConfigError(f"{where}: {name} must be >= 0, got {value!r}")
     if cfg.profile not in PROFILES:
         raise ConfigError(f"{where}: profile must be one of {list(PROFILES)}, got {cfg.profile!r}")
     if r.num_generations < 2:
@@ -311,3 +328,4 @@ def validate_train(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: vLLM rollouts on multi-GPU runs expect model.dtype bfloat16")
     if not 0 < r.top_p <= 1 or r.temperature <= 0:
         raise ConfigError(f"{where}: rollout.top_p must be in (0,1] and temperature > 0")
+

@@ -21,6 +21,37 @@ class DataError(ValueError):
     """Bad input data; the message names file, row and field of every problem found."""
 
 
+class DiskFull(OSError):
+    """Writing an output failed for lack of space; the message names the disk and its free space."""
+
+
+def disk_full_error(path: str | Path, error: BaseException) -> DiskFull | None:
+    """A DiskFull naming the mount point and free space of `path` if `error` came from a full disk (ENOSPC
+    anywhere in its chain, or almost no space left: torch.save reports a full disk only as 'file write failed'
+    or 'basic_ios::clear: iostream error'); else None."""
+    import errno
+    import os
+    import shutil
+
+    chain, enospc = error, False
+    while chain is not None:
+        enospc |= isinstance(chain, OSError) and chain.errno == errno.ENOSPC
+        chain = chain.__cause__ or chain.__context__
+    path = Path(path).resolve()
+    while not path.exists():
+        path = path.parent
+    usage = shutil.disk_usage(path)
+    if not enospc and usage.free >= 256 * 2**20:
+        return None
+    mount = path
+    while not os.path.ismount(mount):
+        mount = mount.parent
+    return DiskFull(errno.ENOSPC, f"no space left on device: the disk mounted at {mount} has "
+                    f"{usage.free / 2**20:.1f} MB free of {usage.total / 2**20:.0f} MB ({type(error).__name__}: "
+                    f"{str(error)[:300]}). Free space, then rerun the same command: it resumes from the last complete "
+                    "checkpoint (an incomplete one is skipped)")
+
+
 @dataclass(frozen=True)
 class Record:
     """One problem: the image path is absolute once loaded."""
@@ -83,20 +114,33 @@ def load_split(path: str | Path, check_images: bool = True) -> list[Record]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such data file")
-    problems, records = [], []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    problems, records, first_row = [], [], {}
+    for n, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        where = f"{path}:{n}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            problems.append(f"{where}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})")
+            continue
         if not line.strip():
             continue
-        where = f"{path}:{n}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             problems.append(f"{where}: not valid JSON ({e.msg})")
             continue
-        missing = [k for k in REQUIRED if row.get(k) in (None, "")]
-        if missing:
-            problems += [f"{where}: field '{k}' is missing or empty" for k in missing]
+        if not isinstance(row, dict):
+            problems.append(f"{where}: a row must be a JSON object, not {type(row).__name__}")
             continue
+        missing = [k for k in REQUIRED if row.get(k) is None or not str(row[k]).strip()]
+        if missing:
+            problems += [f"{where}: field '{k}' is missing, empty or only whitespace" for k in missing]
+            continue
+        rid = str(row["id"])
+        if rid in first_row:
+            problems.append(f"{where}: field 'id': {rid!r} already used on row {first_row[rid]}")
+            continue
+        first_row[rid] = n
         choices = row.get("choices") or []
         if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
             problems.append(f"{where}: field 'choices' must be a list of strings")

@@ -2,18 +2,23 @@
 
 No LLM judge anywhere. The answer is the content of the LAST \\boxed{...} (brace-matched). Multiple-choice items
 (choices given) compare option letters A-J, accepting the option's text for its letter; free-form items compare
-normalised strings, then numbers (percent, degrees, thousands separators), then math-verify (LaTeX, fractions)
-under a per-item timeout. A timeout or verifier error scores 0 and is counted in the returned status.
+normalised strings, then numbers (percent, degrees, thousands separators), then math-verify (LaTeX, fractions).
+Grading is the training reward, so one adversarial response must not stall a step: every pattern here is linear
+in the response length, and the whole grade of one item runs under a hard time limit (VERIFY_TIMEOUT_S, SIGALRM
+in the main thread); a timeout or verifier error scores 0 and is counted in the returned status.
 """
 
 from __future__ import annotations
 
 import re
+import signal
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 LETTERS = "ABCDEFGHIJ"
-VERIFY_TIMEOUT_S = 5
+VERIFY_TIMEOUT_S = 5  # hard limit on grading one item (parsing, math-verify, everything)
 
 
 @dataclass(frozen=True)
@@ -26,17 +31,23 @@ class Grade:
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (or \\fbox{...}) with nested braces matched; None if there is none."""
+    """Content of the last \\boxed{...} (or \\fbox{...}) with nested braces matched; None if there is none.
+    One pass over the text (braces matched with a stack), so thousands of unclosed \\boxed{ stay linear."""
     if not text:
         return None
     starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    if not starts:
+        return None
+    close, open_ = {}, []
+    for i, c in enumerate(text):
+        if c == "{":
+            open_.append(i)
+        elif c == "}" and open_:
+            close[open_.pop()] = i
     for start in reversed(starts):
-        depth, i = 1, start
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            return text[start:i - 1]
+        end = close.get(start - 1)  # start is just past the box's opening brace
+        if end is not None:
+            return text[start:end]
     return None
 
 
@@ -86,8 +97,24 @@ def choice_letter(text: str, choices: list[str]) -> str | None:
 
 
 _ONE_LETTER = re.compile(r"\(?([A-J])\)?(?:[.:)]\s*.*)?", flags=re.DOTALL | re.IGNORECASE)
-_LETTER_LIST = re.compile(r"[A-J](?:\s*(?:,|and|&|\s)\s*[A-J])+", flags=re.IGNORECASE)
 _LETTER_RUN = re.compile(r"[A-J]{2,10}")  # 'AC': read as letters only when the gold names several
+_LIST_TOKEN = re.compile(r"[A-Za-z]+|,|&|\S")  # words, separators, any other character; spaces skipped
+
+
+def letter_list(text: str) -> list[str] | None:
+    """'A, C' / 'a and C' / 'A & C' / 'A C' -> ['A', 'C'] (two or more letters, at most one separator between
+    two letters); else None. A token scan, not a regex with nested quantifiers: linear on any input."""
+    letters, want_letter = [], True
+    for tok in _LIST_TOKEN.findall(text):
+        is_letter = len(tok) == 1 and tok.upper() in LETTERS
+        if is_letter:
+            letters.append(tok.upper())
+            want_letter = False
+        elif not want_letter and (tok in (",", "&") or tok.lower() == "and"):
+            want_letter = True
+        else:
+            return None
+    return letters if len(letters) >= 2 and not want_letter else None
 
 
 def letter_set(text: str, several: bool = False) -> frozenset[str] | None:
@@ -97,29 +124,72 @@ def letter_set(text: str, several: bool = False) -> frozenset[str] | None:
     m = _ONE_LETTER.fullmatch(t)
     if m:
         return frozenset(m.group(1).upper())
-    if _LETTER_LIST.fullmatch(t) or (several and _LETTER_RUN.fullmatch(t)):
-        return frozenset(re.findall(r"[A-J]", re.sub(r"(?i)\band\b", " ", t).upper()))
+    listed = letter_list(t)
+    if listed:
+        return frozenset(listed)
+    if several and _LETTER_RUN.fullmatch(t):
+        return frozenset(t.upper())
     return None
+
+
+class GradeTimeout(BaseException):
+    """Raised by the alarm inside a grade; a BaseException so math-verify's `except Exception` cannot eat it."""
+
+
+@contextmanager
+def time_limit(seconds: float | None):
+    """Interrupt the block after `seconds` (main thread only: signals are delivered there). An outer interval
+    timer (pytest-timeout, another limit) is suspended and re-armed with its remaining time afterwards."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise GradeTimeout
+
+    outer_remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+    outer_handler = signal.signal(signal.SIGALRM, on_alarm)
+    started = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, outer_handler)
+        if outer_remaining:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_remaining - (time.monotonic() - started), 1e-3))
 
 
 def _verify(gold: str, pred: str) -> tuple[bool, str]:
     from math_verify import parse, verify
     from math_verify.errors import TimeoutException  # not a TimeoutError subclass
 
-    main = threading.current_thread() is threading.main_thread()  # math-verify's timeout uses SIGALRM
-    timeout = VERIFY_TIMEOUT_S if main else None
+    # in the main thread the caller's time_limit bounds everything (math-verify's own alarm would cancel it);
+    # elsewhere math-verify's timeout cannot work either (it uses SIGALRM), so none is passed
     try:
-        g = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout, raise_on_error=True)
-        p = parse(f"\\boxed{{{pred}}}", parsing_timeout=timeout, raise_on_error=True)
-        return bool(g and p and verify(g, p, timeout_seconds=timeout, raise_on_error=True)), "ok"
+        g = parse(f"\\boxed{{{gold}}}", parsing_timeout=None, raise_on_error=True)
+        p = parse(f"\\boxed{{{pred}}}", parsing_timeout=None, raise_on_error=True)
+        return bool(g and p and verify(g, p, timeout_seconds=None, raise_on_error=True)), "ok"
     except (TimeoutError, TimeoutException):
         return False, "timeout"
     except Exception:  # sympy raises many kinds on malformed LaTeX: an unparsable answer is a wrong answer
         return False, "error"
 
 
+def _is_letter_gold(answer: str) -> bool:
+    return bool(re.fullmatch(r"\(?[A-J]\)?", answer.strip()) or letter_list(answer.strip()))
+
+
 def grade_detailed(response: str, answer: str, choices: list[str] | None = None) -> Grade:
-    """Grade one response against its gold answer; see the module docstring for the rules."""
+    """Grade one response against its gold answer (see the module docstring), within VERIFY_TIMEOUT_S."""
+    try:
+        with time_limit(VERIFY_TIMEOUT_S):
+            return _grade(response, answer, choices)
+    except GradeTimeout:
+        return Grade(0.0, "timeout", None)
+
+
+def _grade(response: str, answer: str, choices: list[str] | None) -> Grade:
     pred = last_boxed(response or "")
     if pred is None or not pred.strip():
         return Grade(0.0, "no_answer", pred)
@@ -130,8 +200,7 @@ def grade_detailed(response: str, answer: str, choices: list[str] | None = None)
         return Grade(float(choice_letter(pred, choices) == gold_letter), "ok", pred)
     if normalize(pred) == normalize(answer):
         return Grade(1.0, "ok", pred)
-    gold_letters = letter_set(answer) if re.fullmatch(r"\(?[A-J]\)?", answer.strip()) \
-        or _LETTER_LIST.fullmatch(answer.strip()) else None
+    gold_letters = letter_set(answer) if _is_letter_gold(answer) else None
     if gold_letters:  # options inline in the question: compare the letters named, order-free
         return Grade(float(letter_set(pred, several=len(gold_letters) > 1) == gold_letters), "ok", pred)
     a, p = _as_number(answer), _as_number(pred)
@@ -146,12 +215,20 @@ def grade(response: str, answer: str, choices: list[str] | None = None) -> float
     return grade_detailed(response, answer, choices).score
 
 
-_FORMAT = re.compile(r"\s*<think>.+?</think>.*\\boxed\{.*\}.*", re.DOTALL)
-
-
 def format_ok(response: str) -> float:
-    """1.0 if reasoning is inside <think>...</think> and an answer in \\boxed{} follows it."""
-    return float(bool(_FORMAT.fullmatch(response or "")) and last_boxed(response.split("</think>")[-1]) is not None)
+    """1.0 if reasoning is inside <think>...</think> and an answer in \\boxed{} follows it. String searches, not
+    a backtracking pattern (`<think>.+?</think>.*\\boxed{.*}.*` is cubic on adversarial text)."""
+    text = (response or "").lstrip()
+    if not text.startswith("<think>"):
+        return 0.0
+    close = text.find("</think>", len("<think>") + 1)  # at least one character of reasoning
+    if close < 0:
+        return 0.0
+    rest = text[close + len("</think>"):]
+    box = rest.find("\\boxed{")
+    if box < 0 or rest.find("}", box + len("\\boxed{")) < 0:
+        return 0.0
+    return float(last_boxed(response.split("</think>")[-1]) is not None)
 
 
 def _texts(completions) -> list[str]:

@@ -132,7 +132,17 @@ def ingest(root: str | Path, target: str, trainings: dict[str, Path], evaluation
     """Mirror training runs and evaluations into experiment `<profile>/<target>`.
 
     trainings / evaluations: name -> directory; labels: name -> extra params (size, method, seed, variant).
-    Returns {"experiment_id", "parent_run_id", "runs": {directory: run_id}}."""
+    Returns {"experiment_id", "parent_run_id", "runs": {directory: run_id}}.
+    Writers of one store take turns (a file lock beside it): two ingestions started at once on a fresh store
+    would otherwise race on MLflow's schema creation (a raw sqlite error) and on the upserts."""
+    from filelock import FileLock
+
+    _, _ = store(root)  # creates the store folder the lock lives in
+    with FileLock(str(Path(root).resolve() / "mlflow" / "mlflow.db.lock"), timeout=600):
+        return _ingest(root, target, trainings, evaluations, benchmarks, labels)
+
+
+def _ingest(root, target, trainings, evaluations, benchmarks, labels) -> dict:
     client = _client(root)
     exp_id = _experiment(client, root, f"{Path(root).name}/{target}")
     sources = [p for d in trainings.values() for p in (d / "run.json",)] + \

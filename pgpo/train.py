@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from pgpo.config import MethodConfig, TrainConfig
+from pgpo.config import ConfigError, MethodConfig, RunConflict, TrainConfig
 from pgpo.provenance import code_version, config_hash, dir_hash
 
 
@@ -82,38 +82,150 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
                        callbacks=[metrics_callback(out / "metrics.jsonl")])
 
 
-def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path) -> dict:
-    """Train (resuming from the last checkpoint in output_dir if any) and write final/ and run.json."""
-    from transformers.trainer_utils import get_last_checkpoint
+RUN_CONFIG = "run_config.json"  # written before the first step: what an unfinished output directory is training
+# fields that do not change what is trained (the workflow sets threads per job); excluded when comparing runs
+_NOT_THE_RECIPE = ("threads",)
 
-    from pgpo.data import sha256_file
+
+def check_model_path(path: str) -> None:
+    """A local model directory must exist and hold config.json; 'org/name' may be a hub id (loaded from the
+    cache or the hub). Without this, a typo surfaces as transformers' 'Repo id must be in the form ...'."""
+    p = Path(path).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists():
+            raise ConfigError(f"model.path: {p} has no config.json (not a Hugging Face model directory)")
+        return
+    if path.startswith((".", "/", "~")) or path.count("/") != 1:
+        raise ConfigError(f"model.path: {path}: no such directory (and not a hub id of the form org/name)")
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Every input check that does not need the model, run before it loads (a 7B load takes minutes)."""
+    from pgpo.data import load_split
+
+    check_model_path(cfg.model.path)
+    load_split(cfg.data.train)  # DataError naming file, row and field
+
+
+def run_identity(cfg: TrainConfig, method: MethodConfig) -> dict:
+    config = {k: v for k, v in asdict(cfg).items() if k not in _NOT_THE_RECIPE}
+    return {"method": asdict(method), "config": config, "hash": config_hash({"m": asdict(method), "c": config})}
+
+
+def _differences(old, new, prefix="") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def check_output_dir(out: Path, identity: dict, fresh: bool = False) -> str:
+    """'new', 'resume' or 'finished' for this run in `out`; a different run there refuses (RunConflict) unless
+    `fresh`, which deletes the old run's checkpoints, metrics, final/ and run.json first."""
+    import shutil
+
+    recorded = None
+    for name in ("run.json", RUN_CONFIG):
+        if (out / name).exists():
+            saved = json.loads((out / name).read_text())
+            recorded = {"method": saved["method"], "config": {k: v for k, v in saved["config"].items()
+                                                              if k not in _NOT_THE_RECIPE}}
+            break
+    if recorded is None:
+        return "resume" if any(out.glob("checkpoint-*")) else "new"
+    changes = _differences(recorded, {"method": identity["method"], "config": identity["config"]})
+    if changes and not fresh:
+        raise RunConflict(f"{out} holds a run of another recipe/method ({len(changes)} field(s) differ; recorded "
+                          f"in {out / name} -> this command):\n  " + "\n  ".join(changes[:20]) +
+                          "\nUse another --out, or --fresh to delete that run and start this one (in the workflow: delete "
+                          "that directory).")
+    if changes or fresh:
+        for path in [*out.glob("checkpoint-*"), out / "final"]:
+            shutil.rmtree(path, ignore_errors=True)
+        for name_ in ("run.json", RUN_CONFIG, "metrics.jsonl"):
+            (out / name_).unlink(missing_ok=True)
+        return "new"
+    return "finished" if (out / "run.json").exists() else "resume"
+
+
+def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh: bool = False) -> dict:
+    """Train (resuming from the last checkpoint in output_dir if any) and write final/ and run.json.
+
+    Re-running a finished run is a no-op (its run.json is returned); a different recipe or method on an existing
+    output directory refuses (RunConflict) unless `fresh`."""
+    from pgpo.data import disk_full_error, sha256_file
 
     out = Path(output_dir)
+    identity = run_identity(cfg, method)
+    out.mkdir(parents=True, exist_ok=True)
+    if check_output_dir(out, identity, fresh) == "finished":
+        run = json.loads((out / "run.json").read_text())
+        print(f"{out}: already finished ({run['global_steps']} steps, same recipe and method): nothing to do")
+        return run
+    preflight(cfg)  # every input check that needs no model, before it loads
+    (out / RUN_CONFIG).write_text(json.dumps({"method": identity["method"], "config": asdict(cfg),
+                                              "config_hash": identity["hash"]}, indent=2))
     version = code_version()  # at start: a commit made while training must not relabel this run
     trainer = build_trainer(cfg, method, out)
     processor = trainer.processing_class
-    last = get_last_checkpoint(str(out)) if any(out.glob("checkpoint-*")) else None
+    last = last_complete_checkpoint(out)
     if last is None and (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh start: drop metrics of an earlier, checkpoint-less attempt
     elif last is not None:
-        _truncate_metrics(out / "metrics.jsonl", int(Path(last).name.split("-")[-1]))
+        _truncate_metrics(out / "metrics.jsonl", _step_of(last))
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last)
-    wall = time.perf_counter() - start
-    trainer.save_model(str(out / "final"))
-    processor.save_pretrained(out / "final")
+    try:
+        if last is not None and cfg.max_steps > 0 and _step_of(last) >= cfg.max_steps:
+            # killed after the last checkpoint, before run.json: the weights are final, train no further step
+            trainer._load_from_checkpoint(last)
+            global_steps = _step_of(last)
+        else:
+            global_steps = trainer.train(resume_from_checkpoint=last).global_step
+        wall = time.perf_counter() - start
+        trainer.save_model(str(out / "final"))
+        processor.save_pretrained(out / "final")
+    except Exception as e:
+        full = disk_full_error(out, e)
+        if full is not None:
+            raise full from e
+        raise
     run = {
         "method": asdict(method), "uses_blind_view": method.needs_blind_view(), "config": asdict(cfg),
-        "config_hash": config_hash({"m": asdict(method), "c": asdict(cfg)}),
+        "config_hash": identity["hash"],
         "code_version": version, "resumed_from": last, "wall_seconds": round(wall, 1),
-        "global_steps": result.global_step, "inputs": {"train_split_sha256": sha256_file(cfg.data.train),
-                                                       "model_hash": dir_hash(cfg.model.path)},
+        "global_steps": global_steps, "inputs": {"train_split_sha256": sha256_file(cfg.data.train),
+                                                 "model_hash": dir_hash(cfg.model.path)},
         "final_checkpoint_hash": dir_hash(out / "final"),
         "versions": {"torch": torch.__version__, "trl": __import__("trl").__version__,
                      "transformers": __import__("transformers").__version__},
     }
     (out / "run.json").write_text(json.dumps(run, indent=2))
     return run
+
+
+def last_complete_checkpoint(out: Path) -> str | None:
+    """The newest checkpoint-N whose trainer_state.json (written last by the Trainer) exists and parses.
+
+    A checkpoint cut short (kill -9 while saving, a full disk) has none: it is deleted with a warning, so neither
+    this resume nor the Trainer's own checkpoint rotation ever picks it."""
+    import shutil
+    import warnings
+
+    for ckpt in sorted(out.glob("checkpoint-*"), key=lambda p: _step_of(p) if p.name[11:].isdigit() else -1,
+                       reverse=True):
+        if not ckpt.name[11:].isdigit():
+            continue
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            return str(ckpt)
+        except (OSError, ValueError):
+            warnings.warn(f"{ckpt} is incomplete (no readable trainer_state.json: killed or out of disk while "
+                          "saving); deleting it and resuming from the previous checkpoint", stacklevel=2)
+            shutil.rmtree(ckpt)
+    return None
+
+
+def _step_of(checkpoint: str | Path) -> int:
+    return int(Path(checkpoint).name.split("-")[-1])
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -12,6 +12,7 @@ YAML; nothing here reads a method's name.
 from __future__ import annotations
 
 import random
+import warnings
 
 import torch
 from trl import GRPOTrainer
@@ -36,7 +37,6 @@ class PGPOTrainer(GRPOTrainer):
                            for name, params in sorted(method.loss_terms.items())]
         self.blind_view = BLIND_VIEWS.get(method.blind_view.name) if method.needs_blind_view() else None
         self.blind_params = self.blind_view.make_params(method.blind_view.params) if self.blind_view else None
-        self._prompt_rng = random.Random(self.args.seed * 1_000_003 + self.accelerator.process_index)
 
     def _generate_and_score_completions(self, inputs):
         training = self.model.training
@@ -53,7 +53,7 @@ class PGPOTrainer(GRPOTrainer):
         n_groups = len(inputs) // g
         batches, keeps = [], []
         while True:
-            rows = inputs if not batches else self._draw_prompts(n_groups)
+            rows = inputs if not batches else self._draw_prompts(n_groups, len(batches))
             batch = super()._generate_and_score_completions(rows)
             batch["rows"] = list(rows)
             batches.append(batch)
@@ -73,10 +73,26 @@ class PGPOTrainer(GRPOTrainer):
             self._metrics["train"][f"dynamic_sampling/{name}"].append(float(value))
         return out
 
-    def _draw_prompts(self, n_groups: int) -> list[dict]:
-        """n_groups fresh prompts from the training set, each repeated G times (TRL's generation-batch layout)."""
-        idx = self._prompt_rng.sample(range(len(self.train_dataset)), n_groups)
+    def _draw_prompts(self, n_groups: int, round_: int) -> list[dict]:
+        """n_groups fresh prompts from the training set, each repeated G times (TRL's generation-batch layout).
+        Seeded by (run seed, optimizer step, process, round), not by a stateful generator: a resumed run draws
+        the same refills as an uninterrupted one."""
+        key = f"{self.args.seed}/{self.state.global_step}/{self.accelerator.process_index}/{round_}"
+        idx = random.Random(key).sample(range(len(self.train_dataset)), n_groups)
         return [self.train_dataset[i] for i in idx for _ in range(self.num_generations)]
+
+    # -- resume ----------------------------------------------------------------------------------------------
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resume with the checkpoint's weights, strictly. transformers 5 saves the hub's key names
+        (`model.layers.*`, `visual.*`) and Trainer's own resume loads them without the model's key conversion
+        (non-strict: 69 missing keys, i.e. the initial weights silently kept). from_pretrained applies the
+        conversion; strict loading makes any remaining mismatch an error. DeepSpeed resumes its own way."""
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = model if model is not None else self.model
+        saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype)
+        model.load_state_dict(saved.state_dict(), strict=True)
+        del saved
 
     # -- token shaping -------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -135,22 +151,52 @@ class PGPOTrainer(GRPOTrainer):
         return result
 
     def _compute_loss(self, model, inputs):
-        if not self.loss_terms:
-            return super()._compute_loss(model, inputs)
+        """TRL's loss (+ the method's loss terms); a non-finite loss never reaches the optimizer."""
+        mode = "train" if self.model.training else "eval"
         self._captured = []
         try:
             loss = super()._compute_loss(model, inputs)
             logps = self._captured[0]  # TRL's loss forward: log pi_theta(o_t | image), with gradient
         finally:
             self._captured = None
+        mask = inputs["completion_mask"].bool()
+        bad_rows = (~torch.isfinite(logps) & mask).any(dim=1)
+        self._metrics[mode]["faults/nonfinite_logp_completions"].append(float(bad_rows.sum()))
+        if self.loss_terms:
+            batch = LossTermBatch(logps, inputs["completion_mask"], inputs.get("blind_logps"),
+                                  self._update_tokens(inputs, mode))
+            for entry, params in self.loss_terms:
+                term = entry.fn(batch, params)
+                loss = loss + term.loss
+                self._metrics[mode][f"loss_terms/{entry.name}"].append(term.value)
+        finite = bool(torch.isfinite(loss).all())
+        self._metrics[mode]["faults/skipped_microbatch_fraction"].append(0.0 if finite else 1.0)
+        if finite:
+            return loss
+        # NaN/inf (e.g. one completion's log-probs overflowed): this micro-batch gives a zero gradient instead of
+        # poisoning the weights; the NaN graph is dropped, not back-propagated (0 x NaN would still be NaN)
+        warnings.warn(f"step {self.state.global_step}: non-finite loss ({loss.item()}) with {int(bad_rows.sum())} "
+                      "completion(s) of non-finite log-probs: micro-batch skipped (zero gradient)", stacklevel=2)
+        return sum((p * 0.0).sum() for p in model.parameters() if p.requires_grad)
+
+    # -- faults: a NaN reward neutralises its group --------------------------------------------------------------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's rewards (gathered over processes: [global B, reward funcs]). pgpo's reward functions always
+        return a number, so a NaN (or None) is a fault: it is counted and logged, and every completion of its
+        group is marked unscorable, which TRL turns into advantage 0 (no learning signal, no crash)."""
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         mode = "train" if self.model.training else "eval"
-        batch = LossTermBatch(logps, inputs["completion_mask"], inputs.get("blind_logps"),
-                              self._update_tokens(inputs, mode))
-        for entry, params in self.loss_terms:
-            term = entry.fn(batch, params)
-            loss = loss + term.loss
-            self._metrics[mode][f"loss_terms/{entry.name}"].append(term.value)
-        return loss
+        g = self.num_generations if mode == "train" else self.num_generations_eval
+        bad = torch.isnan(rewards).any(dim=1)
+        groups = bad.view(-1, g).any(dim=1)
+        self._metrics[mode]["faults/nan_reward_completions"].append(float(bad.sum()))
+        self._metrics[mode]["faults/neutralised_groups"].append(float(groups.sum()))
+        if groups.any():
+            warnings.warn(f"step {self.state.global_step}: {int(bad.sum())} completion(s) with a NaN reward: "
+                          f"{int(groups.sum())} group(s) get no advantage", stacklevel=2)
+            rewards = rewards.clone()
+            rewards[groups.repeat_interleave(g)] = torch.nan
+        return rewards
 
     def _update_tokens(self, inputs: dict, mode: str) -> torch.Tensor:
         """Completion tokens of one update batch on this process (TRL's own normaliser of the dapo loss)."""

@@ -70,11 +70,8 @@ def test_masked_attention_without_position_ids_shifts_positions(tiny, encoded):
     right = mrope_position_ids(model, enc["input_ids"], enc["attention_mask"], enc["mm_token_type_ids"],
                                enc["image_grid_thw"])
     text_only = (~vis) & enc["attention_mask"].bool()
-    try:
-        derived = mrope_position_ids(model, enc["input_ids"], masked, enc["mm_token_type_ids"],
-                                     enc["image_grid_thw"])
-    except Exception:  # crashing is also a way of not silently reusing the masked positions
-        return
+    # transformers 5.17 does not crash here: it silently derives other positions for the text tokens
+    derived = mrope_position_ids(model, enc["input_ids"], masked, enc["mm_token_type_ids"], enc["image_grid_thw"])
     assert not torch.equal(derived[:, text_only], right[:, text_only])
 
 

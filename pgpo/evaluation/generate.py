@@ -107,6 +107,21 @@ def _inputs(bench: Benchmark, cfg: EvalConfig, out_dir: Path, commit: str | None
                   "expected_questions": bench.meta.get("expected_questions")}
 
 
+def check_unique_ids(bench: Benchmark, task) -> None:
+    """Question ids must be unique (scores, failed-item lists and tables are keyed by them)."""
+    from pgpo.data import DataError
+
+    seen: dict[str, int] = {}
+    repeats = []
+    for i, doc in enumerate(task.eval_docs):
+        key = str(doc.get("id", i))
+        if key in seen:
+            repeats.append(f"{key!r} (documents {seen[key]} and {i})")
+        seen.setdefault(key, i)
+    if repeats:
+        raise DataError(f"{bench.name}: {len(repeats)} repeated question id(s): {', '.join(repeats[:10])}")
+
+
 def write_samples(bench: Benchmark, logged: list[dict], path: Path) -> int:
     """One row per question with its k responses, in doc order. Returns the number of questions."""
     rows = []
@@ -136,18 +151,28 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
     pixels = pixel_budget(checkpoint, cfg)
     args = model_args(checkpoint, cfg, pixels)
     ckpt_hash = dir_hash(checkpoint) if Path(checkpoint).is_dir() else f"hub:{checkpoint}"
+    # every input is read, mapped and checked before the model loads (minutes for a 7B model)
+    from lmms_eval.models import get_model
+
+    chat = not get_model(cfg.backend.name).is_simple
+    prepared = {}
+    for bench in benchmarks:
+        data_file, inputs = _inputs(bench, cfg, out_dir, commits.get(bench.name))
+        task = make_task(bench, task_override(bench, cfg.sampling.samples, gen_kwargs(cfg), data_file,
+                                              commits.get(bench.name)), chat=chat)
+        check_unique_ids(bench, task)
+        prepared[bench.name] = (inputs, task)
     lm = build_model(cfg.backend.name, args)
     manager = TaskManager("WARNING", include_path=str(TASKS_DIR), include_defaults=False)
     written = {}
     for n, bench in enumerate(benchmarks, 1):
-        data_file, inputs = _inputs(bench, cfg, out_dir, commits.get(bench.name))
+        inputs, task = prepared[bench.name]
         progress(f"[{n}/{len(benchmarks)}] {bench.name}: {cfg.sampling.samples} samples per question "
                  f"({cfg.backend.name})")
         start = time.time()
         results = simple_evaluate(
             model=lm,
-            tasks=[make_task(bench, task_override(bench, cfg.sampling.samples, gen_kwargs(cfg), data_file,
-                                                  commits.get(bench.name)), chat=not lm.is_simple)],
+            tasks=[task],
             task_manager=manager, limit=cfg.limit or None, log_samples=True, bootstrap_iters=0,
             random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
             fewshot_random_seed=cfg.seed, process_docs_parallel=1, verbosity="WARNING")
