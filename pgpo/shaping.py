@@ -137,7 +137,8 @@ def top_fraction_mask(scores: torch.Tensor, mask: torch.Tensor, fraction: float)
     n = valid.sum(-1, keepdim=True)
     k = torch.ceil(n.double() * fraction - 1e-9).long()  # 1e-9: 0.4 * 15 is 6.000000000000001 in floating point
     order = torch.sort(torch.where(valid, scores.float(), -torch.inf), dim=-1, descending=True, stable=True).indices
-    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(scores.size(-1)).expand_as(order).contiguous())
+    positions = torch.arange(scores.size(-1), device=scores.device).expand_as(order).contiguous()
+    rank = torch.empty_like(order).scatter_(-1, order, positions)
     return (rank < k) & valid
 
 

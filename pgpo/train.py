@@ -136,8 +136,8 @@ def check_output_dir(out: Path, identity: dict, fresh: bool = False) -> str:
     if changes and not fresh:
         raise RunConflict(f"{out} holds a run of another recipe/method ({len(changes)} field(s) differ; recorded "
                           f"in {out / name} -> this command):\n  " + "\n  ".join(changes[:20]) +
-                          "\nUse another --out, or --fresh to delete that run and start this one (in the workflow: delete "
-                          "that directory).")
+                          "\nUse another --out, or --fresh to delete that run and start this one "
+                          "(in the workflow: delete that directory).")
     if changes or fresh:
         for path in [*out.glob("checkpoint-*"), out / "final"]:
             shutil.rmtree(path, ignore_errors=True)

@@ -126,3 +126,17 @@ def test_two_trackers_on_a_fresh_store_take_turns(tmp_path):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     assert outs[0][0].strip() == outs[1][0].strip()  # the same parent run, upserted, not duplicated
+
+
+def test_repeated_ids_after_process_docs_are_named():
+    """Hub benchmarks get their ids from process_docs: the check runs on the built task, before the model."""
+    from types import SimpleNamespace
+
+    from pgpo.data import DataError
+    from pgpo.evaluation.benchmarks import all_benchmarks
+    from pgpo.evaluation.generate import check_unique_ids
+
+    bench = all_benchmarks()["mathvision"]
+    check_unique_ids(bench, SimpleNamespace(eval_docs=[{"id": "1"}, {"id": "2"}]))
+    with pytest.raises(DataError, match=r"mathvision: 1 repeated question id\(s\): '7' \(documents 0 and 2\)"):
+        check_unique_ids(bench, SimpleNamespace(eval_docs=[{"id": "7"}, {"id": "8"}, {"id": "7"}]))

@@ -66,7 +66,7 @@ def test_gpu_lock_agrees_with_requirements():
     gpu_constraints = [r for r in requirements("constraints.txt") if r.name not in ("torch", "torchvision")]
     assert disagreements(requirements("cpu.txt", "gpu.txt") + gpu_constraints, pins, LINUX_X86) == []
     assert pins["vllm"] == "0.31.0" and pins["torch"] == "2.13.0", "GPU lock: vLLM 0.31 on the CUDA torch 2.13.0"
-    assert any(p.startswith("nvidia-") for p in pins), "GPU lock without CUDA libraries: resolved for the wrong platform"
+    assert any(p.startswith("nvidia-") for p in pins), "GPU lock without CUDA libraries: resolved for another platform"
 
 
 def test_disagreement_check_can_fail():
@@ -86,7 +86,8 @@ def test_environment_is_the_lock():
             continue
         if installed != version:
             drift.append(f"{package}: installed {installed}, lock {version}")
-    assert drift == [], "environment differs from requirements/lock-cpu.txt (bash scripts/install.sh):\n" + "\n".join(drift)
+    assert drift == [], "environment differs from requirements/lock-cpu.txt (run bash scripts/install.sh):\n" + \
+        "\n".join(drift)
 
 
 def test_install_reads_the_lock_with_no_deps():

@@ -5,8 +5,7 @@ import json
 import pytest
 import torch
 
-from pgpo.config import TrainConfig, load_method, load_train_config
-from pgpo.config import REPO
+from pgpo.config import REPO, TrainConfig, load_method, load_train_config
 
 pytestmark = pytest.mark.slow
 
@@ -123,9 +122,9 @@ def test_every_method_trains_and_writes_checkpoints_and_metrics(tiny_dir, tiny_d
 
 
 def test_resume_from_last_checkpoint(tiny_dir, tiny_data, tmp_path):
-    from pgpo.train import train
-
     import shutil
+
+    from pgpo.train import train
 
     out = tmp_path / "run"
     cfg = _cfg(tiny_dir, tiny_data, max_steps=3, save_total_limit=3)
