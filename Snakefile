@@ -1,5 +1,5 @@
 # PGPO reproduction workflow: data -> train -> generate -> score -> track -> tables.
-#   snakemake --cores all reproduce_table1                 tiny profile (2 CPU cores, about 30 minutes)
+#   snakemake --cores all reproduce_table1                 tiny profile (2 CPU cores, about 27 minutes)
 #   snakemake --cores all ablate_thresholds | table7 | dependency_report
 #   snakemake reproduce_table1 --configfile workflows/config/quick.yaml    the same DAG in minutes (tests)
 #   snakemake reproduce_table1 --profile profiles/slurm --configfile workflows/config/paper.yaml
