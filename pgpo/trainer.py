@@ -112,6 +112,8 @@ class PGPOTrainer(GRPOTrainer):
                                self.temperature, micro, forward, getattr(self.processing_class, "image_processor",
                                                                          None))
             logp_blind = self.blind_view.fn(view, self.blind_params)
+            self._neutralise_nonfinite(out, mask, mode, logp_image, logp_blind)
+            logp_image, logp_blind = logp_image.nan_to_num(0.0), logp_blind.nan_to_num(0.0)  # no NaN in S
             dependency = k3(logp_image, logp_blind, mask)
             if self.method.blind_view.clamp_max > 0:
                 dependency = dependency.clamp(max=self.method.blind_view.clamp_max)
@@ -122,6 +124,9 @@ class PGPOTrainer(GRPOTrainer):
                 self._metrics[mode][name].append(value)
             if any(entry.needs_dependency for entry, _ in self.loss_terms):
                 out["blind_logps"] = logp_blind
+        else:
+            self._neutralise_nonfinite(out, mask, mode, out.get("old_per_token_logps"),
+                                       out.get("sampling_per_token_logps"))
         batch = ShapingBatch(out["advantages"], mask, dependency if self.shaper.needs_dependency else None,
                              gather=self.accelerator.gather)
         result = self.shaper.fn(batch, self.shaper_params)
@@ -129,6 +134,23 @@ class PGPOTrainer(GRPOTrainer):
             self._metrics[mode][name].append(value)
         out["advantages"] = result.token_advantages
         return out
+
+    def _neutralise_nonfinite(self, out: dict, mask: torch.Tensor, mode: str, *logps) -> None:
+        """A completion whose rollout log-probs (any of `logps` present) are NaN/inf takes its whole group's
+        advantage to 0 (each process holds whole groups), counted in faults/nonfinite_logp_groups. Where no
+        rollout log-probs exist (on-policy grpo/dapo steps), the loss-time guard in _compute_loss is the backstop."""
+        valid = mask.bool()
+        bad = torch.zeros(mask.size(0), dtype=torch.bool, device=mask.device)
+        for lp in logps:
+            if lp is not None:
+                bad |= (~torch.isfinite(lp) & valid).any(dim=1)
+        g = self.num_generations if mode == "train" else self.num_generations_eval
+        groups = bad.view(-1, g).any(dim=1).repeat_interleave(g)
+        self._metrics[mode]["faults/nonfinite_logp_groups"].append(float(groups.sum()) / g)
+        if groups.any():
+            warnings.warn(f"step {self.state.global_step}: {int(bad.sum())} completion(s) with non-finite rollout "
+                          f"log-probs: {int(groups.sum()) // g} group(s) get no advantage", stacklevel=2)
+            out["advantages"] = torch.where(groups, torch.zeros_like(out["advantages"]), out["advantages"])
 
     def _image_logprobs(self, out: dict, micro: int, force: bool = False) -> torch.Tensor:
         """Log-probs of the sampled tokens under the current policy with the batch's images (the rollout policy

@@ -221,3 +221,31 @@ def test_a_nan_log_prob_never_reaches_the_optimizer(tiny_dir, tiny_data, tmp_pat
     assert [r["step"] for r in rows] == [1, 2]
     assert all(r["faults/skipped_microbatch_fraction"] > 0 and r["faults/nonfinite_logp_completions"] >= 1
                for r in rows)
+
+
+def test_a_nan_rollout_log_prob_neutralises_its_group(tiny_dir, tiny_data, tmp_path):
+    """PGPO computes the image-conditioned log-probs at rollout: a NaN there takes the group's advantage to 0
+    and never reaches the dependency statistics (a NaN S would poison min-max and VPPO's batch statistics)."""
+    trainer = in_process_trainer(tiny_dir, tiny_data, tmp_path / "run", method="pgpo")
+    g = trainer.num_generations
+    trainer.reward_funcs[0] = lambda completions, **_: [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0][:len(completions)]
+    trainer.reward_funcs[0].__name__ = "accuracy_reward"
+    image_logprobs = trainer._image_logprobs
+
+    def poisoned(out, micro, force=False):  # the rollout's own pass (not the blind view's forced ones)
+        logps = image_logprobs(out, micro, force)
+        if not force:
+            logps = logps.clone()
+            logps[1, 0] = float("nan")
+        return logps
+
+    trainer._image_logprobs = poisoned
+    rows = [trainer.train_dataset[i] for i in range(2) for _ in range(g)]
+    trainer.model.train()
+    with pytest.warns(UserWarning, match="non-finite rollout log-probs: 1 group"):
+        out = trainer._generate_and_score_completions(rows)
+    adv = out["advantages"]
+    assert torch.isfinite(adv).all()
+    assert torch.count_nonzero(adv[:g]) == 0 and torch.count_nonzero(adv[g:]) > 0, adv
+    m = trainer._metrics["train"]
+    assert m["faults/nonfinite_logp_groups"][-1] == 1.0 and m["dependency/mean"][-1] == m["dependency/mean"][-1]
