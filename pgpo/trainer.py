@@ -5,8 +5,10 @@ Per generation step, without gradient (``_generate_and_score_completions``): rol
 the method asks), compute the image-conditioned and blind log-probs of the sampled completions if the shaper or a
 loss term needs the blind view, and hand the shaper's token advantages to TRL's loss (which accepts [B,T]
 advantages). Per micro-batch (``_compute_loss``), only if the method has loss terms: TRL's loss, plus the terms,
-computed from the log-probs TRL's own forward produced (captured, not recomputed). Methods differ only by their
-YAML; nothing here reads a method's name.
+computed from the log-probs TRL's own forward produced (captured, not recomputed). Faults never reach the
+optimizer: a NaN reward or NaN rollout log-prob takes its group's advantage to 0, a non-finite loss gives its
+micro-batch a zero gradient (all counted under faults/). Resume loads checkpoint weights strictly. Methods differ
+only by their YAML; nothing here reads a method's name.
 """
 
 from __future__ import annotations
