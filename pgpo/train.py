@@ -55,8 +55,9 @@ def metrics_callback(path: Path):
     return MetricsFile()
 
 
-def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path):
-    """The PGPOTrainer of a recipe x method, with the model, processor and dataset loaded."""
+def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, records=None):
+    """The PGPOTrainer of a recipe x method, with the model, processor and dataset loaded (`records`: the
+    already validated training split, else it is read here)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from pgpo.data import load_split, to_trl_dataset
@@ -73,7 +74,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
         cfg.model.path, dtype=getattr(torch, cfg.model.dtype), attn_implementation=cfg.model.attn_implementation)
     if cfg.model.freeze_vision:
         model.model.visual.requires_grad_(False)
-    records = load_split(cfg.data.train)
+    records = records if records is not None else load_split(cfg.data.train)
     if cfg.data.max_samples:
         records = records[:cfg.data.max_samples]
     args = to_grpo_config(cfg, method, out)
@@ -99,16 +100,21 @@ def check_model_path(path: str) -> None:
         raise ConfigError(f"model.path: {path}: no such directory (and not a hub id of the form org/name)")
 
 
-def preflight(cfg: TrainConfig) -> None:
-    """Every input check that does not need the model, run before it loads (a 7B load takes minutes)."""
+def preflight(cfg: TrainConfig) -> list:
+    """Every input check that does not need the model, run before it loads (a 7B load takes minutes).
+    Returns the validated training split."""
     from pgpo.data import load_split
 
     check_model_path(cfg.model.path)
-    load_split(cfg.data.train)  # DataError naming file, row and field
+    return load_split(cfg.data.train)  # DataError naming file, row and field
+
+
+def _recipe(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _NOT_THE_RECIPE}
 
 
 def run_identity(cfg: TrainConfig, method: MethodConfig) -> dict:
-    config = {k: v for k, v in asdict(cfg).items() if k not in _NOT_THE_RECIPE}
+    config = _recipe(asdict(cfg))
     return {"method": asdict(method), "config": config, "hash": config_hash({"m": asdict(method), "c": config})}
 
 
@@ -127,8 +133,7 @@ def check_output_dir(out: Path, identity: dict, fresh: bool = False) -> str:
     for name in ("run.json", RUN_CONFIG):
         if (out / name).exists():
             saved = json.loads((out / name).read_text())
-            recorded = {"method": saved["method"], "config": {k: v for k, v in saved["config"].items()
-                                                              if k not in _NOT_THE_RECIPE}}
+            recorded = {"method": saved["method"], "config": _recipe(saved["config"])}
             break
     if recorded is None:
         return "resume" if any(out.glob("checkpoint-*")) else "new"
@@ -161,11 +166,11 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh:
         run = json.loads((out / "run.json").read_text())
         print(f"{out}: already finished ({run['global_steps']} steps, same recipe and method): nothing to do")
         return run
-    preflight(cfg)  # every input check that needs no model, before it loads
+    records = preflight(cfg)  # every input check that needs no model, before it loads
     (out / RUN_CONFIG).write_text(json.dumps({"method": identity["method"], "config": asdict(cfg),
                                               "config_hash": identity["hash"]}, indent=2))
     version = code_version()  # at start: a commit made while training must not relabel this run
-    trainer = build_trainer(cfg, method, out)
+    trainer = build_trainer(cfg, method, out, records)
     processor = trainer.processing_class
     last = last_complete_checkpoint(out)
     if last is None and (out / "metrics.jsonl").exists():
