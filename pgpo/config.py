@@ -45,6 +45,11 @@ class LossConfig:
     epsilon_high: float = 0.28  # upper clip (clip-higher in DAPO): ratio <= 1 + epsilon_high
     kl_beta: float = 0.0  # KL-to-reference coefficient (0: no reference model, as in the paper)
     scale_rewards: str = "group"  # advantage = (R - group mean) / group std
+    dual_clip: float = 3.0  # cap on the ratio where A < 0 (EasyR1 clip_ratio_dual 3.0; TRL `delta`); 0 = no cap
+    importance_sampling_level: str = "token"  # token: per-token ratio (EasyR1, PGPO); sequence: GSPO's
+    mask_truncated: bool = False  # drop completions cut at max length from the loss (EasyR1: no; they score 0)
+    vllm_is_correction: bool = False  # TRL's vLLM-vs-trainer sequence ratio on the loss; off: it rescales and
+    # zeroes whole responses, which breaks PGPO's per-response mass conservation, and EasyR1 has none
 
 
 @dataclass
@@ -95,6 +100,9 @@ class ModelConfig:
     dtype: str = "float32"  # float32 on CPU; bfloat16 on GPUs
     attn_implementation: str = "sdpa"  # sdpa everywhere; flash_attention_2 where installed
     freeze_vision: bool = False  # the paper trains the vision tower too
+    min_pixels: int = 0  # image pixel budget floor for training (0 = the checkpoint processor's own)
+    max_pixels: int = 0  # image pixel budget cap for training (0 = the processor's own; Qwen2.5-VL ships 12.8 MP)
+    lm_head_fp32: bool = False  # TRL cast_lm_head_to_fp32: log-probs from an fp32 LM head (bf16 runs)
 
 
 @dataclass
@@ -114,11 +122,17 @@ class RolloutConfig:
     num_generations: int = 8  # G responses per prompt (paper: 5)
     temperature: float = 1.0  # sampling temperature
     top_p: float = 1.0  # nucleus sampling (paper: 0.99)
+    top_k: int = 0  # 0 = off (the paper samples from the full nucleus)
+    min_p: float = 0.0  # 0 = off
+    repetition_penalty: float = 1.0  # 1 = off (a penalty would make the rollout policy differ from pi_theta)
     max_completion_length: int = 24  # max new tokens (paper: 2048)
     use_vllm: bool = False  # vLLM rollouts (GPU only)
     vllm_mode: str = "colocate"  # colocate: vLLM shares the training GPUs
     vllm_gpu_memory_utilization: float = 0.35  # GPU memory share vLLM may take in colocate mode
     vllm_tensor_parallel_size: int = 1  # tensor parallel degree of the rollout engine
+    max_images: int = 1  # most images in one prompt (bounds the visual tokens of the longest prompt)
+    max_prompt_text_tokens: int = 512  # most text tokens in one prompt (chat template included); checked on the data
+    max_model_len: int = 0  # context length of the rollout engine (vLLM max_model_len); 0 = the model's own
 
 
 @dataclass
@@ -130,6 +144,10 @@ class OptimConfig:
     warmup_steps: int = 0  # linear warm-up steps
     weight_decay: float = 0.0  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping
+    optimizer: str = "adamw_torch_fused"  # Trainer `optim` (AdamW, as EasyR1)
+    adam_beta1: float = 0.9  # AdamW beta1 (EasyR1 0.9)
+    adam_beta2: float = 0.999  # AdamW beta2 (EasyR1 0.999)
+    adam_epsilon: float = 1e-8  # AdamW epsilon
 
 
 @dataclass
@@ -269,6 +287,11 @@ def validate_method(method: MethodConfig, where: str) -> None:
         raise ConfigError(f"{where}: loss.type must be one of grpo, dapo, bnpo, dr_grpo; got {method.loss.type!r}")
     if not (0 < method.loss.epsilon_low < 1 and method.loss.epsilon_high > 0):
         raise ConfigError(f"{where}: loss.epsilon_low must be in (0,1) and epsilon_high > 0")
+    if method.loss.dual_clip and method.loss.dual_clip <= 1 + method.loss.epsilon_high:
+        raise ConfigError(f"{where}: loss.dual_clip must be 0 (off) or > 1 + epsilon_high, got "
+                          f"{method.loss.dual_clip}")
+    if method.loss.importance_sampling_level not in ("token", "sequence"):
+        raise ConfigError(f"{where}: loss.importance_sampling_level must be token or sequence")
     if method.dynamic_sampling.max_rounds < 1:
         raise ConfigError(f"{where}: dynamic_sampling.max_rounds must be >= 1")
 
@@ -328,4 +351,39 @@ def validate_train(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: vLLM rollouts on multi-GPU runs expect model.dtype bfloat16")
     if not 0 < r.top_p <= 1 or r.temperature <= 0:
         raise ConfigError(f"{where}: rollout.top_p must be in (0,1] and temperature > 0")
+    check_context_budget(cfg, where)
+
+
+VISUAL_TOKEN_PIXELS = 28 * 28  # Qwen2.5-VL: one visual token per 14x14 patch after the 2x2 merge
+VISION_MARKERS = 2  # <|vision_start|> and <|vision_end|> around each image's pads
+
+
+def longest_prompt_tokens(cfg: TrainConfig) -> int | None:
+    """Upper bound on a prompt's length: max_images x (max visual tokens + markers) + max text tokens. None when
+    no pixel cap is pinned (the processor's own cap is then unknown before it loads)."""
+    if not cfg.model.max_pixels:
+        return None
+    per_image = cfg.model.max_pixels // VISUAL_TOKEN_PIXELS + VISION_MARKERS
+    return cfg.rollout.max_images * per_image + cfg.rollout.max_prompt_text_tokens
+
+
+def check_context_budget(cfg: TrainConfig, where: str) -> None:
+    """The longest prompt plus the longest completion must fit the rollout engine's context, else vLLM refuses
+    (or silently truncates) the longest rows hours into a run."""
+    m, r = cfg.model, cfg.rollout
+    if m.min_pixels < 0 or m.max_pixels < 0 or (m.min_pixels and m.max_pixels and m.min_pixels > m.max_pixels):
+        raise ConfigError(f"{where}: model.min_pixels ({m.min_pixels}) must be <= model.max_pixels "
+                          f"({m.max_pixels}), both >= 0")
+    if r.max_images < 1 or r.max_prompt_text_tokens < 1 or r.max_model_len < 0:
+        raise ConfigError(f"{where}: rollout.max_images and max_prompt_text_tokens must be >= 1, max_model_len >= 0")
+    if cfg.profile == "paper" and not m.max_pixels:
+        raise ConfigError(f"{where}: model.max_pixels must be pinned on the paper profile (the checkpoint's "
+                          "processor allows 12.8 MP, about 16k visual tokens per image); EasyR1: 1003520")
+    longest = longest_prompt_tokens(cfg)
+    if r.max_model_len and longest is not None and longest + r.max_completion_length > r.max_model_len:
+        raise ConfigError(
+            f"{where}: the longest prompt ({r.max_images} image(s) x ({m.max_pixels} // {VISUAL_TOKEN_PIXELS} + "
+            f"{VISION_MARKERS}) + {r.max_prompt_text_tokens} text = {longest} tokens) plus "
+            f"rollout.max_completion_length ({r.max_completion_length}) exceeds rollout.max_model_len "
+            f"({r.max_model_len}): raise max_model_len or lower max_pixels / max_images / max_prompt_text_tokens")
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 
-from pgpo.dependency import k3
 from pgpo.registry import Registry
 
 
@@ -50,12 +49,29 @@ class PerceptionKLParams:
     """PAPO's implicit perception loss."""
 
     gamma: float = 0.01  # weight of the KL to MAXIMISE (PAPO: 0.02 on GRPO, 0.01 on DAPO)
+    log_ratio_clip: float = 20.0  # |log pi_blind - log pi_image| clamped here (PAPO's own code: 20)
+    kl_clip: float = 10.0  # per-token KL clamped here (PAPO's own code: 10); no gradient beyond either clamp
+
+    def __post_init__(self):
+        if self.gamma < 0 or self.log_ratio_clip <= 0 or self.kl_clip <= 0:
+            raise ValueError("perception_kl: gamma must be >= 0, log_ratio_clip and kl_clip > 0")
+
+
+def clipped_k3(logps: torch.Tensor, blind_logps: torch.Tensor, mask: torch.Tensor, log_ratio_clip: float,
+               kl_clip: float) -> torch.Tensor:
+    """PAPO's bounded k3: log r clamped to +-log_ratio_clip, KL clamped to [0, kl_clip]. [b,T] x3 -> [b,T].
+
+    torch.clamp passes no gradient where it clamps, so a token whose masked-image probability collapsed cannot
+    dominate the update (maximising an unbounded KL rewards driving such tokens further apart)."""
+    log_r = (blind_logps - logps).float().clamp(-log_ratio_clip, log_ratio_clip)
+    kl = (torch.expm1(log_r) - log_r).clamp(0.0, kl_clip)
+    return kl * mask.to(kl.dtype)
 
 
 @LOSS_TERMS.register("perception_kl", params=PerceptionKLParams, needs_dependency=True)
 def perception_kl(batch: LossTermBatch, params: PerceptionKLParams) -> LossTermResult:
-    """-gamma * token-mean k3 KL(pi(.|image) || pi(.|blind)); the gradient flows through the image branch only."""
-    kl = k3(batch.logps, batch.blind_logps.detach(), batch.mask)
+    """-gamma * token-mean clipped k3 KL(pi(.|image) || pi(.|blind)); gradient through the image branch only."""
+    kl = clipped_k3(batch.logps, batch.blind_logps.detach(), batch.mask, params.log_ratio_clip, params.kl_clip)
     return LossTermResult(-params.gamma * update_mean(kl, batch), micro_mean(kl.detach(), batch))
 
 

@@ -18,6 +18,7 @@ class Entry(Generic[F]):
     fn: F
     params: type | None
     needs_dependency: bool
+    per_response: bool = False  # shaper only: a response's token advantages depend on that response alone
 
     def make_params(self, raw: dict[str, Any] | None, where: str = "") -> Any:
         """Validate raw YAML parameters into the component's dataclass (unknown keys are an error)."""
@@ -40,11 +41,12 @@ class Registry(Generic[F]):
         self.kind = kind
         self._entries: dict[str, Entry[F]] = {}
 
-    def register(self, name: str, params: type | None = None, needs_dependency: bool = False):
+    def register(self, name: str, params: type | None = None, needs_dependency: bool = False,
+                 per_response: bool = False):
         def decorator(fn: F) -> F:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = Entry(name, fn, params, needs_dependency)
+            self._entries[name] = Entry(name, fn, params, needs_dependency, per_response)
             return fn
         return decorator
 

@@ -1,7 +1,10 @@
 """From token visual dependency to token-level advantages (paper section 3), and the registry of token shapers.
 
 A shaper receives the whole rollout batch it needs (ShapingBatch) and returns token advantages [B,T]. Register a
-new one with ``@SHAPERS.register(name, params=Dataclass, needs_dependency=bool)``.
+new one with ``@SHAPERS.register(name, params=Dataclass, needs_dependency=bool, per_response=bool)``.
+``per_response=True`` declares that a response's token advantages depend only on that response (its advantage,
+mask and S): the trainer may then shape each micro-batch inside the loss, from the loss forward's own log-probs,
+instead of running an extra image-conditioned pass per generation step.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class ShapingResult:
 SHAPERS: Registry = Registry("token shaper")
 
 
-@SHAPERS.register("identity")
+@SHAPERS.register("identity", per_response=True)
 def identity(batch: ShapingBatch, params: None) -> ShapingResult:
     """GRPO/DAPO: the sequence advantage broadcast to every token."""
     mask = batch.completion_mask.to(batch.advantages.dtype)
@@ -109,7 +112,7 @@ class PGPOParams:
             raise ValueError(f"pgpo: eps must be a small positive constant, got {self.eps}")
 
 
-@SHAPERS.register("pgpo", params=PGPOParams, needs_dependency=True)
+@SHAPERS.register("pgpo", params=PGPOParams, needs_dependency=True, per_response=True)
 def pgpo(batch: ShapingBatch, params: PGPOParams) -> ShapingResult:
     """PGPO: A~_{i,t} = A_i * w~_t with w~ from pgpo_token_weights."""
     mask = batch.completion_mask

@@ -10,36 +10,8 @@ from pathlib import Path
 import torch
 
 from pgpo.config import ConfigError, MethodConfig, RunConflict, TrainConfig
+from pgpo.grpo_args import to_grpo_config  # the recipe -> GRPOConfig translation
 from pgpo.provenance import code_version, config_hash, dir_hash
-
-
-def to_grpo_config(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path):
-    """Translate recipe + method into TRL's GRPOConfig (batch sizes in TRL's per-device micro-step units)."""
-    from trl import GRPOConfig
-
-    r = cfg.rollout
-    per_step_devices = cfg.micro_batch * cfg.num_processes
-    cuda = torch.cuda.is_available()
-    return GRPOConfig(
-        output_dir=str(output_dir), seed=cfg.seed, data_seed=cfg.seed,
-        per_device_train_batch_size=cfg.micro_batch,
-        gradient_accumulation_steps=r.update_prompts * r.num_generations // per_step_devices,
-        steps_per_generation=r.prompts_per_step * r.num_generations // per_step_devices,
-        num_generations=r.num_generations, temperature=r.temperature, top_p=r.top_p, top_k=0,
-        max_completion_length=r.max_completion_length,
-        loss_type=method.loss.type, epsilon=method.loss.epsilon_low, epsilon_high=method.loss.epsilon_high,
-        beta=method.loss.kl_beta, scale_rewards=method.loss.scale_rewards,
-        learning_rate=cfg.optim.lr, lr_scheduler_type=cfg.optim.scheduler, warmup_steps=cfg.optim.warmup_steps,
-        weight_decay=cfg.optim.weight_decay, max_grad_norm=cfg.optim.max_grad_norm,
-        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1, num_train_epochs=cfg.epochs or 1.0,
-        logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
-        report_to="none", gradient_checkpointing=cfg.gradient_checkpointing,
-        bf16=cfg.model.dtype == "bfloat16" and cuda, use_cpu=not cuda,
-        use_vllm=r.use_vllm, vllm_mode=r.vllm_mode, vllm_gpu_memory_utilization=r.vllm_gpu_memory_utilization,
-        vllm_tensor_parallel_size=r.vllm_tensor_parallel_size,
-        reward_weights=[0.9, 0.1], remove_unused_columns=False, dataloader_num_workers=0,
-        disable_tqdm=False, log_completions=False,
-    )
 
 
 def metrics_callback(path: Path):
@@ -68,7 +40,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    processor = AutoProcessor.from_pretrained(cfg.model.path)
+    processor = AutoProcessor.from_pretrained(cfg.model.path, **pixel_budget(cfg))
     processor.tokenizer.padding_side = "left"
     model = AutoModelForImageTextToText.from_pretrained(
         cfg.model.path, dtype=getattr(torch, cfg.model.dtype), attn_implementation=cfg.model.attn_implementation)
@@ -79,8 +51,24 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
         records = records[:cfg.data.max_samples]
     args = to_grpo_config(cfg, method, out)
     return PGPOTrainer(model=model, processing_class=processor, reward_funcs=list(REWARD_FUNCS), args=args,
-                       train_dataset=to_trl_dataset(records), method=method,
+                       train_dataset=to_trl_dataset(records), method=method, vllm_engine=vllm_engine_kwargs(cfg),
                        callbacks=[metrics_callback(out / "metrics.jsonl")])
+
+
+def pixel_budget(cfg: TrainConfig) -> dict:
+    """The recipe's image pixel budget as processor kwargs ({} = the checkpoint processor's own)."""
+    return {k: v for k, v in (("min_pixels", cfg.model.min_pixels), ("max_pixels", cfg.model.max_pixels)) if v}
+
+
+def vllm_engine_kwargs(cfg: TrainConfig) -> dict:
+    """Extra arguments of the colocated rollout engine: vLLM re-processes the raw images with the checkpoint's
+    own processor unless told the budget, and its visual-token count must match the trainer's prompt ids."""
+    if not cfg.rollout.use_vllm:
+        return {}
+    out = {"limit_mm_per_prompt": {"image": cfg.rollout.max_images}}
+    if pixel_budget(cfg):
+        out["mm_processor_kwargs"] = pixel_budget(cfg)
+    return out
 
 
 RUN_CONFIG = "run_config.json"  # written before the first step: what an unfinished output directory is training
@@ -106,7 +94,36 @@ def preflight(cfg: TrainConfig) -> list:
     from pgpo.data import load_split
 
     check_model_path(cfg.model.path)
-    return load_split(cfg.data.train)  # DataError naming file, row and field
+    records = load_split(cfg.data.train)  # DataError naming file, row and field
+    check_prompt_budget(cfg, records)
+    return records
+
+
+def check_prompt_budget(cfg: TrainConfig, records: list) -> None:
+    """Every training row within the recipe's prompt bounds (rollout.max_images, max_prompt_text_tokens), which
+    the config check holds against max_model_len. Text tokens are counted with the checkpoint's tokenizer and
+    chat template when it is a local directory (a hub id is checked at its first rollout instead)."""
+    from pgpo.data import DataError
+
+    r = cfg.rollout
+    images = {rec.id: len(getattr(rec, "images", (rec.image,))) for rec in records}
+    problems = [f"{rid}: {n} images > rollout.max_images ({r.max_images})" for rid, n in images.items()
+                if n > r.max_images]
+    if Path(cfg.model.path, "config.json").exists():
+        from transformers import AutoTokenizer
+
+        from pgpo.prompts import conversation
+
+        tok = AutoTokenizer.from_pretrained(cfg.model.path)
+        if tok.chat_template:  # batched: the paper split has 39k rows
+            ids = tok.apply_chat_template([conversation(rec.question, rec.choices) for rec in records],
+                                          add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+            problems += [f"{rec.id}: {len(row)} text tokens > rollout.max_prompt_text_tokens "
+                         f"({r.max_prompt_text_tokens})" for rec, row in zip(records, ids)
+                         if len(row) > r.max_prompt_text_tokens]
+    if problems:
+        raise DataError(f"{cfg.data.train}: {len(problems)} row(s) exceed the recipe's prompt budget:\n  "
+                        + "\n  ".join(problems[:20]))
 
 
 def _recipe(config: dict) -> dict:
@@ -200,6 +217,9 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh:
         "global_steps": global_steps, "inputs": {"train_split_sha256": sha256_file(cfg.data.train),
                                                  "model_hash": dir_hash(cfg.model.path)},
         "final_checkpoint_hash": dir_hash(out / "final"),
+        "pixel_budget": {"min_pixels": getattr(processor.image_processor.size, "shortest_edge", None),
+                         "max_pixels": getattr(processor.image_processor.size, "longest_edge", None),
+                         "source": "recipe" if pixel_budget(cfg) else "checkpoint processor"},
         "versions": {"torch": torch.__version__, "trl": __import__("trl").__version__,
                      "transformers": __import__("transformers").__version__},
     }

@@ -23,9 +23,10 @@ def test_peer_method_recipes():
             vppo.blind_view.clamp_max) == ("patch_blackening", 0.5, "response", 10.0)
     assert vppo.loss_terms == {"entropy_penalty": {"coef": 0.06}}
     assert (papo.shaper.name, papo.blind_view.params["p"], papo.blind_view.params["per"]) == ("identity", 0.6, "prompt")
-    assert papo.loss_terms == {"perception_kl": {"gamma": 0.01}, "entropy_penalty": {"coef": 0.03},
+    clip = {"log_ratio_clip": 20.0, "kl_clip": 10.0}  # PAPO's own bounds
+    assert papo.loss_terms == {"perception_kl": {"gamma": 0.01, **clip}, "entropy_penalty": {"coef": 0.03},
                                "blind_entropy_penalty": {"coef": 0.03}}
-    assert papo_g.loss.type == "grpo" and papo_g.loss_terms == {"perception_kl": {"gamma": 0.02}}
+    assert papo_g.loss.type == "grpo" and papo_g.loss_terms == {"perception_kl": {"gamma": 0.02, **clip}}
     assert papo.needs_blind_view() and vppo.needs_blind_view() and not dapo.needs_blind_view()
     assert load_method("pgpo").blind_view.name == "attention_mask"
 

@@ -11,7 +11,7 @@ from pgpo.config import REPO
 
 # the modules PGPOTrainer runs on the accelerator (rollout, blind views, shaping, loss terms, sampling)
 TRAINING_PATH = ["trainer.py", "shaping.py", "blind.py", "dependency.py", "loss_terms.py", "dynamic_sampling.py",
-                 "rollout.py", "train.py"]
+                 "rollout.py", "train.py", "trl_bridge.py", "grpo_args.py"]
 FACTORIES = {"arange", "zeros", "ones", "empty", "full", "tensor", "rand", "randn", "randint", "linspace", "eye",
              "as_tensor", "randperm"}
 

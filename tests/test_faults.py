@@ -224,9 +224,10 @@ def test_a_nan_log_prob_never_reaches_the_optimizer(tiny_dir, tiny_data, tmp_pat
 
 
 def test_a_nan_rollout_log_prob_neutralises_its_group(tiny_dir, tiny_data, tmp_path):
-    """PGPO computes the image-conditioned log-probs at rollout: a NaN there takes the group's advantage to 0
-    and never reaches the dependency statistics (a NaN S would poison min-max and VPPO's batch statistics)."""
-    trainer = in_process_trainer(tiny_dir, tiny_data, tmp_path / "run", method="pgpo")
+    """VPPO (a batch-level shaper) computes the image-conditioned log-probs at rollout: a NaN there takes the
+    group's advantage to 0 and never reaches the dependency statistics (a NaN S would poison VPPO's batch min-max
+    and mean)."""
+    trainer = in_process_trainer(tiny_dir, tiny_data, tmp_path / "run", method="vppo")
     g = trainer.num_generations
     trainer.reward_funcs[0] = lambda completions, **_: [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0][:len(completions)]
     trainer.reward_funcs[0].__name__ = "accuracy_reward"

@@ -186,3 +186,35 @@ def test_loss_terms_split_over_micro_batches_sum_to_the_update_token_mean():
     parts = sum(entry.fn(LossTermBatch(logps[i:i + 1], mask[i:i + 1], blind[i:i + 1], mask.sum()), params).loss
                 for i in range(3))
     assert torch.allclose(whole, parts)
+
+
+def test_perception_kl_is_bounded_as_in_papo_and_extreme_tokens_get_no_gradient():
+    """PAPO clamps log r to +-20 and the per-token KL to 10 with no gradient beyond. With 1% extreme tokens
+    (the masked-image probability collapsed) the unbounded k3 gradient is dominated by them; the clamped one is
+    not, and on ordinary tokens the two agree exactly."""
+    from pgpo.dependency import k3
+
+    g = torch.Generator().manual_seed(0)
+    logps = (-torch.rand(4, 100, generator=g)).requires_grad_(True)
+    blind = logps.detach() - 0.3 * torch.rand(4, 100, generator=g)
+    extreme = torch.zeros(4, 100, dtype=torch.bool)
+    extreme[0, :4] = True  # 1% of the tokens: log r = +8, KL = e^8 - 9 ~ 2972 (above the KL clamp) ...
+    blind[extreme] = logps.detach()[extreme] + 8.0
+    blind[1, 0] = logps.detach()[1, 0] - 25.0  # ... and one with log r = -25 (below the log-ratio clamp)
+    extreme[1, 0] = True
+    mask = torch.ones(4, 100)
+    entry = LOSS_TERMS.get("perception_kl")
+    params = entry.make_params({"gamma": 0.01})
+    assert (params.log_ratio_clip, params.kl_clip) == (20.0, 10.0)
+    term = entry.fn(LossTermBatch(logps, mask, blind, mask.sum()), params)
+    term.loss.backward()
+    ours = logps.grad.clone()
+    logps.grad = None
+    (-0.01 * k3(logps, blind, mask).sum() / mask.sum()).backward()
+    unbounded = logps.grad
+    assert (ours[extreme] == 0).all() and (unbounded[extreme] != 0).all()
+    assert torch.allclose(ours[~extreme], unbounded[~extreme], rtol=1e-5, atol=0)
+    assert unbounded.abs().sum() > 20 * ours.abs().sum()  # the extremes dominate the unbounded gradient
+    assert term.value <= 10.0
+    with pytest.raises(ValueError, match="kl_clip"):
+        entry.make_params({"kl_clip": 0.0})

@@ -70,8 +70,15 @@ def test_unit_token_weights_reproduce_the_plain_loss_exactly(trainer, rollout, l
     assert torch.allclose(loss, plain, atol=1e-5) and not torch.allclose(grad, g_plain, atol=1e-6)
 
 
-def test_pgpo_shaping_on_a_real_rollout(trainer, rollout):
+def _shape_through_loss(trainer, rollout):
+    """Generation-time shaping, then one loss forward (where a per-response shaper may finish the shaping)."""
     out = trainer._shape_advantages(dict(rollout), "train")
+    loss = trainer._compute_loss(trainer.model, out)
+    return out, loss
+
+
+def test_pgpo_shaping_on_a_real_rollout(trainer, rollout):
+    out, _ = _shape_through_loss(trainer, rollout)
     adv, mask = out["advantages"], rollout["completion_mask"].bool()
     assert adv.shape == mask.shape and (adv[~mask] == 0).all()
     # mass conservation: per response, the token advantages sum to |o_i| * A_i
@@ -79,6 +86,29 @@ def test_pgpo_shaping_on_a_real_rollout(trainer, rollout):
     m = trainer._metrics["train"]
     # k3 >= 0 by construction; a blind view that hid nothing would give ~0, so demand a real dependency
     assert m["dependency/mean"][-1] > 1e-4 and m["weights/sum_minus_length_absmax"][-1] < 1e-3
+
+
+def test_shaping_in_the_loss_equals_shaping_from_an_extra_image_pass(trainer, rollout):
+    """PGPO on an aligned on-policy step takes the image-conditioned log-probs from the loss forward instead of a
+    second pass: same token advantages and the same gradient as computing them at generation time."""
+    deferred = trainer._shape_advantages(dict(rollout), "train")
+    assert deferred["advantages"].dim() == 1 and trainer._shape_in_loss  # nothing shaped yet: no extra pass
+    eager_in = dict(rollout)
+    eager_in["old_per_token_logps"] = trainer.policy_logprobs(rollout, 8)  # what the extra pass computes
+    eager = trainer._shape_advantages(eager_in, "train")
+    assert eager["advantages"].dim() == 2 and not trainer._shape_in_loss
+    eager.pop("old_per_token_logps")  # equal to the loss forward's: the loss needs no old log-probs either
+    grads = []
+    for batch, shape_in_loss in ((deferred, True), (eager, False)):
+        trainer._shape_in_loss = shape_in_loss
+        trainer.model.zero_grad(set_to_none=True)
+        trainer._compute_loss(trainer.model, batch).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]))
+    trainer.model.zero_grad(set_to_none=True)
+    assert deferred["advantages"].shape == eager["advantages"].shape
+    assert torch.allclose(deferred["advantages"], eager["advantages"], atol=1e-5)
+    assert (deferred["advantages"] != rollout["advantages"][:, None] * rollout["completion_mask"]).any()
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("method", ["grpo", "dapo", "pgpo", "pgpo_grpo", "papo", "vppo"])

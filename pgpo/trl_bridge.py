@@ -1,0 +1,175 @@
+"""Every touch of TRL's private API, in one place, for one pinned TRL version (contract tests:
+tests/test_trl_contract.py).
+
+GRPOTrainer has no public extension points for what the methods need, so `TRLBridge` overrides five private
+methods and reads three private attributes, and turns them into hooks with plain names that PGPOTrainer
+implements:
+
+| TRL private                                   | what we rely on                                               | hook        |
+|-----------------------------------------------|---------------------------------------------------------------|-------------|
+| `_generate_and_score_completions(inputs)`     | returns the rollout dict (ids, masks, [B] advantages, ...)    | generation_step / rollout |
+| `_calculate_rewards(...)`                     | returns [global B, reward funcs]; NaN = unscorable -> adv 0   | check_rewards |
+| `_compute_loss(model, inputs)`                | calls `_get_per_token_logps_and_entropies` exactly once and   | before_loss / after_loss |
+|                                               | reads `inputs["advantages"]` AFTER that forward               |             |
+| `_get_per_token_logps_and_entropies(...)`     | [B,T] log-probs of the sampled tokens (its fused LM head)     | policy_logprobs |
+| `_load_from_checkpoint(path, model)`          | transformers' resume entry point                              | (fixed here) |
+| `trl.generation.vllm_generation.LLM`          | the engine class TRL instantiates in colocate mode            | vllm_engine |
+| `_metrics[mode][name]`                        | lists averaged into each logged step                          | log_metric  |
+| `_tokenizer`                                  | the processor's tokenizer (pad id for merges)                 | pad_token_id |
+| dapo normaliser                               | num_items_in_batch / processes x accumulation / steps_per_gen | update_tokens |
+
+Anything else the trainer uses is public Trainer/GRPOTrainer API (state, args, accelerator, num_generations).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from importlib.metadata import PackageNotFoundError, version
+
+TRL_PIN = "1.16.0"  # the only TRL the touch points below are verified against (tests/test_trl_contract.py)
+ALLOW_ENV = "PGPO_ALLOW_UNPINNED_TRL"  # set to 1 to try another TRL at your own risk (contract tests first)
+
+
+def check_trl_version(found: str | None = None) -> None:
+    """Refuse a TRL other than the pin: its private methods may have moved, and a silent change in one of them
+    (e.g. where the loss reads the advantages) would change the objective without an error."""
+    try:
+        found = found or version("trl")
+    except PackageNotFoundError:
+        raise ImportError(f"pgpo needs trl=={TRL_PIN}, which is not installed: bash scripts/install.sh") from None
+    if found != TRL_PIN and os.environ.get(ALLOW_ENV) != "1":
+        raise ImportError(
+            f"pgpo is pinned to trl=={TRL_PIN} (it overrides private GRPOTrainer methods listed in "
+            f"pgpo/trl_bridge.py) but trl=={found} is installed. Install the lock (bash scripts/install.sh) or "
+            f"`pip install trl=={TRL_PIN}`; to try trl {found} anyway, run the contract tests "
+            f"(pytest tests/test_trl_contract.py) with {ALLOW_ENV}=1.")
+
+
+check_trl_version()
+
+import torch  # after the pin check: a wrong TRL fails with the message above, not deep in TRL
+from trl import GRPOTrainer
+
+
+@contextlib.contextmanager
+def vllm_engine_arguments(extra: dict):
+    """While TRL builds its colocated engine, `vllm.LLM` (as TRL's vllm_generation module names it) receives
+    `extra` too. TRL 1.16 calls `LLM(model=..., ...)` in VLLMGeneration._init_vllm and exposes no way to pass
+    engine arguments such as the image processor's pixel budget."""
+    import trl.generation.vllm_generation as generation
+
+    original = getattr(generation, "LLM", None)  # absent without vLLM: nothing to do
+    if not extra or original is None:
+        yield
+        return
+    generation.LLM = functools.partial(original, **extra)
+    try:
+        yield
+    finally:
+        generation.LLM = original
+
+
+class TRLBridge(GRPOTrainer):
+    """GRPOTrainer with its private methods turned into hooks. Subclasses implement generation_step,
+    check_rewards, before_loss and after_loss; they call rollout, policy_logprobs, log_metric, pad_token_id and
+    update_tokens, and never a TRL private name."""
+
+    _captured: list | None = None  # log-probs of TRL's loss forward while _compute_loss runs
+    _loss_inputs: dict | None = None  # the micro-batch _compute_loss is running on
+
+    def __init__(self, *args, vllm_engine: dict | None = None, **kwargs):
+        """`vllm_engine`: extra arguments for the colocated vLLM engine TRL builds (e.g. mm_processor_kwargs with
+        the recipe's pixel budget, which TRL does not pass on)."""
+        with vllm_engine_arguments(vllm_engine or {}):
+            super().__init__(*args, **kwargs)
+
+    # -- generation ---------------------------------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        return self.generation_step(inputs)
+
+    def rollout(self, rows: list[dict]) -> dict:
+        """TRL's rollout of `rows` (G copies per prompt): sampling, rewards, [B] group-relative advantages."""
+        return super()._generate_and_score_completions(rows)
+
+    def generation_step(self, inputs: list[dict]) -> dict:
+        return self.rollout(inputs)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self.check_rewards(rewards, "train" if self.model.training else "eval")
+
+    def check_rewards(self, rewards: torch.Tensor, mode: str) -> torch.Tensor:
+        return rewards
+
+    # -- log-probs ---------------------------------------------------------------------------------------------
+    def policy_logprobs(self, batch: dict, micro: int, **overrides) -> torch.Tensor:
+        """[B,T] log-probs of the batch's completion tokens under the current policy, through TRL's own forward
+        (its fused LM head, the batch's images unless `overrides` replaces inputs such as pixel_values)."""
+        batch = {**batch, **overrides}
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        extra = {k: batch[k] for k in ("pixel_values", "image_grid_thw", "mm_token_type_ids") if k in batch}
+        logps, _, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+            self, self.model, ids, attention, batch["completion_ids"].size(1), batch_size=micro,
+            num_images=batch.get("num_images"), **extra)
+        return logps
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        if self._captured is not None:
+            self._captured.append(result[0])
+            if len(self._captured) == 1:
+                # TRL reads inputs["advantages"] after this forward: a hook may set token advantages from it
+                self.before_loss(result[0], self._loss_inputs)
+        return result
+
+    # -- loss ---------------------------------------------------------------------------------------------------
+    def _compute_loss(self, model, inputs):
+        self._captured, self._loss_inputs = [], inputs
+        try:
+            loss = super()._compute_loss(model, inputs)
+            if len(self._captured) != 1:
+                raise RuntimeError(f"TRL's _compute_loss ran {len(self._captured)} log-prob forwards (expected 1): "
+                                   f"the TRL contract of pgpo/trl_bridge.py is broken (trl=={TRL_PIN} expected)")
+            logps = self._captured[0]
+        finally:
+            self._captured, self._loss_inputs = None, None
+        return self.after_loss(model, inputs, loss, logps)
+
+    def before_loss(self, logps: torch.Tensor, inputs: dict) -> None:
+        """Called with the loss forward's [b,T] log-probs (with gradient) before TRL computes its loss."""
+
+    def after_loss(self, model, inputs: dict, loss: torch.Tensor, logps: torch.Tensor) -> torch.Tensor:
+        return loss
+
+    def update_tokens(self, inputs: dict, mode: str) -> torch.Tensor:
+        """Completion tokens of one update batch on this process: TRL 1.16's normaliser of the dapo loss
+        (num_items_in_batch is the all-process count of the generation batch)."""
+        tokens = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+        if mode == "train":
+            tokens = tokens * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+        return tokens
+
+    # -- bookkeeping --------------------------------------------------------------------------------------------
+    def log_metric(self, mode: str, name: str, value: float) -> None:
+        """Append to TRL's per-step metric lists (averaged over the step when logged)."""
+        self._metrics[mode][name].append(float(value))
+
+    @property
+    def pad_token_id(self) -> int:
+        return self._tokenizer.pad_token_id
+
+    # -- resume -------------------------------------------------------------------------------------------------
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resume with the checkpoint's weights, strictly. transformers 5 saves the hub's key names
+        (`model.layers.*`, `visual.*`) and Trainer's own resume loads them without the model's key conversion
+        (non-strict: 69 missing keys, i.e. the initial weights silently kept). from_pretrained applies the
+        conversion; strict loading makes any remaining mismatch an error. DeepSpeed resumes its own way."""
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = model if model is not None else self.model
+        saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype)
+        model.load_state_dict(saved.state_dict(), strict=True)
+        del saved

@@ -1,0 +1,161 @@
+"""The TRL contract: the pin, every GRPOConfig field that shapes the objective set explicitly, and the private
+touch points of pgpo/trl_bridge.py behaving as the bridge assumes (on a real trainer and real TRL steps)."""
+
+import dataclasses
+import inspect
+
+import pytest
+import torch
+
+from pgpo.config import REPO, load_method, load_train_config
+
+
+def test_another_trl_version_is_refused_naming_the_pin(monkeypatch):
+    from pgpo.trl_bridge import ALLOW_ENV, TRL_PIN, check_trl_version
+
+    assert __import__("trl").__version__ == TRL_PIN
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    with pytest.raises(ImportError, match=rf"pinned to trl=={TRL_PIN}.*trl==1\.17\.0 is installed"):
+        check_trl_version("1.17.0")
+    monkeypatch.setenv(ALLOW_ENV, "1")
+    check_trl_version("1.17.0")  # the escape hatch, for running these contract tests against another TRL
+
+
+def _grpo_specific_fields():
+    from transformers import TrainingArguments
+    from trl import GRPOConfig
+
+    base = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {f.name for f in dataclasses.fields(GRPOConfig)} - base
+
+
+def test_every_grpo_config_field_is_classified():
+    """A TRL upgrade that adds a field fails here until someone decides whether it changes the objective."""
+    from pgpo.grpo_args import NOT_OBJECTIVE, OBJECTIVE_FIELDS
+
+    assert not set(OBJECTIVE_FIELDS) & set(NOT_OBJECTIVE)
+    unclassified = _grpo_specific_fields() - set(OBJECTIVE_FIELDS) - set(NOT_OBJECTIVE)
+    assert not unclassified, f"classify in pgpo/grpo_args.py: {sorted(unclassified)}"
+
+
+RECIPES = ["tiny", "paper_3b", "paper_7b"]
+METHODS = ["grpo", "dapo", "pgpo", "pgpo_grpo", "papo", "vppo"]
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_no_objective_field_is_left_to_trl_defaults(recipe):
+    from trl import GRPOConfig
+
+    from pgpo.grpo_args import OBJECTIVE_FIELDS, grpo_kwargs
+
+    for name in METHODS:
+        method = load_method(name)
+        cfg = load_train_config(REPO / f"workflows/config/train/{recipe}.yaml", method=method)
+        kwargs = grpo_kwargs(cfg, method, "/tmp/unused")
+        missing = [f for f in OBJECTIVE_FIELDS if f not in kwargs]
+        assert not missing, f"{recipe} x {name}: left to TRL's default: {missing}"
+        args = GRPOConfig(**kwargs)
+        for field in OBJECTIVE_FIELDS:  # and GRPOConfig keeps what we set (no silent re-derivation)
+            if field not in ("generation_batch_size", "steps_per_generation", "vllm_importance_sampling_cap"):
+                assert getattr(args, field) == kwargs[field], (recipe, name, field)
+
+
+def test_the_paper_objective_is_easyr1s():
+    """What the recipes say in comments, as values: no vLLM importance correction (mass conservation), dual clip
+    3 on negative advantages, token-level ratio, one epoch per rollout, no reference model, pinned budgets."""
+    from pgpo.grpo_args import grpo_kwargs
+
+    method = load_method("pgpo")
+    cfg = load_train_config(REPO / "workflows/config/train/paper_7b.yaml", method=method)
+    k = grpo_kwargs(cfg, method, "/tmp/unused")
+    assert k["vllm_importance_sampling_correction"] is False and k["delta"] == 3.0
+    assert (k["epsilon"], k["epsilon_high"], k["beta"], k["num_iterations"]) == (0.2, 0.28, 0.0, 1)
+    assert (k["importance_sampling_level"], k["loss_type"], k["mask_truncated_completions"]) == ("token", "dapo",
+                                                                                                  False)
+    assert (k["temperature"], k["top_p"], k["top_k"], k["num_generations"]) == (1.0, 0.99, 0, 5)
+    assert k["reward_weights"] == [0.9, 0.1] and k["vllm_max_model_length"] == 9216
+    assert (cfg.model.min_pixels, cfg.model.max_pixels) == (200704, 1003520)
+
+
+def test_overridden_private_methods_still_have_the_signatures_the_bridge_assumes():
+    from trl import GRPOTrainer
+
+    expected = {
+        "_generate_and_score_completions": ["self", "inputs"],
+        "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
+        "_compute_loss": ["self", "model", "inputs"],
+        "_load_from_checkpoint": ["self", "resume_from_checkpoint", "model"],
+    }
+    for name, params in expected.items():
+        assert list(inspect.signature(getattr(GRPOTrainer, name)).parameters) == params, name
+    logps = inspect.signature(GRPOTrainer._get_per_token_logps_and_entropies).parameters
+    assert list(logps)[:5] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep"]
+    assert {"batch_size", "pixel_values", "image_grid_thw", "num_images", "mm_token_type_ids"} <= set(logps)
+    # the loss reads the advantages after its forward (before_loss may set token advantages from that forward)
+    src = inspect.getsource(GRPOTrainer._compute_loss)
+    assert src.index("_get_per_token_logps_and_entropies(") < src.index('inputs["advantages"]')
+    assert src.count("_get_per_token_logps_and_entropies(") == 1
+
+
+def test_the_vllm_engine_receives_the_extra_arguments(monkeypatch):
+    import trl.generation.vllm_generation as generation
+
+    from pgpo.trl_bridge import vllm_engine_arguments
+
+    src = inspect.getsource(generation.VLLMGeneration._init_vllm)
+    assert "self.llm = LLM(" in src  # looked up in the module at call time: the patch below reaches it
+    seen = []
+    monkeypatch.setattr(generation, "LLM", lambda **kw: seen.append(kw), raising=False)
+    original = generation.LLM
+    with vllm_engine_arguments({"mm_processor_kwargs": {"max_pixels": 1003520}}):
+        generation.LLM(model="m", max_model_len=9216)
+    assert seen == [{"mm_processor_kwargs": {"max_pixels": 1003520}, "model": "m", "max_model_len": 9216}]
+    assert generation.LLM is original
+
+
+@pytest.fixture(scope="module")
+def trainer(tiny_dir, tiny_data, tmp_path_factory):
+    from pgpo.train import build_trainer
+
+    raw = {"model": {"path": str(tiny_dir)}, "data": {"train": str(tiny_data / "train.jsonl")},
+           "rollout": {"prompts_per_step": 2, "update_prompts": 2, "num_generations": 4, "max_completion_length": 8},
+           "micro_batch": 4, "max_steps": 1, "save_steps": 10}
+    cfg = load_train_config(REPO / "workflows/config/train/tiny.yaml", raw)
+    t = build_trainer(cfg, load_method("dapo"), tmp_path_factory.mktemp("contract"))
+    t.current_gradient_accumulation_steps = t.args.gradient_accumulation_steps  # set by train()
+    return t
+
+
+@pytest.mark.slow
+def test_one_capture_per_micro_batch_and_advantages_read_after_it(trainer):
+    """One loss forward per micro-batch, seen by before_loss before TRL reads the advantages: token advantages
+    set there are the ones the loss uses; and update_tokens is exactly TRL's dapo normaliser."""
+    rows = [trainer.train_dataset[i] for i in range(2) for _ in range(4)]
+    trainer.model.train()
+    out = trainer.rollout(rows)
+    seen = []
+    trainer.before_loss = lambda logps, inputs: seen.append(logps.shape)
+    from trl.trainer.utils import split_pixel_values_by_grid, split_tensor_dict, unsplit_pixel_values_by_grid
+
+    micro = unsplit_pixel_values_by_grid(split_tensor_dict(split_pixel_values_by_grid(out), 2)[0])  # as TRL splits
+    mask = micro["completion_mask"]
+    micro["advantages"] = torch.ones(4)
+    loss = trainer._compute_loss(trainer.model, micro)
+    assert seen == [mask.shape]  # exactly one forward, of this micro-batch
+    normaliser = trainer.update_tokens(micro, "train")
+    # on-policy (ratio 1), advantage 1 everywhere: TRL's dapo loss is -(tokens of the micro-batch) / normaliser
+    assert loss.item() == pytest.approx(-(mask.sum() / normaliser).item(), rel=1e-6)
+
+    def zero_advantages(logps, inputs):
+        inputs["advantages"] = torch.zeros_like(logps)
+
+    trainer.before_loss = zero_advantages
+    assert trainer._compute_loss(trainer.model, dict(micro)).item() == 0.0
+    del trainer.before_loss
+
+
+@pytest.mark.slow
+def test_metrics_and_pad_id_touch_points(trainer):
+    trainer.log_metric("train", "contract/probe", 2)
+    assert trainer._metrics["train"]["contract/probe"] == [2.0]
+    assert trainer.pad_token_id == trainer.processing_class.tokenizer.pad_token_id is not None
