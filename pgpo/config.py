@@ -7,6 +7,7 @@ and field. A method may ``extends:`` another method file (deep merge), e.g. pgpo
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ class ModelConfig:
     dtype: str = "float32"  # float32 on CPU; bfloat16 on GPUs
     attn_implementation: str = "sdpa"  # sdpa everywhere; flash_attention_2 where installed
     freeze_vision: bool = False  # the paper trains the vision tower too
+    revision: str = ""  # hub commit (40 hex) of a hub-id path, for model and processor; required on the paper profile
 
 
 @dataclass
@@ -328,4 +330,16 @@ def validate_train(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: vLLM rollouts on multi-GPU runs expect model.dtype bfloat16")
     if not 0 < r.top_p <= 1 or r.temperature <= 0:
         raise ConfigError(f"{where}: rollout.top_p must be in (0,1] and temperature > 0")
+    if cfg.profile == "paper" and is_hub_id(cfg.model.path) and not _COMMIT.fullmatch(cfg.model.revision):
+        # a hub id without a commit trains whatever the hub serves that day (weights, template, processor)
+        raise ConfigError(f"{where}: model.revision must pin the hub commit (40 hex digits) of {cfg.model.path} on "
+                          f"the paper profile, got {cfg.model.revision!r}")
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def is_hub_id(path: str) -> bool:
+    """'org/name' that is not an existing local path (how from_pretrained decides to ask the hub)."""
+    return not Path(path).expanduser().exists() and not path.startswith((".", "/", "~")) and path.count("/") == 1
 
