@@ -7,6 +7,7 @@ and field. A method may ``extends:`` another method file (deep merge), e.g. pgpo
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,7 @@ class ModelConfig:
     min_pixels: int = 0  # image pixel budget floor for training (0 = the checkpoint processor's own)
     max_pixels: int = 0  # image pixel budget cap for training (0 = the processor's own; Qwen2.5-VL ships 12.8 MP)
     lm_head_fp32: bool = False  # TRL cast_lm_head_to_fp32: log-probs from an fp32 LM head (bf16 runs)
+    revision: str = ""  # hub commit (40 hex) of a hub-id path, for model and processor; required on the paper profile
 
 
 @dataclass
@@ -386,4 +388,16 @@ def check_context_budget(cfg: TrainConfig, where: str) -> None:
             f"{VISION_MARKERS}) + {r.max_prompt_text_tokens} text = {longest} tokens) plus "
             f"rollout.max_completion_length ({r.max_completion_length}) exceeds rollout.max_model_len "
             f"({r.max_model_len}): raise max_model_len or lower max_pixels / max_images / max_prompt_text_tokens")
+    if cfg.profile == "paper" and is_hub_id(cfg.model.path) and not _COMMIT.fullmatch(cfg.model.revision):
+        # a hub id without a commit trains whatever the hub serves that day (weights, template, processor)
+        raise ConfigError(f"{where}: model.revision must pin the hub commit (40 hex digits) of {cfg.model.path} on "
+                          f"the paper profile, got {cfg.model.revision!r}")
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def is_hub_id(path: str) -> bool:
+    """'org/name' that is not an existing local path (how from_pretrained decides to ask the hub)."""
+    return not Path(path).expanduser().exists() and not path.startswith((".", "/", "~")) and path.count("/") == 1
 

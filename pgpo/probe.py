@@ -39,10 +39,12 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
           seed: int = 0, examples: int = 0) -> dict:
     """avg@k and dependency statistics per suite; with `examples`, also that many completions per suite token by
     token (the first sample of each of the first questions)."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
+
+    from pgpo.processor import load_processor
 
     torch.manual_seed(seed)
-    processor = AutoProcessor.from_pretrained(checkpoint)
+    processor = load_processor(checkpoint)
     model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32).eval()
     tok = processor.tokenizer
     tok.padding_side = "left"

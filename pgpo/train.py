@@ -30,9 +30,10 @@ def metrics_callback(path: Path):
 def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, records=None):
     """The PGPOTrainer of a recipe x method, with the model, processor and dataset loaded (`records`: the
     already validated training split, else it is read here)."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     from pgpo.data import load_split, to_trl_dataset
+    from pgpo.processor import load_processor, pinned_snapshot
     from pgpo.scoring import REWARD_FUNCS
     from pgpo.trainer import PGPOTrainer
 
@@ -40,10 +41,11 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    processor = AutoProcessor.from_pretrained(cfg.model.path, **pixel_budget(cfg))
+    path = pinned_snapshot(cfg.model.path, cfg.model.revision)  # a hub id at its pinned commit (paper recipes)
+    processor = load_processor(path, **pixel_budget(cfg))
     processor.tokenizer.padding_side = "left"
     model = AutoModelForImageTextToText.from_pretrained(
-        cfg.model.path, dtype=getattr(torch, cfg.model.dtype), attn_implementation=cfg.model.attn_implementation)
+        path, dtype=getattr(torch, cfg.model.dtype), attn_implementation=cfg.model.attn_implementation)
     if cfg.model.freeze_vision:
         model.model.visual.requires_grad_(False)
     records = records if records is not None else load_split(cfg.data.train)

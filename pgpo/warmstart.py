@@ -76,11 +76,13 @@ def _batch(processor, records: list[Record]):
 
 def warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, cfg: WarmStartConfig) -> dict:
     """Fine-tune model_dir on data_dir/warmstart.jsonl, save to out_dir, return the held-out accuracy curve."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
+
+    from pgpo.processor import load_processor
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    processor = AutoProcessor.from_pretrained(model_dir)
+    processor = load_processor(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
     train = noisy_answers(load_split(Path(data_dir) / "warmstart.jsonl"), cfg.label_noise, random.Random(cfg.seed + 1))
     held = _held_out(data_dir, cfg.eval_items)

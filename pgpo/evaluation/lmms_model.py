@@ -32,7 +32,9 @@ class PGPOVisionLanguageModel(lmms):
         super().__init__()
         import torch
         from accelerate import Accelerator
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
+
+        from pgpo.processor import load_processor
 
         if kwargs:
             raise ValueError(f"pgpo_vlm: unknown model_args {sorted(kwargs)}")
@@ -43,8 +45,7 @@ class PGPOVisionLanguageModel(lmms):
         self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
         several_gpus = self._world_size > 1 and str(device).startswith("cuda")
         self._device = torch.device(f"cuda:{self.accelerator.local_process_index}" if several_gpus else device)
-        pixels = {k: int(v) for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v}
-        self.processor = AutoProcessor.from_pretrained(pretrained, **pixels)
+        self.processor = load_processor(pretrained, min_pixels=min_pixels, max_pixels=max_pixels)
         self.processor.tokenizer.padding_side = "left"
         self.model = AutoModelForImageTextToText.from_pretrained(
             pretrained, dtype=getattr(torch, dtype), attn_implementation=attn_implementation).to(self._device).eval()
