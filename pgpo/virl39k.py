@@ -297,8 +297,9 @@ def prepare_virl39k(src: str | Path, out: str | Path, table: str | Path | None =
 def summary(report: dict, out: Path) -> str:
     """The counts, the reasons and the first rejected rows, for the terminal (and the workflow's log)."""
     c = report["counts"]
-    lines = [f"virl39k: {c['rows']} rows -> {c['converted']} converted ({c['multi_image']} with several images, "
-             f"{c['images']} image files), {c['rejected']} rejected -> {out / 'train.jsonl'}"]
+    head = (f"virl39k: {c['rows']} rows -> {c['converted']} converted ({c['multi_image']} with several images, "
+            f"{c['images']} image files), {c['rejected']} rejected -> {out / 'train.jsonl'}")
+    lines = [head]
     lines += [f"  rejected {reason}: {n}" for reason, n in report["rejected_by_reason"].items()]
     lines += [f"  row {r['row']} qid {r['qid']}: {r['reason']}: {r['detail']}" for r in report["rejected"][:10]]
     if c["rejected"] > 10:

@@ -67,7 +67,7 @@ def test_rows_convert_to_the_split_schema_with_every_image(split):
     assert [len(r.images) for r in records.values()] == [1, 2, 1, 1]
     assert records["virl-mc"].image == str((out / mc["images"][0]).resolve())
     with pytest.raises(ValueError, match="has 2 images"):
-        records["virl-pair"].image  # single-image code can never silently take the first
+        _ = records["virl-pair"].image  # single-image code can never silently take the first
 
 
 def test_every_unconvertible_row_is_reported_by_qid_with_its_reason(split):
