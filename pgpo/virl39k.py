@@ -31,6 +31,7 @@ Decisions:
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections import Counter
@@ -140,11 +141,12 @@ def source_revision(table: Path, given: str | None) -> tuple[str | None, str]:
     (.../snapshots/<commit>/), from `hf download --local-dir`'s metadata file, or as given. A given revision that
     contradicts the detected one is an error (the data is not the pinned revision)."""
     detected, how = None, "unknown"
-    for parent in table.resolve().parents:
+    table = Path(os.path.abspath(table))  # not resolve(): a cache snapshot's file is a symlink into blobs/
+    for parent in table.parents:
         if parent.parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", parent.name):
             detected, how = parent.name, "hf cache snapshot"
             break
-        meta = parent / ".cache" / "huggingface" / "download" / f"{table.resolve().relative_to(parent)}.metadata"
+        meta = parent / ".cache" / "huggingface" / "download" / f"{table.relative_to(parent)}.metadata"
         if meta.is_file():
             detected, how = (meta.read_text().splitlines() or [""])[0].strip() or None, f"hf download metadata {meta}"
             break
@@ -166,9 +168,9 @@ def _image_paths(raw, images_root: Path) -> list[tuple[str, Path]]:
     if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
         raise Rejected("bad_image_field", f"field 'image' must be a list of relative paths, got {value!r:.80}")
     out = []
-    root = images_root.resolve()
+    root = Path(os.path.abspath(images_root))
     for rel in value:
-        path = (root / rel).resolve()
+        path = Path(os.path.normpath(root / rel))  # lexical: a symlinked images/ folder is still inside
         if Path(rel).is_absolute() or not path.is_relative_to(root):
             raise Rejected("image_outside_source", f"{rel!r} is not a path inside {images_root}")
         out.append((rel, path))
@@ -234,6 +236,8 @@ def prepare_virl39k(src: str | Path, out: str | Path, table: str | Path | None =
     if not table_path.is_file():
         raise DataError(f"{table_path}: no such table")
     root = Path(images_root) if images_root else (src if src.is_dir() else table_path.parent)
+    if out.resolve() in (root.resolve(), table_path.parent.resolve()):
+        raise DataError(f"--out {out} is the source folder: write the split elsewhere (the images are copied)")
     rev, rev_from = source_revision(table_path, revision)
     rows = read_table(table_path)
     out.mkdir(parents=True, exist_ok=True)

@@ -153,9 +153,15 @@ def test_source_revision_is_read_from_the_download_and_checked(tmp_path):
     assert _prepare(tmp_path / "b", src, revision=commit)["source"]["revision"] == commit
     with pytest.raises(DataError, match=f"downloaded at revision {commit}.*revision f{'0' * 39} is pinned"):
         _prepare(tmp_path / "c", src, revision="f" + "0" * 39)
-    snapshot = tmp_path / "hub/datasets--TIGER-Lab--ViRL39K/snapshots" / commit  # the HF cache layout
+    repo = tmp_path / "hub/datasets--TIGER-Lab--ViRL39K"  # the HF cache layout: snapshot files link to blobs
+    snapshot = repo / "snapshots" / commit
     shutil.copytree(FIXTURE, snapshot)
-    assert _prepare(tmp_path / "d", snapshot)["source"]["revision_from"] == "hf cache snapshot"
+    (repo / "blobs").mkdir()
+    (snapshot / "39Krelease.jsonl").rename(repo / "blobs/5e1f")
+    (snapshot / "39Krelease.jsonl").symlink_to("../../blobs/5e1f")
+    report = _prepare(tmp_path / "d", snapshot)
+    assert (report["source"]["revision"], report["source"]["revision_from"]) == (commit, "hf cache snapshot")
+    assert report["counts"]["converted"] == 4
 
 
 def test_a_source_that_converts_nothing_is_an_error(tmp_path):
@@ -165,6 +171,8 @@ def test_a_source_that_converts_nothing_is_an_error(tmp_path):
         "missing_image_file"] == 7  # the rows not rejected earlier
     with pytest.raises(DataError, match="no such ViRL39K folder"):
         _prepare(tmp_path / "out2", tmp_path / "missing")
+    with pytest.raises(DataError, match="is the source folder"):
+        _prepare(FIXTURE, FIXTURE)
 
 
 def test_split_loader_names_the_bad_image_of_a_multi_image_row(split, tmp_path):
