@@ -1,4 +1,4 @@
-# PGPO reproduction workflow: data -> train -> generate -> score -> track -> tables.
+# PGPO reproduction workflow: data (tiny: generated; paper: prepared) -> train -> generate -> score -> track -> tables.
 #   snakemake --cores all reproduce_table1                 tiny profile (2 CPU cores, about 27 minutes)
 #   snakemake --cores all ablate_thresholds | table7 | dependency_report
 #   snakemake reproduce_table1 --configfile workflows/config/quick.yaml    the same DAG in minutes (tests)
@@ -17,6 +17,7 @@ if "profile" not in config:  # a --configfile replaces the default instead of be
 
 include: "workflows/rules/common.smk"
 include: "workflows/rules/tiny.smk"
+include: "workflows/rules/prepare.smk"
 include: "workflows/rules/train.smk"
 include: "workflows/rules/evaluate.smk"
 include: "workflows/rules/tables.smk"

@@ -101,6 +101,8 @@ def mask_seed(seed: int, prompt_id: str, step: int, response: int) -> int:
 
 
 def row_images(row: dict, index: int) -> list[Image.Image]:
+    """Every image of a dataset row (`images`: a list, in prompt order; or a single `image`): the order the
+    processor laid their visual tokens out in, so the blackened images line up with the rollout's grids."""
     images = row.get("images") if "images" in row else [row.get("image")]
     if not images or any(im is None for im in images):
         raise ValueError(f"patch_blackening: rollout row {index} (id {row.get('id')!r}) has no image")

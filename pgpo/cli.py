@@ -1,4 +1,5 @@
-"""`pgpo` command line: one subcommand per stage (build-tiny, make-data, warm-start, train, probe, evaluate, score)."""
+"""`pgpo` command line: one subcommand per stage (build-tiny, make-data, prepare, warm-start, train, probe, evaluate,
+score, ...)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,14 @@ def cmd_make_data(a):
     out = make_data(a.out, seed=a.seed, train_per_task=a.train_per_task, warmstart_per_task=a.warmstart_per_task,
                     eval_per_task=a.eval_per_task)
     print(f"synthetic data written to {out} (checksums in {out / 'MANIFEST.json'})")
+
+
+def cmd_prepare(a):
+    from pgpo.virl39k import prepare_virl39k
+
+    # a.dataset has one choice today (argparse checks it); another converter gets its own branch here
+    prepare_virl39k(a.src, a.out, table=a.table, images_root=a.images_root, revision=a.revision,
+                    max_rejected_fraction=a.max_rejected_fraction)
 
 
 def cmd_warm_start(a):
@@ -215,6 +224,20 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--warmstart-per-task", type=int, default=1500)
     s.add_argument("--eval-per-task", type=int, default=50)
     s.set_defaults(fn=cmd_make_data)
+
+    s = sub.add_parser("prepare", help="convert a published training set into a split (paper profile: ViRL39K)")
+    s.add_argument("dataset", choices=["virl39k"])
+    s.add_argument("--src", required=True, help="the downloaded release: a folder (table + unzipped images) or "
+                   "the table file")
+    s.add_argument("--out", required=True, help="output folder: train.jsonl, images/, MANIFEST.json, "
+                   "prepare_report.json")
+    s.add_argument("--table", help="the table file, if --src holds several")
+    s.add_argument("--images-root", help="folder the table's image paths are relative to (default: --src)")
+    s.add_argument("--revision", help="the dataset commit the data must be (checked against download metadata; "
+                   "recorded in MANIFEST.json)")
+    s.add_argument("--max-rejected-fraction", type=float, default=0.05,
+                   help="fail (after writing the report) if more than this share of rows cannot be converted")
+    s.set_defaults(fn=cmd_prepare)
 
     s = sub.add_parser("warm-start", help="supervised warm start of the tiny model")
     s.add_argument("--model", required=True, help="checkpoint directory to start from")

@@ -1,8 +1,9 @@
 """On-disk datasets in the project's schema, with checksums and validation.
 
 A split is ``<name>.jsonl`` (one problem a row: id, task, question, answer, choices, image, image_sha256) beside
-an ``images/`` folder; ``MANIFEST.json`` holds the sha256 of every split file. Every bad row is reported with its
-file, row number and field; nothing is silently dropped.
+an ``images/`` folder; ``MANIFEST.json`` holds the sha256 of every split file. A row with several images (ViRL39K)
+has ``images`` / ``images_sha256`` (lists, in the order the images are shown) instead of ``image`` /
+``image_sha256``. Every bad row is reported with its file, row number and field; nothing is silently dropped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-REQUIRED = ("id", "question", "answer", "image")
+REQUIRED = ("id", "question", "answer")  # plus exactly one of `image` (a path) or `images` (a list of paths)
 
 
 class DataError(ValueError):
@@ -54,15 +55,30 @@ def disk_full_error(path: str | Path, error: BaseException) -> DiskFull | None:
 
 @dataclass(frozen=True)
 class Record:
-    """One problem: the image path is absolute once loaded."""
+    """One problem: its image paths (absolute once loaded), in the order the prompt shows them.
+
+    `images` also accepts one path (a str); `image` reads the only image of a single-image record and refuses a
+    multi-image one, so code written for one image can never silently use just the first."""
 
     id: str
     task: str
     question: str
     answer: str
     choices: list[str]
-    image: str
+    images: tuple[str, ...]
     rationale: str = ""
+
+    def __post_init__(self):
+        images = (self.images,) if isinstance(self.images, str) else tuple(self.images)
+        if not images:
+            raise ValueError(f"record {self.id!r}: no image")
+        object.__setattr__(self, "images", images)
+
+    @property
+    def image(self) -> str:
+        if len(self.images) != 1:
+            raise ValueError(f"record {self.id!r} has {len(self.images)} images; read `.images`")
+        return self.images[0]
 
 
 def sha256_file(path: str | Path) -> str:
@@ -145,14 +161,18 @@ def load_split(path: str | Path, check_images: bool = True) -> list[Record]:
         if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
             problems.append(f"{where}: field 'choices' must be a list of strings")
             continue
-        image = (path.parent / row["image"]).resolve()
-        if check_images:
-            problem = _image_problem(image, row.get("image_sha256"))
-            if problem:
-                problems.append(f"{where}: field 'image' ({row['image']}): {problem}")
-                continue
+        images, problem = _row_images(row)
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        resolved = [(path.parent / rel).resolve() for _, rel, _ in images]
+        bad = [f"{where}: field {field} ({rel}): {problem}" for (field, rel, sha), image in zip(images, resolved)
+               if check_images and (problem := _image_problem(image, sha))]
+        if bad:
+            problems += bad
+            continue
         records.append(Record(str(row["id"]), str(row.get("task", "")), str(row["question"]), str(row["answer"]),
-                              choices, str(image), str(row.get("rationale", ""))))
+                              choices, tuple(str(p) for p in resolved), str(row.get("rationale", ""))))
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -162,11 +182,31 @@ def load_split(path: str | Path, check_images: bool = True) -> list[Record]:
     return records
 
 
+def _row_images(row: dict) -> tuple[list[tuple[str, str, str | None]], str | None]:
+    """[(field name for messages, relative path, expected sha256 or None)] of a row, or a problem."""
+    has_one = row.get("image") is not None and str(row["image"]).strip() != ""
+    has_list = row.get("images") is not None
+    if has_one and has_list:
+        return [], "fields 'image' and 'images' are both set (one image: 'image'; several: 'images')"
+    if has_one:
+        if not isinstance(row["image"], str):
+            return [], "field 'image' must be one path (several images go in 'images', a list)"
+        return [("'image'", row["image"], row.get("image_sha256"))], None
+    if not has_list:
+        return [], "field 'image' is missing, empty or only whitespace (several images: 'images', a list)"
+    images, shas = row["images"], row.get("images_sha256")
+    if not isinstance(images, list) or not images or not all(isinstance(p, str) and p.strip() for p in images):
+        return [], "field 'images' must be a non-empty list of paths"
+    if shas is not None and (not isinstance(shas, list) or len(shas) != len(images)):
+        return [], f"field 'images_sha256' must be a list of {len(images)} digests (one per image)"
+    return [(f"'images'[{j}]", p, shas[j] if shas else None) for j, p in enumerate(images)], None
+
+
 def _image_problem(image: Path, expected_sha: str | None) -> str | None:
     if not image.exists():
         return "file not found"
     if expected_sha and sha256_file(image) != expected_sha:
-        return "sha256 differs from the recorded image_sha256 (corrupt or replaced)"
+        return "sha256 differs from the one recorded in the split (corrupt or replaced)"
     try:
         with Image.open(image) as im:
             im.verify()
@@ -176,19 +216,20 @@ def _image_problem(image: Path, expected_sha: str | None) -> str | None:
 
 
 def to_trl_dataset(records: list[Record]):
-    """A datasets.Dataset in TRL's VLM format: conversational `prompt`, `image`, plus answer/choices for rewards."""
+    """A datasets.Dataset in TRL's VLM format: conversational `prompt`, `images` (a list per row, in prompt order:
+    TRL puts one image block per entry before the text), plus answer/choices for rewards."""
     import datasets
 
     from pgpo.prompts import conversation
 
     features = datasets.Features({
         "prompt": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
-        "image": datasets.Image(), "answer": datasets.Value("string"),
+        "images": datasets.Sequence(datasets.Image()), "answer": datasets.Value("string"),
         "choices": datasets.Sequence(datasets.Value("string")), "task": datasets.Value("string"),
         "id": datasets.Value("string"),
     })
     return datasets.Dataset.from_dict({
         "prompt": [conversation(r.question, r.choices) for r in records],
-        "image": [r.image for r in records], "answer": [r.answer for r in records],
+        "images": [list(r.images) for r in records], "answer": [r.answer for r in records],
         "choices": [r.choices for r in records], "task": [r.task for r in records], "id": [r.id for r in records],
     }, features=features)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pgpo.data import Record, load_split
+from pgpo.data import DataError, Record, load_split
 from pgpo.dependency import blind_forward, completion_logprobs, k3
 from pgpo.rollout import load_images, prompt_texts
 from pgpo.scoring import grade, last_boxed
@@ -51,6 +51,10 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
     # an under-trained model may emit vision tokens; fed back with the image they would not match its features
     vision_ids = tok.convert_tokens_to_ids(["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"])
     records: list[Record] = [r for t in tasks for r in load_split(Path(data_dir) / f"suite_{t}.jsonl")[:items_per_task]]
+    several = [r.id for r in records if len(r.images) != 1]
+    if several:  # the pixel bookkeeping below lays out one image per question
+        raise DataError(f"probe handles single-image suites; {len(several)} question(s) have several images: "
+                        f"{several[:5]}")
     per_task: dict[str, dict[str, list[float]]] = {}
     kept: list[dict] = []
     start = time.perf_counter()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 SYSTEM_PROMPT = "You are a helpful assistant."
 # EasyR1-style instruction: reasoning inside <think></think>, final answer inside \boxed{} (paper, section 4).
 INSTRUCTION = (
@@ -9,6 +11,15 @@ INSTRUCTION = (
     "The reasoning process MUST BE enclosed within <think> </think> tags. "
     "The final answer MUST BE put in \\boxed{}."
 )
+
+
+IMAGE_TAG = r"<image\s*\d*>"  # the placeholders datasets write into questions: <image>, <image 1>, ...
+
+
+def strip_image_tags(text: str) -> str:
+    """Drop <image> / <image 1> placeholders (training data and benchmarks write them into the question): the
+    images are placed before the text as separate blocks, in training and evaluation alike."""
+    return re.sub(IMAGE_TAG, "", text).strip()
 
 
 def user_text(question: str, choices: list[str] | None = None) -> str:

@@ -1,7 +1,7 @@
 """Prompt encoding and HF-generate sampling for the tiny default (warm start, quick held-out checks).
 
-Prompts are rendered exactly as TRL renders them for training (image block first in the user turn, explicit
-system prompt), so the warm start, RL and evaluation see identical token sequences.
+Prompts are rendered exactly as TRL renders them for training (one image block per image, all before the text of
+the user turn, explicit system prompt), so the warm start, RL and evaluation see identical token sequences.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from pgpo.scoring import grade
 
 
 def multimodal_messages(record: Record) -> list[dict]:
+    """The record's chat: the user turn holds one image block per image, before its text (TRL's layout)."""
     msgs = conversation(record.question, record.choices)
     out = []
     for m in msgs:
         content = [{"type": "text", "text": m["content"]}]
         if m["role"] == "user":
-            content = [{"type": "image"}] + content
+            content = [{"type": "image"} for _ in record.images] + content
         out.append({"role": m["role"], "content": content})
     return out
 
@@ -31,7 +32,8 @@ def prompt_texts(processor, records: list[Record]) -> list[str]:
 
 
 def load_images(records: list[Record]) -> list[Image.Image]:
-    return [Image.open(r.image).convert("RGB") for r in records]
+    """Every image of every record, flattened in prompt order (the processor consumes them in that order)."""
+    return [Image.open(path).convert("RGB") for r in records for path in r.images]
 
 
 def target_text(record: Record) -> str:

@@ -22,7 +22,8 @@ def test_generated_data_is_complete_and_verified(tiny_data):
     for t in ("count", "control"):
         assert len(load_split(tiny_data / f"suite_{t}.jsonl")) == 4
     ds = to_trl_dataset(train[:4])
-    assert set(ds.column_names) >= {"prompt", "image", "answer", "choices"} and ds[0]["image"].size == (112, 112)
+    assert set(ds.column_names) >= {"prompt", "images", "answer", "choices"}
+    assert [im.size for im in ds[0]["images"]] == [(112, 112)]  # a list per row (TRL's multi-image column)
 
 
 def _rewrite(path, row_index, **changes):

@@ -141,6 +141,10 @@ def test_paper_dry_run_lists_every_training_and_evaluation_job_with_gpus():
     assert counts["train"] == 2 * n_methods  # 3B and 7B x every method
     assert counts["evaluate"] == 2 * (n_methods + 1) * 8  # (base + methods) x 2 sizes x 8 columns
     assert "gpu=8" in out and "accelerate launch --config_file workflows/config/accelerate/zero3.yaml" in out
+    # ViRL39K is converted once, before any training, and every training reads that split
+    assert counts["prepare_train_data"] == 1
+    assert "prepare virl39k --src data/virl39k_raw --out data/virl39k --max-rejected-fraction 0.05" in out
+    assert out.count("--set data.train=data/virl39k/train.jsonl") == counts["train"]
 
 
 def test_slurm_profile_dry_run():

@@ -101,7 +101,7 @@ def tiny_inputs(bench: Benchmark, data_dir: str | Path, out_dir: Path) -> tuple[
     out = out_dir / "inputs" / f"{bench.name}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"id": r.id, "question": r.question, "answer": r.answer, "choices": r.choices, "show_choices": True,
-             "images": [r.image]} for r in records]
+             "images": list(r.images)} for r in records]
     tmp = out.with_suffix(f".{os.getpid()}.tmp")  # ranks of a parallel launch write the same file: atomically
     tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
     os.replace(tmp, out)

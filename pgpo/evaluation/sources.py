@@ -9,9 +9,10 @@ PNGs); lmms-eval decodes them when it asks for a question's visuals.
 from __future__ import annotations
 
 import ast
-import re
 
 import datasets
+
+from pgpo.prompts import strip_image_tags
 
 CANONICAL = datasets.Features({
     "id": datasets.Value("string"), "question": datasets.Value("string"), "answer": datasets.Value("string"),
@@ -46,13 +47,8 @@ def _canonical(ds: datasets.Dataset, row_fn, image_columns: list[str]) -> datase
     return ds.map(row_fn, with_indices=True, remove_columns=ds.column_names, features=CANONICAL)
 
 
-def _strip_image_tags(text: str) -> str:
-    """Drop <image> / <image 1> placeholders: the images are placed before the text, as in training."""
-    return re.sub(r"<image\s*\d*>", "", text).strip()
-
-
 def _row(i, question, answer, images, choices=(), show_choices=False, id_=None) -> dict:
-    return {"id": str(id_ if id_ is not None else i), "question": _strip_image_tags(str(question)),
+    return {"id": str(id_ if id_ is not None else i), "question": strip_image_tags(str(question)),
             "answer": str(answer).strip(), "choices": [str(c) for c in choices], "show_choices": show_choices,
             "images": [im for im in (images if isinstance(images, list) else [images]) if im is not None]}
 

@@ -7,6 +7,7 @@ import pandas as pd
 from snakemake.utils import Paramspace, validate
 
 from pgpo.launch import bind
+from pgpo.prepare import plan as prepare_plan
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -75,8 +76,22 @@ def tiny_data_set():
     return {"data.train": f"{ROOT}/data/train.jsonl"} if config.get("build_tiny") else {}
 
 
+# the paper profile converts its downloaded training set first (pgpo.prepare plans the job; None elsewhere)
+PREPARE = prepare_plan(config)
+
+
+def prepared_data():
+    """Inputs of every training job: the prepared split, where the profile prepares one."""
+    return [PREPARE.outputs[0]] if PREPARE else []
+
+
+def train_data_set():
+    """--set overrides naming the training split: the tiny profile's generated one or the prepared one."""
+    return {**tiny_data_set(), **(PREPARE.train_set if PREPARE else {})}
+
+
 def resources_of(kind):
-    r = config["resources"][kind]
+    r = config["resources"].get(kind, {})
     return {"gpu": r.get("gpus", 0), "runtime": r.get("runtime_min", 60), "mem_mb": r.get("mem_mb", 4000)}
 
 

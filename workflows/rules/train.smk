@@ -5,6 +5,7 @@
 rule train:
     input:
         warm_start_marker(),
+        prepared_data(),
     output:
         f"{ROOT}/runs/{{size}}/{{method}}-s{{seed}}/run.json",
     log:
@@ -24,7 +25,7 @@ rule train:
         launch=bind(config["launch"]["train"]),
         recipe=lambda wc: repo_path(config["sizes"][wc.size]["train_config"]),
         model=lambda wc: start_model(wc.size),
-        sets=sets({**tiny_data_set(), **config["train_set"]}),
+        sets=sets({**train_data_set(), **config["train_set"]}),
         out=lambda wc, output: str(Path(output[0]).parent),
     shell:
         "{params.launch} --method {wildcards.method} --config {params.recipe} --seed {wildcards.seed} "
@@ -34,6 +35,7 @@ rule train:
 rule train_ablation:
     input:
         warm_start_marker(),
+        prepared_data(),
     output:
         f"{ROOT}/ablation/{{size}}/{ABLATION.wildcard_pattern}/s{{seed}}/run.json",
     log:
@@ -53,7 +55,7 @@ rule train_ablation:
         method=config["ablation"]["method"],
         recipe=lambda wc: repo_path(config["sizes"][wc.size]["train_config"]),
         model=lambda wc: start_model(wc.size),
-        sets=sets({**tiny_data_set(), **config["train_set"]}),
+        sets=sets({**train_data_set(), **config["train_set"]}),
         method_sets=lambda wc: sets({"shaper.params.tau": wc.tau, "shaper.params.beta": wc.beta,
                                      "shaper.params.normalize": wc.normalize}, "--method-set"),
         out=lambda wc, output: str(Path(output[0]).parent),

@@ -1,0 +1,24 @@
+# Paper profile: convert the downloaded training set (ViRL39K) into the project's split before any training.
+# pgpo.prepare plans the job from config["prepare_data"]; profiles without that block have no such rule.
+# The source folder is not an input (a dry run must work before the download); `pgpo prepare` names it if missing.
+
+
+if PREPARE:
+
+    rule prepare_train_data:
+        output:
+            PREPARE.outputs,
+        log:
+            f"{ROOT}/logs/prepare_train_data.log",
+        benchmark:
+            f"{ROOT}/benchmarks/prepare_train_data.tsv"
+        conda:
+            "../../environment.yml"
+        threads: 1
+        resources:
+            **resources_of("prepare"),
+        params:
+            pgpo=PGPO,
+            args=PREPARE.args,
+        shell:
+            "{params.pgpo} prepare {params.args} > {log} 2>&1"
