@@ -108,9 +108,8 @@ def check_prompt_budget(cfg: TrainConfig, records: list) -> None:
     from pgpo.data import DataError
 
     r = cfg.rollout
-    images = {rec.id: len(getattr(rec, "images", (rec.image,))) for rec in records}
-    problems = [f"{rid}: {n} images > rollout.max_images ({r.max_images})" for rid, n in images.items()
-                if n > r.max_images]
+    problems = [f"{rec.id}: {len(rec.images)} images > rollout.max_images ({r.max_images})" for rec in records
+                if len(rec.images) > r.max_images]
     if Path(cfg.model.path, "config.json").exists():
         from transformers import AutoTokenizer
 

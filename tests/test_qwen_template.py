@@ -138,7 +138,7 @@ def test_every_path_renders_the_same_prompt_and_token_ids(trainer, split, tmp_pa
     example = trainer.train_dataset[row]
     out = GRPOTrainer._generate_and_score_completions(trainer, [example] * trainer.num_generations)
     train_ids = _unpadded(out["prompt_ids"][0], out["prompt_mask"][0])
-    conversation = prepare_multimodal_messages(example["prompt"], images=[example["image"]])
+    conversation = prepare_multimodal_messages(example["prompt"], images=example["images"])
     train_text = apply_chat_template({"prompt": conversation}, trainer.processing_class)["prompt"]
     assert train_text == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
                           "<|vision_start|><|image_pad|><|vision_end|>" + user_text(record.question, record.choices)
@@ -156,7 +156,7 @@ def test_every_path_renders_the_same_prompt_and_token_ids(trainer, split, tmp_pa
                      doc_to_visual(doc)),
         "vllm": (vllm_prompt(processor, doc), _openai_images(openai)),
     }
-    reference = processor(text=[train_text], images=[example["image"]], return_tensors="pt")
+    reference = processor(text=[train_text], images=example["images"], return_tensors="pt")
     assert _unpadded(reference["input_ids"][0], reference["attention_mask"][0]) == train_ids
     assert train_ids.count(IMAGE_PAD) == int(out["image_grid_thw"][0].prod()) // 4 > 0
     for path, (text, images) in texts.items():
