@@ -114,6 +114,13 @@ def cmd_evaluate(a):
     if not Path(a.checkpoint).is_dir() and Path(a.checkpoint).exists():
         raise FileNotFoundError(f"{a.checkpoint}: not a checkpoint directory")
     out = Path(a.out or Path("results") / Path(a.config).stem / "eval" / _run_name(a.checkpoint))
+    if a.revision:  # a hub model at a pinned commit: evaluate its cached snapshot (what training started from)
+        from pgpo.config import COMMIT, is_hub_id
+        from pgpo.processor import pinned_snapshot
+
+        if not (is_hub_id(a.checkpoint) and COMMIT.fullmatch(a.revision)):
+            raise ValueError(f"--revision {a.revision!r}: needs a hub id checkpoint (org/name) and a 40-hex commit")
+        a.checkpoint = pinned_snapshot(a.checkpoint, a.revision)
     existing = [b.name for b in benches if (out / "samples" / f"{b.name}.jsonl").exists()]
     if existing and not a.overwrite:
         raise FileExistsError(f"{out}/samples already holds {existing}; pass --overwrite to regenerate them, "
@@ -271,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     s = sub.add_parser("evaluate", help="sample k answers per question through lmms-eval, then score them")
     s.add_argument("--checkpoint", required=True, help="checkpoint directory (or a hub id on the paper profile)")
+    s.add_argument("--revision", default="", help="hub commit (40 hex) of a hub-id --checkpoint (the base rows)")
     s.add_argument("--benchmarks", help="comma-separated names or groups (paper, tiny); default: the config's")
     s.add_argument("--samples", type=int, help="k of avg@k (default: the config's, 8)")
     s.add_argument("--config", default="workflows/config/eval/tiny.yaml", help="evaluation profile YAML")

@@ -388,13 +388,13 @@ def check_context_budget(cfg: TrainConfig, where: str) -> None:
             f"{VISION_MARKERS}) + {r.max_prompt_text_tokens} text = {longest} tokens) plus "
             f"rollout.max_completion_length ({r.max_completion_length}) exceeds rollout.max_model_len "
             f"({r.max_model_len}): raise max_model_len or lower max_pixels / max_images / max_prompt_text_tokens")
-    if cfg.profile == "paper" and is_hub_id(cfg.model.path) and not _COMMIT.fullmatch(cfg.model.revision):
+    if cfg.profile == "paper" and is_hub_id(cfg.model.path) and not COMMIT.fullmatch(cfg.model.revision):
         # a hub id without a commit trains whatever the hub serves that day (weights, template, processor)
         raise ConfigError(f"{where}: model.revision must pin the hub commit (40 hex digits) of {cfg.model.path} on "
                           f"the paper profile, got {cfg.model.revision!r}")
 
 
-_COMMIT = re.compile(r"[0-9a-f]{40}")
+COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def is_hub_id(path: str) -> bool:

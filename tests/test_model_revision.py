@@ -52,3 +52,22 @@ def test_a_pinned_hub_id_resolves_to_that_commit_in_the_cache(tmp_path):
 
     assert pinned_snapshot(str(tmp_path), commit) == str(tmp_path)  # a local directory is used as it is
     assert pinned_snapshot(repo, "") == repo
+
+
+def test_the_workflow_evaluates_the_base_row_at_the_commit_the_recipe_trains_from():
+    import yaml
+
+    profile = yaml.safe_load((REPO / "workflows/config/paper.yaml").read_text())
+    for size, entry in profile["sizes"].items():
+        recipe = load_train_config(REPO / entry["train_config"])
+        assert (entry["model"], entry["revision"]) == (recipe.model.path, recipe.model.revision), size
+
+
+def test_evaluate_refuses_a_revision_without_a_hub_id(tmp_path):
+    from pgpo.cli import main
+
+    with pytest.raises(ValueError, match="needs a hub id checkpoint"):
+        main(["evaluate", "--checkpoint", str(tmp_path), "--revision", "a" * 40, "--out", str(tmp_path / "e")])
+    with pytest.raises(ValueError, match="40-hex commit"):
+        main(["evaluate", "--checkpoint", "Qwen/Qwen2.5-VL-3B-Instruct", "--revision", "main",
+              "--out", str(tmp_path / "e")])

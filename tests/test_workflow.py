@@ -145,6 +145,9 @@ def test_paper_dry_run_lists_every_training_and_evaluation_job_with_gpus():
     assert counts["prepare_train_data"] == 1
     assert "prepare virl39k --src data/virl39k_raw --out data/virl39k --max-rejected-fraction 0.05" in out
     assert out.count("--set data.train=data/virl39k/train.jsonl") == counts["train"]
+    # the base rows are evaluated at the pinned hub commit (16 jobs: 2 sizes x 8 columns), no other row is
+    assert out.count("--revision 66285546d2b821cf421d4f5eb2576359d3770cd3") == 8
+    assert out.count("--revision cc594898137f460bfe9f0759e9844b3ce807cfb5") == 8
 
 
 def test_slurm_profile_dry_run():

@@ -113,6 +113,12 @@ def checkpoint_dir(wc):
     return start_model(wc.size) if wc.run == "base" else str(Path(checkpoint_marker(wc)[0]).parent / "final")
 
 
+def checkpoint_revision(wc):
+    """--revision <commit> for a base row whose start model is a pinned hub id (sizes.<size>.revision)."""
+    revision = config["sizes"][wc.size].get("revision")
+    return f"--revision {revision}" if wc.run == "base" and revision else ""
+
+
 # tables and tracking
 def run_label(size, name):
     return name if len(SIZES) == 1 else f"{size} {name}"

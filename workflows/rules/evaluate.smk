@@ -23,11 +23,12 @@ rule evaluate:
     params:
         launch=bind(config["launch"]["eval"]),
         checkpoint=checkpoint_dir,
+        revision=checkpoint_revision,
         eval_config=repo_path(config["eval_config"]),
         data=f"--data {ROOT}/data" if config.get("build_tiny") else "",
         sets=sets(config["eval_set"]),
         out=lambda wc: f"{ROOT}/eval/{wc.size}/{wc.run}",
     shell:
-        "{params.launch} --checkpoint {params.checkpoint} --config {params.eval_config} {params.data} "
+        "{params.launch} --checkpoint {params.checkpoint} {params.revision} --config {params.eval_config} {params.data} "
         "--benchmarks {wildcards.shard} --out {params.out} --overwrite --summary {output} "
         "--set backend.threads={threads} {params.sets} > {log} 2>&1"
