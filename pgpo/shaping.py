@@ -192,6 +192,7 @@ def vppo(batch: ShapingBatch, params: VPPOParams) -> ShapingResult:
     stats = {
         "vppo/kept_fraction": keep.sum().item() / max(valid.sum().item(), 1),
         "vppo/alpha_min": alpha.min().item(), "vppo/alpha_max": alpha.max().item(),
-        "vppo/alpha_mean": alpha.mean().item(),
+        "vppo/alpha_mean": alpha.mean().item(),  # this process's responses
+        "vppo/alpha_mean_all": batch.gather(alpha).mean().item(),  # every process's: 1 by construction
     }
     return ShapingResult(adv.to(batch.advantages.dtype), stats)

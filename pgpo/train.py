@@ -96,9 +96,30 @@ def preflight(cfg: TrainConfig) -> list:
     from pgpo.data import load_split
 
     check_model_path(cfg.model.path)
+    check_world_size(cfg)
     records = load_split(cfg.data.train)  # DataError naming file, row and field
     check_prompt_budget(cfg, records)
     return records
+
+
+def check_world_size(cfg: TrainConfig) -> None:
+    """The recipe's batch arithmetic assumes num_processes processes; a launch with another count would train on
+    another batch size without a word (e.g. `accelerate launch --cpu --num_processes 2` starts ONE process
+    unless MPI is set up: use --multi_gpu, which is torchrun, with the Trainer on CPU/gloo)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != cfg.num_processes:
+        raise ConfigError(f"launched on {world} process(es) but the recipe says num_processes={cfg.num_processes}: "
+                          f"pass --set num_processes={world}, or launch {cfg.num_processes} processes (accelerate "
+                          "launch --num_processes N; on CPU add --multi_gpu, since --cpu alone starts one process)")
+
+
+def is_main_process() -> bool:
+    """Rank 0 of the launch (before the Trainer exists): the one process that writes the run's files."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def check_prompt_budget(cfg: TrainConfig, records: list) -> None:
@@ -185,15 +206,17 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh:
         print(f"{out}: already finished ({run['global_steps']} steps, same recipe and method): nothing to do")
         return run
     records = preflight(cfg)  # every input check that needs no model, before it loads
-    (out / RUN_CONFIG).write_text(json.dumps({"method": identity["method"], "config": asdict(cfg),
+    main = is_main_process()
+    if main:
+        (out / RUN_CONFIG).write_text(json.dumps({"method": identity["method"], "config": asdict(cfg),
                                               "config_hash": identity["hash"]}, indent=2))
     version = code_version()  # at start: a commit made while training must not relabel this run
     trainer = build_trainer(cfg, method, out, records)
     processor = trainer.processing_class
-    last = last_complete_checkpoint(out)
-    if last is None and (out / "metrics.jsonl").exists():
+    last = last_complete_checkpoint(out, delete_incomplete=main)
+    if main and last is None and (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh start: drop metrics of an earlier, checkpoint-less attempt
-    elif last is not None:
+    elif main and last is not None:
         _truncate_metrics(out / "metrics.jsonl", _step_of(last))
     start = time.perf_counter()
     try:
@@ -204,13 +227,16 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh:
         else:
             global_steps = trainer.train(resume_from_checkpoint=last).global_step
         wall = time.perf_counter() - start
-        trainer.save_model(str(out / "final"))
-        processor.save_pretrained(out / "final")
+        trainer.save_model(str(out / "final"))  # every rank: ZeRO-3 gathers the shards; rank 0 writes
+        if main:
+            processor.save_pretrained(out / "final")
     except Exception as e:
         full = disk_full_error(out, e)
         if full is not None:
             raise full from e
         raise
+    if not main:  # rank 0 writes run.json (after final/ is complete on its side)
+        return {"global_steps": global_steps, "resumed_from": last, "rank": int(__import__("os").environ["RANK"])}
     run = {
         "method": asdict(method), "uses_blind_view": method.needs_blind_view(), "config": asdict(cfg),
         "config_hash": identity["hash"],
@@ -228,7 +254,7 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh:
     return run
 
 
-def last_complete_checkpoint(out: Path) -> str | None:
+def last_complete_checkpoint(out: Path, delete_incomplete: bool = True) -> str | None:
     """The newest checkpoint-N whose trainer_state.json (written last by the Trainer) exists and parses.
 
     A checkpoint cut short (kill -9 while saving, a full disk) has none: it is deleted with a warning, so neither
@@ -244,9 +270,11 @@ def last_complete_checkpoint(out: Path) -> str | None:
             json.loads((ckpt / "trainer_state.json").read_text())
             return str(ckpt)
         except (OSError, ValueError):
+            if not delete_incomplete:  # another rank of this launch deletes it
+                continue
             warnings.warn(f"{ckpt} is incomplete (no readable trainer_state.json: killed or out of disk while "
                           "saving); deleting it and resuming from the previous checkpoint", stacklevel=2)
-            shutil.rmtree(ckpt)
+            shutil.rmtree(ckpt, ignore_errors=True)
     return None
 
 

@@ -57,7 +57,7 @@ class PGPOTrainer(TRLBridge):
     def _dynamic_sampling_rollout(self, inputs):
         g = self.num_generations
         n_groups = len(inputs) // g
-        batches, keeps = [], []
+        batches, keeps, needed = [], [], 0  # needed: the round this process alone would have stopped at
         while True:
             rows = inputs if not batches else self._draw_prompts(n_groups, len(batches))
             batch = self.rollout(rows)
@@ -65,6 +65,7 @@ class PGPOTrainer(TRLBridge):
             batches.append(batch)
             keeps.append(groups_with_signal(batch["advantages"], g))
             kept = sum(int(k.sum()) for k in keeps)
+            needed = needed or (len(batches) if kept >= n_groups else 0)
             short = torch.tensor([float(kept < n_groups)], device=self.accelerator.device)
             # every process runs the same number of rounds (TRL gathers rewards inside each round)
             if len(batches) >= self.method.dynamic_sampling.max_rounds or self.accelerator.gather(short).sum() == 0:
@@ -74,8 +75,15 @@ class PGPOTrainer(TRLBridge):
         out = merge_rows(batches, rows, self.pad_token_id)
         out["num_items_in_batch"] = self.accelerator.gather(out["completion_mask"].sum()).sum()
         drawn = n_groups * len(batches)
+        # per-process evidence, logged as min/max over processes: rounds run, rounds needed, completion tokens
+        mine = torch.tensor([[len(batches), needed or len(batches), out["completion_mask"].sum()]],
+                            dtype=torch.float32, device=self.accelerator.device)
+        every = self.accelerator.gather(mine)
+        spread = [(f"{name}_{fn.__name__}", fn(every[:, i]).item()) for i, name in
+                  enumerate(("rounds", "rounds_needed", "tokens")) for fn in (torch.min, torch.max)]
         for name, value in [("rounds", len(batches)), ("dropped_groups", drawn - kept), ("filled_groups", filled),
-                            ("kept_fraction", kept / drawn)]:
+                            ("kept_fraction", kept / drawn), ("processes", every.size(0)),
+                            ("num_items_in_batch", out["num_items_in_batch"].item()), *spread]:
             self.log_metric("train", f"dynamic_sampling/{name}", value)
         return out
 

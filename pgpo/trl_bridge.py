@@ -13,6 +13,7 @@ implements:
 |                                               | reads `inputs["advantages"]` AFTER that forward               |             |
 | `_get_per_token_logps_and_entropies(...)`     | [B,T] log-probs of the sampled tokens (its fused LM head)     | policy_logprobs |
 | `_load_from_checkpoint(path, model)`          | transformers' resume entry point                              | (fixed here) |
+| `_load_optimizer_and_scheduler(path)`         | transformers' optimizer resume (its cpu:0 map fails)          | (fixed here) |
 | `trl.generation.vllm_generation.LLM`          | the engine class TRL instantiates in colocate mode            | vllm_engine |
 | `_metrics[mode][name]`                        | lists averaged into each logged step                          | log_metric  |
 | `_tokenizer`                                  | the processor's tokenizer (pad id for merges)                 | pad_token_id |
@@ -173,3 +174,15 @@ class TRLBridge(GRPOTrainer):
         saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype)
         model.load_state_dict(saved.state_dict(), strict=True)
         del saved
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        """transformers 5.17 maps the optimizer state to args.device when world_size > 1: under several CPU
+        processes that is torch.device('cpu', 0), which torch.load cannot restore to ("don't know how to restore
+        data location ... tagged with cpu:0"). Map to 'cpu' there; every other case is transformers' own."""
+        optimizer = os.path.join(checkpoint, "optimizer.pt") if checkpoint else ""
+        if (not optimizer or self.is_deepspeed_enabled or self.args.world_size == 1
+                or self.args.device.type != "cpu" or not os.path.isfile(optimizer)):
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        self.optimizer.load_state_dict(torch.load(optimizer, map_location="cpu", weights_only=True))
+        self.lr_scheduler.load_state_dict(torch.load(os.path.join(checkpoint, "scheduler.pt"), weights_only=True))
+        return None
