@@ -43,13 +43,14 @@ def shape_faithful_model(vocab: int, hidden: int, layers: int, dtype):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     heads, head_dim = hidden // 64, 64
-    text = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
-                num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=32768,
-                tie_word_embeddings=True, eos_token_id=EOS, pad_token_id=PAD,
-                rope_parameters={"rope_type": "default", "rope_theta": 1e6,
-                                 "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]})
-    vision = dict(depth=1, hidden_size=64, num_heads=2, intermediate_size=128, out_hidden_size=hidden, patch_size=14,
-                  spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[0])
+    text = {"vocab_size": vocab, "hidden_size": hidden, "intermediate_size": 4 * hidden,
+            "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": max(1, heads // 2),
+            "max_position_embeddings": 32768, "tie_word_embeddings": True, "eos_token_id": EOS, "pad_token_id": PAD,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1e6,
+                                "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]}}
+    vision = {"depth": 1, "hidden_size": 64, "num_heads": 2, "intermediate_size": 128, "out_hidden_size": hidden,
+              "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+              "fullatt_block_indexes": [0]}
     config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, pad_token_id=PAD,
                               eos_token_id=EOS, image_token_id=IMAGE, video_token_id=VIDEO,
                               vision_start_token_id=V_START, vision_end_token_id=V_END)
@@ -63,7 +64,7 @@ def paper_batch(t: int, grid: tuple[int, int, int], device):
     Row 0: long prompt, full completion; row 1: shorter prompt (left-padded), completion of 0.8 T (right-padded)."""
     g = torch.Generator().manual_seed(0)
     n_image = grid[0] * grid[1] * grid[2] // 4
-    text = lambda n: torch.randint(0, 151000, (n,), generator=g)  # noqa: E731  ordinary (non-special) tokens
+    text = lambda n: torch.randint(0, 151000, (n,), generator=g)
     prompts = [torch.cat([text(n0), torch.tensor([V_START]), torch.full((n_image,), IMAGE), torch.tensor([V_END]),
                           text(n1)]) for n0, n1 in ((60, 40), (30, 20))]
     width = max(len(p) for p in prompts)
@@ -77,7 +78,8 @@ def paper_batch(t: int, grid: tuple[int, int, int], device):
     mm = (ids == IMAGE).long()
     grids = torch.tensor([grid, grid])
     pixels = torch.randn(2 * grid[0] * grid[1] * grid[2], 3 * 2 * 14 * 14, generator=g)
-    return {k: v.to(device) for k, v in dict(ids=ids, attention=attention, mm=mm, grids=grids, pixels=pixels).items()}
+    batch = {"ids": ids, "attention": attention, "mm": mm, "grids": grids, "pixels": pixels}
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 class PeakMemory:
@@ -156,8 +158,13 @@ def main() -> None:
     from trl import GRPOTrainer
     from trl.trainer.utils import add_fused_lm_head
 
-    from pgpo.dependency import blind_forward, blind_hidden_states, completion_hidden_states, full_kl, \
-        mrope_position_ids
+    from pgpo.dependency import (
+        blind_forward,
+        blind_hidden_states,
+        completion_hidden_states,
+        full_kl,
+        mrope_position_ids,
+    )
 
     torch.set_num_threads(a.threads)
     device, dtype = torch.device(a.device), getattr(torch, a.dtype)

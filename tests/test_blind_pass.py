@@ -7,8 +7,17 @@ import torch
 from PIL import Image
 
 from pgpo.config import REPO, load_method, load_train_config
-from pgpo.dependency import (blind_forward, blind_hidden_states, blind_inputs, completion_hidden_states,
-                             completion_logprobs, drop_columns, full_kl, mrope_position_ids, visual_span_mask)
+from pgpo.dependency import (
+    blind_forward,
+    blind_hidden_states,
+    blind_inputs,
+    completion_hidden_states,
+    completion_logprobs,
+    drop_columns,
+    full_kl,
+    mrope_position_ids,
+    visual_span_mask,
+)
 
 pytestmark = pytest.mark.slow
 TEMPERATURE = 0.8  # not 1, so a path that ignores the temperature fails

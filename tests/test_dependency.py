@@ -5,8 +5,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgpo.dependency import (blind_forward, blind_hidden_states, completion_hidden_states, completion_logprobs, full_kl,
-                             k3, mrope_position_ids, visual_span_mask)
+from pgpo.dependency import (
+    blind_forward,
+    blind_hidden_states,
+    completion_hidden_states,
+    completion_logprobs,
+    full_kl,
+    k3,
+    mrope_position_ids,
+    visual_span_mask,
+)
 
 
 @settings(max_examples=200, deadline=None)
