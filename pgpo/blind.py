@@ -48,7 +48,10 @@ class BlindInputs:
 @BLIND_VIEWS.register("attention_mask")
 @torch.no_grad()
 def attention_mask_view(inputs: BlindInputs, params: None) -> torch.Tensor:
-    """PGPO: visual tokens (and vision markers) masked out of attention, original mRoPE positions kept."""
+    """PGPO: visual tokens (and vision markers) hidden from the text, original mRoPE positions kept.
+
+    Per micro-batch (as TRL's own pass), through TRL's chunked LM head: no [B,T,V] logits. The visual columns are
+    dropped from the sequence (exact, and ~1,000 fewer tokens per row at paper shapes); see blind_forward."""
     batch = inputs.batch
     input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
     attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)

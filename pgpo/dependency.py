@@ -1,15 +1,22 @@
 """Token visual dependency (paper section 2): how much the image changes the policy's next-token distribution.
 
-S_t = KL(pi(.|s_t, I) || pi(.|s_t)). The blind policy pi(.|s_t) is the SAME model over the SAME token sequence with
-every visual token masked out of attention while each text token keeps the mRoPE position id it has in the full
-sequence. Decision on the markers: <|vision_start|> and <|vision_end|> are masked with the image pads, so the blind
+S_t = KL(pi(.|s_t, I) || pi(.|s_t)). The blind policy pi(.|s_t) is the SAME model over the SAME text tokens with
+every visual token hidden from attention while each text token keeps the mRoPE position id it has in the full
+sequence. Decision on the markers: <|vision_start|> and <|vision_end|> are hidden with the image pads, so the blind
 context is exactly the text-only prompt (an empty "image slot" would be a context the model never saw).
-Shapes: B responses, T completion tokens, L = prompt + completion length, V vocabulary.
+
+Memory: nothing here holds full-vocabulary logits [B,T,V] (25 GB at micro-batch 8, T = 2048, V = 151,936). The
+blind log-probs go through TRL 1.16's own chunked LM head (the fused head the trainer installs, or, on a plain
+model, the same ChunkedLogProbFunction on the backbone's hidden states), so both sides of k3 come from one code
+path; the exact KL (`full_kl`) projects hidden states through the LM head a chunk of tokens at a time.
+Shapes: B responses, T completion tokens, L = prompt + completion length, H hidden size, V vocabulary.
 """
 
 from __future__ import annotations
 
 import torch
+from trl.kernels.chunked_logprob import ChunkedLogProbFunction, _use_triton
+from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
 
 
 def k3(logp_image: torch.Tensor, logp_blind: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -43,47 +50,172 @@ def mrope_position_ids(model, input_ids, attention_mask, mm_token_type_ids, imag
 
 
 def completion_logprobs(logits: torch.Tensor, completion_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Log-prob of each completion token. logits [B,T,V] predicting completion_ids [B,T] -> [B,T] (fp32)."""
+    """Log-prob of each completion token. logits [B,T,V] predicting completion_ids [B,T] -> [B,T] (fp32).
+
+    Holds fp32 [B,T,V]: only for small batches (the probe); training paths use `chunked_logprobs`."""
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)
     return logp.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
 
 
-@torch.no_grad()
-def blind_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mm_token_type_ids: torch.Tensor,
-                  image_grid_thw: torch.Tensor, logits_to_keep: int, temperature: float = 1.0,
-                  include_markers: bool = True, return_logits: bool = False):
-    """Per-token log-probs of the last `logits_to_keep` tokens with the image masked out of attention.
+# -- the blind sequence -------------------------------------------------------------------------------------------
+def drop_columns(keep: torch.Tensor, values: torch.Tensor, pad) -> torch.Tensor:
+    """Each row's kept columns, in order, right-aligned (left padding with `pad`) to the longest row.
 
-    input_ids/attention_mask/mm_token_type_ids [B,L] (prompt + completion), image_grid_thw [n_images,3].
-    Position ids come from the unmasked sequence and are passed explicitly: without them Qwen2.5-VL would
-    re-derive positions from the masked attention mask and silently shift every text token. The vision tower
-    does not run (no pixel_values): masked positions are never attended to, so their embeddings do not matter.
-    Returns [B,T] log-probs (and [B,T,V] logits if return_logits).
+    keep [B,L] bool; values [..., B, L] (leading dims such as mRoPE's 3 are carried along) -> [..., B, L'] with
+    L' = max_b keep[b].sum(). Right alignment keeps the completion as the last T columns (TRL's layout)."""
+    b, length = keep.shape
+    n = keep.sum(dim=1)
+    width = int(n.max()) if b else 0
+    dest = (width - n).unsqueeze(1) + keep.long().cumsum(dim=1) - 1  # target column of every kept element
+    rows = torch.arange(b, device=keep.device).unsqueeze(1).expand(b, length)
+    out = values.new_full((*values.shape[:-2], b, width), pad)
+    out[..., rows[keep], dest[keep]] = values[..., keep]
+    return out
+
+
+def blind_inputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mm_token_type_ids: torch.Tensor,
+                 image_grid_thw: torch.Tensor | None, logits_to_keep: int, include_markers: bool = True,
+                 drop: bool = True) -> dict[str, torch.Tensor]:
+    """Inputs of the blind pass: input_ids / attention_mask [B,L'], position_ids [3,B,L'], label_mask [B,L'].
+
+    Position ids come from the unmasked sequence and are passed explicitly: without them Qwen2.5-VL would re-derive
+    positions from the masked attention mask and silently shift every text token. With `drop`, the visual columns
+    of the prompt are removed and the rows re-padded on the left, so the pass runs over text tokens only (exact:
+    every text token keeps its position id and attends to the same text tokens in the same order; the saving is the
+    projections/MLP over ~1,000 visual tokens per row, for any attention implementation, flash_attention_2 included,
+    which would otherwise only skip the masked tokens inside attention). Without `drop`, the visual tokens stay in
+    place with attention mask 0 (the paper's literal construction). A vision marker inside the completion (a model
+    can emit one) is never dropped, so the completion stays the last T columns: it is masked out of attention, and
+    its log-prob is still computed (label_mask is the ORIGINAL mask; attention_mask is the blind one).
     """
     cfg = getattr(model, "module", model).config
     position_ids = mrope_position_ids(model, input_ids, attention_mask, mm_token_type_ids, image_grid_thw)
     visual = visual_span_mask(input_ids, mm_token_type_ids, cfg.vision_start_token_id, cfg.vision_end_token_id,
                               include_markers)
     blind_mask = attention_mask * (~visual).to(attention_mask.dtype)
-    out = model(input_ids=input_ids, attention_mask=blind_mask, position_ids=position_ids,
-                logits_to_keep=logits_to_keep + 1, use_cache=False)
-    logits = out.logits[:, :-1, :]  # logits at position i predict token i+1
-    completion_ids = input_ids[:, -logits_to_keep:]
-    logp = completion_logprobs(logits, completion_ids, temperature)
-    return (logp, logits) if return_logits else logp
+    if not drop:
+        return {"input_ids": input_ids, "attention_mask": blind_mask, "position_ids": position_ids,
+                "label_mask": attention_mask}
+    keep = blind_mask.bool()
+    keep[:, -logits_to_keep:] = True  # the completion block keeps its layout (padding and markers included)
+    pad_id = getattr(cfg, "pad_token_id", None)
+    pad_id = 0 if pad_id is None else pad_id  # padded columns are never attended to: any id does
+    return {"input_ids": drop_columns(keep, input_ids, pad_id), "attention_mask": drop_columns(keep, blind_mask, 0),
+            "position_ids": drop_columns(keep, position_ids, 0), "label_mask": drop_columns(keep, attention_mask, 0)}
 
 
-def full_kl(logits_image: torch.Tensor, logits_blind: torch.Tensor, mask: torch.Tensor, chunk: int = 1024,
-            temperature: float = 1.0) -> torch.Tensor:
-    """Exact KL(pi_image || pi_blind) over the whole vocabulary per token. [B,T,V] x2, [B,T] -> [B,T].
+# -- TRL's chunked LM head ----------------------------------------------------------------------------------------
+def _fused_head(model):
+    """TRL's fused-LM-head forward installed on `model` by add_fused_lm_head (through accelerate's autocast
+    wrappers, which keep __wrapped__), or None on a plain model."""
+    fn = getattr(getattr(model, "module", model), "forward", None)
+    while fn is not None:
+        code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+        if code is not None and "fused_lm_head" in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
+            return getattr(fn, "__func__", fn)
+        fn = getattr(fn, "__wrapped__", None)
+    return None
 
-    Computed over chunks of `chunk` tokens so the fp32 softmax temporaries stay O(chunk x V). Zero on padding.
+
+def _fused_temperature(fn) -> float | None:
+    """The temperature baked into TRL's fused head (a closure variable), None if it cannot be read."""
+    cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or ()))
+    try:
+        return float(cells["temperature"].cell_contents)
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def backbone(model):
+    """The decoder body (embeddings + layers + final norm) that TRL's fused head runs: `base_model`."""
+    inner = getattr(model, "module", model)
+    return inner.base_model
+
+
+def chunked_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
+                     temperature: float = 1.0) -> torch.Tensor:
+    """Log-probs of `targets` under the LM head at `hidden`, through TRL's ChunkedLogProbFunction with the
+    arguments TRL's fused head passes it. hidden [B,T,H], targets/valid [B,T] -> [B,T] fp32, 0 where not valid.
+
+    Like TRL, only the valid tokens are projected where the Triton kernel runs; elsewhere every token is (the tile
+    shapes then do not depend on the batch)."""
+    inner = getattr(model, "module", model)
+    text_config = inner.config.get_text_config()
+    head = inner.get_output_embeddings()
+    valid = valid.bool()
+    compact = _use_triton(hidden.device)
+    h = hidden[valid] if compact else hidden.reshape(-1, hidden.size(-1))
+    t = targets[valid] if compact else targets.clamp(min=0).reshape(-1)
+    logp = ChunkedLogProbFunction.apply(h.to(head.weight.device), head.weight, head.bias, t.to(head.weight.device),
+                                        temperature, _CHUNKED_LOGPROB_CHUNK_SIZE,
+                                        getattr(text_config, "final_logit_softcapping", None),
+                                        getattr(text_config, "logit_scale", None) or 1.0, ("log_probs",))[0]
+    if compact:
+        return logp.new_zeros(valid.shape).masked_scatter(valid, logp)
+    return logp.view(valid.shape).masked_fill(~valid, 0.0)
+
+
+def completion_hidden_states(model, logits_to_keep: int, **inputs) -> torch.Tensor:
+    """Final hidden states at the positions that predict the last `logits_to_keep` tokens. -> [B,T,H].
+
+    `inputs`: the backbone's inputs (input_ids, attention_mask, position_ids, pixel_values, ...)."""
+    out = backbone(model)(**inputs, use_cache=False)
+    return out.last_hidden_state[:, -logits_to_keep - 1:-1]
+
+
+@torch.no_grad()
+def blind_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mm_token_type_ids: torch.Tensor,
+                  image_grid_thw: torch.Tensor | None, logits_to_keep: int, temperature: float = 1.0,
+                  include_markers: bool = True, drop: bool = True) -> torch.Tensor:
+    """Per-token log-probs of the last `logits_to_keep` tokens without the image. -> [B,T] fp32, 0 on padding.
+
+    input_ids/attention_mask/mm_token_type_ids [B,L] (prompt + completion), image_grid_thw [n_images,3].
+    The vision tower does not run (no pixel_values): hidden or dropped visual tokens are never attended to.
+    On a model with TRL's fused LM head (the trainer's policy) the pass IS TRL's forward (accelerate's autocast,
+    the head's fp32 cast and temperature included), with the blind inputs; on a plain model, the backbone then
+    the same ChunkedLogProbFunction. Neither materialises [B,T,V].
     """
-    b, t, v = logits_image.shape
-    flat_i, flat_b = logits_image.reshape(-1, v), logits_blind.reshape(-1, v)
-    out = torch.empty(b * t, dtype=torch.float32, device=logits_image.device)
-    for start in range(0, b * t, chunk):
-        li = torch.log_softmax(flat_i[start:start + chunk].float() / temperature, dim=-1)
-        lb = torch.log_softmax(flat_b[start:start + chunk].float() / temperature, dim=-1)
+    blind = blind_inputs(model, input_ids, attention_mask, mm_token_type_ids, image_grid_thw, logits_to_keep,
+                         include_markers, drop)
+    ids, label_mask = blind["input_ids"], blind.pop("label_mask")
+    fused = _fused_head(model)
+    if fused is not None:
+        baked = _fused_temperature(fused)
+        if baked is not None and abs(baked - temperature) > 1e-12:
+            raise ValueError(f"blind_forward: temperature {temperature} differs from the {baked} of the model's "
+                             "fused LM head (the image-conditioned log-probs use the head's)")
+        labels = ids.masked_fill(label_mask == 0, -100)  # TRL's own label rule: only completion tokens scored
+        labels[:, :-logits_to_keep] = -100
+        return model(**blind, labels=labels, fused_lm_head=True).log_probs[:, -logits_to_keep:].float()
+    hidden = completion_hidden_states(model, logits_to_keep, **blind)
+    return chunked_logprobs(model, hidden, ids[:, -logits_to_keep:], label_mask[:, -logits_to_keep:], temperature)
+
+
+@torch.no_grad()
+def blind_hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        mm_token_type_ids: torch.Tensor, image_grid_thw: torch.Tensor | None, logits_to_keep: int,
+                        include_markers: bool = True, drop: bool = True) -> torch.Tensor:
+    """Final hidden states of the blind pass predicting the last `logits_to_keep` tokens. -> [B,T,H]."""
+    blind = blind_inputs(model, input_ids, attention_mask, mm_token_type_ids, image_grid_thw, logits_to_keep,
+                         include_markers, drop)
+    blind.pop("label_mask")
+    return completion_hidden_states(model, logits_to_keep, **blind)
+
+
+@torch.no_grad()
+def full_kl(hidden_image: torch.Tensor, hidden_blind: torch.Tensor, lm_head: torch.nn.Module, mask: torch.Tensor,
+            temperature: float = 1.0, chunk: int = 256) -> torch.Tensor:
+    """Exact KL(pi_image || pi_blind) over the whole vocabulary per token, from final hidden states.
+
+    hidden_image/hidden_blind [B,T,H] (e.g. `completion_hidden_states` / `blind_hidden_states`), lm_head the
+    output embeddings (weight [V,H]), mask [B,T] -> [B,T] fp32, 0 where mask is 0. Only the masked-in tokens are
+    projected, `chunk` at a time, so the fp32 temporaries stay O(chunk x V) and [B,T,V] never exists.
+    """
+    valid = mask.bool()
+    hi, hb = hidden_image[valid], hidden_blind[valid]  # [N,H]
+    out = torch.zeros(hi.size(0), dtype=torch.float32, device=hi.device)
+    for start in range(0, hi.size(0), chunk):
+        li = torch.log_softmax(lm_head(hi[start:start + chunk]).float() / temperature, dim=-1)
+        lb = torch.log_softmax(lm_head(hb[start:start + chunk]).float() / temperature, dim=-1)
         out[start:start + chunk] = (li.exp() * (li - lb)).sum(-1).clamp_min(0.0)
-    return out.view(b, t) * mask.to(torch.float32)
+    return torch.zeros(mask.shape, dtype=torch.float32, device=hi.device).masked_scatter(valid, out)

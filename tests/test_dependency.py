@@ -5,7 +5,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgpo.dependency import blind_forward, completion_logprobs, full_kl, k3, mrope_position_ids, visual_span_mask
+from pgpo.dependency import (
+    blind_forward,
+    blind_hidden_states,
+    completion_hidden_states,
+    completion_logprobs,
+    full_kl,
+    k3,
+    mrope_position_ids,
+    visual_span_mask,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -78,12 +87,17 @@ def test_masked_attention_without_position_ids_shifts_positions(tiny, encoded):
 def test_full_kl_matches_naive_and_k3_average(tiny, encoded):
     model, _ = tiny
     enc, t = encoded
+    head = model.get_output_embeddings()
+    pos = mrope_position_ids(model, enc["input_ids"], enc["attention_mask"], enc["mm_token_type_ids"],
+                             enc["image_grid_thw"])
     with torch.no_grad():
-        _, logits_i = _image_logprobs(model, enc, t)
-    _, logits_b = blind_forward(model, enc["input_ids"], enc["attention_mask"], enc["mm_token_type_ids"],
-                                enc["image_grid_thw"], t, return_logits=True)
+        h_image = completion_hidden_states(model, t, position_ids=pos, **enc)
+        h_blind = blind_hidden_states(model, enc["input_ids"], enc["attention_mask"], enc["mm_token_type_ids"],
+                                      enc["image_grid_thw"], t)
+        logits_i, logits_b = head(h_image), head(h_blind)
+        assert torch.allclose(logits_i, _image_logprobs(model, enc, t)[1], atol=1e-5)
     mask = torch.ones(logits_i.shape[:2])
-    chunked = full_kl(logits_i, logits_b, mask, chunk=4)
+    chunked = full_kl(h_image, h_blind, head, mask, chunk=4)
     pi, pb = torch.log_softmax(logits_i, -1), torch.log_softmax(logits_b, -1)
     naive = (pi.exp() * (pi - pb)).sum(-1)
     assert (chunked >= 0).all() and torch.allclose(chunked, naive, atol=1e-6)
