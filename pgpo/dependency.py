@@ -15,8 +15,8 @@ Shapes: B responses, T completion tokens, L = prompt + completion length, H hidd
 from __future__ import annotations
 
 import torch
-from trl.kernels.chunked_logprob import ChunkedLogProbFunction, _use_triton
-from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+from pgpo.trl_bridge import chunked_logprobs, fused_head, fused_temperature  # TRL's LM head, one code path
 
 
 def k3(logp_image: torch.Tensor, logp_blind: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -104,55 +104,10 @@ def blind_inputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, m
             "position_ids": drop_columns(keep, position_ids, 0), "label_mask": drop_columns(keep, attention_mask, 0)}
 
 
-# -- TRL's chunked LM head ----------------------------------------------------------------------------------------
-def _fused_head(model):
-    """TRL's fused-LM-head forward installed on `model` by add_fused_lm_head (through accelerate's autocast
-    wrappers, which keep __wrapped__), or None on a plain model."""
-    fn = getattr(getattr(model, "module", model), "forward", None)
-    while fn is not None:
-        code = getattr(getattr(fn, "__func__", fn), "__code__", None)
-        if code is not None and "fused_lm_head" in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
-            return getattr(fn, "__func__", fn)
-        fn = getattr(fn, "__wrapped__", None)
-    return None
-
-
-def _fused_temperature(fn) -> float | None:
-    """The temperature baked into TRL's fused head (a closure variable), None if it cannot be read."""
-    cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or ()))
-    try:
-        return float(cells["temperature"].cell_contents)
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
 def backbone(model):
     """The decoder body (embeddings + layers + final norm) that TRL's fused head runs: `base_model`."""
     inner = getattr(model, "module", model)
     return inner.base_model
-
-
-def chunked_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
-                     temperature: float = 1.0) -> torch.Tensor:
-    """Log-probs of `targets` under the LM head at `hidden`, through TRL's ChunkedLogProbFunction with the
-    arguments TRL's fused head passes it. hidden [B,T,H], targets/valid [B,T] -> [B,T] fp32, 0 where not valid.
-
-    Like TRL, only the valid tokens are projected where the Triton kernel runs; elsewhere every token is (the tile
-    shapes then do not depend on the batch)."""
-    inner = getattr(model, "module", model)
-    text_config = inner.config.get_text_config()
-    head = inner.get_output_embeddings()
-    valid = valid.bool()
-    compact = _use_triton(hidden.device)
-    h = hidden[valid] if compact else hidden.reshape(-1, hidden.size(-1))
-    t = targets[valid] if compact else targets.clamp(min=0).reshape(-1)
-    logp = ChunkedLogProbFunction.apply(h.to(head.weight.device), head.weight, head.bias, t.to(head.weight.device),
-                                        temperature, _CHUNKED_LOGPROB_CHUNK_SIZE,
-                                        getattr(text_config, "final_logit_softcapping", None),
-                                        getattr(text_config, "logit_scale", None) or 1.0, ("log_probs",))[0]
-    if compact:
-        return logp.new_zeros(valid.shape).masked_scatter(valid, logp)
-    return logp.view(valid.shape).masked_fill(~valid, 0.0)
 
 
 def completion_hidden_states(model, logits_to_keep: int, **inputs) -> torch.Tensor:
@@ -178,9 +133,9 @@ def blind_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     blind = blind_inputs(model, input_ids, attention_mask, mm_token_type_ids, image_grid_thw, logits_to_keep,
                          include_markers, drop)
     ids, label_mask = blind["input_ids"], blind.pop("label_mask")
-    fused = _fused_head(model)
+    fused = fused_head(model)
     if fused is not None:
-        baked = _fused_temperature(fused)
+        baked = fused_temperature(fused)
         if baked is not None and abs(baked - temperature) > 1e-12:
             raise ValueError(f"blind_forward: temperature {temperature} differs from the {baked} of the model's "
                              "fused LM head (the image-conditioned log-probs use the head's)")

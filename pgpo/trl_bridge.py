@@ -15,6 +15,8 @@ implements:
 | `_load_from_checkpoint(path, model)`          | transformers' resume entry point                              | (fixed here) |
 | `_load_optimizer_and_scheduler(path)`         | transformers' optimizer resume (its cpu:0 map fails)          | (fixed here) |
 | `trl.generation.vllm_generation.LLM`          | the engine class TRL instantiates in colocate mode            | vllm_engine |
+| the fused LM head (`fused_lm_head=True`, its  | TRL's chunked log-prob forward and ChunkedLogProbFunction     | fused_head, |
+| `temperature` closure, `_use_triton`, chunk)  | (blind log-probs computed exactly like the policy's)          | chunked_logprobs |
 | `_metrics[mode][name]`                        | lists averaged into each logged step                          | log_metric  |
 | `_tokenizer`                                  | the processor's tokenizer (pad id for merges)                 | pad_token_id |
 | dapo normaliser                               | num_items_in_batch / processes x accumulation / steps_per_gen | update_tokens |
@@ -70,6 +72,55 @@ def vllm_engine_arguments(extra: dict):
         yield
     finally:
         generation.LLM = original
+
+
+# -- TRL's chunked LM head, for the blind pass (pgpo.dependency): both sides of k3 through one implementation ----
+def fused_head(model):
+    """TRL's fused-LM-head forward installed on `model` by add_fused_lm_head (through accelerate's autocast
+    wrappers, which keep __wrapped__), or None on a plain model."""
+    fn = getattr(getattr(model, "module", model), "forward", None)
+    while fn is not None:
+        code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+        if code is not None and "fused_lm_head" in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
+            return getattr(fn, "__func__", fn)
+        fn = getattr(fn, "__wrapped__", None)
+    return None
+
+
+def fused_temperature(fn) -> float | None:
+    """The temperature baked into TRL's fused head (a closure variable), None if it cannot be read."""
+    cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or ()))
+    try:
+        return float(cells["temperature"].cell_contents)
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def chunked_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
+                     temperature: float = 1.0) -> torch.Tensor:
+    """Log-probs of `targets` under the LM head at `hidden`, through TRL's ChunkedLogProbFunction with the
+    arguments TRL's fused head passes it. hidden [B,T,H], targets/valid [B,T] -> [B,T] fp32, 0 where not valid.
+
+    Like TRL, only the valid tokens are projected where the Triton kernel runs; elsewhere every token is (the tile
+    shapes then do not depend on the batch)."""
+    from trl.kernels.chunked_logprob import ChunkedLogProbFunction, _use_triton
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+    inner = getattr(model, "module", model)
+    text_config = inner.config.get_text_config()
+    head = inner.get_output_embeddings()
+    valid = valid.bool()
+    compact = _use_triton(hidden.device)
+    h = hidden[valid] if compact else hidden.reshape(-1, hidden.size(-1))
+    t = targets[valid] if compact else targets.clamp(min=0).reshape(-1)
+    logp = ChunkedLogProbFunction.apply(h.to(head.weight.device), head.weight, head.bias, t.to(head.weight.device),
+                                        temperature, _CHUNKED_LOGPROB_CHUNK_SIZE,
+                                        getattr(text_config, "final_logit_softcapping", None),
+                                        getattr(text_config, "logit_scale", None) or 1.0, ("log_probs",))[0]
+    if compact:
+        return logp.new_zeros(valid.shape).masked_scatter(valid, logp)
+    return logp.view(valid.shape).masked_fill(~valid, 0.0)
+
 
 
 class TRLBridge(GRPOTrainer):

@@ -159,3 +159,17 @@ def test_metrics_and_pad_id_touch_points(trainer):
     trainer.log_metric("train", "contract/probe", 2)
     assert trainer._metrics["train"]["contract/probe"] == [2.0]
     assert trainer.pad_token_id == trainer.processing_class.tokenizer.pad_token_id is not None
+
+
+@pytest.mark.slow
+def test_the_fused_lm_head_is_found_with_its_temperature(trainer):
+    """The blind pass runs TRL's own fused head; the bridge finds it on the trainer's policy (through accelerate's
+    wrappers) and reads the temperature baked into it."""
+    from pgpo.trl_bridge import fused_head, fused_temperature
+
+    fn = fused_head(trainer.model)
+    assert fn is not None and fused_temperature(fn) == trainer.temperature
+    from transformers import AutoModelForImageTextToText
+
+    plain = AutoModelForImageTextToText.from_pretrained(trainer.model.name_or_path)
+    assert fused_head(plain) is None  # a model TRL never touched: the backbone + ChunkedLogProbFunction path
