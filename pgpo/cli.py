@@ -69,7 +69,8 @@ def cmd_train(a):
     method = load_method(a.method, _overrides(a.method_set))
     cfg = load_train_config(a.config, overrides, method)  # with the method's overrides for the recipe's profile
     run = train(cfg, method, a.out, fresh=a.fresh)
-    print(f"{method.name}: {run['global_steps']} steps in {run['wall_seconds']} s -> {Path(a.out) / 'final'}")
+    if "wall_seconds" in run:  # rank 0 (the other ranks of a multi-process launch write nothing)
+        print(f"{method.name}: {run['global_steps']} steps in {run['wall_seconds']} s -> {Path(a.out) / 'final'}")
 
 
 def cmd_probe(a):

@@ -181,15 +181,18 @@ def test_cpu_flag_alone_starts_one_process(tmp_path):
     """Why the runs here use --multi_gpu: `accelerate launch --cpu --num_processes 2` without MPI starts a single
     process (world size 1); a training launched that way would run on half the recipe's batch."""
     script = tmp_path / "world.py"
-    script.write_text("from accelerate import PartialState\ns = PartialState(cpu=True)\n"
-                      "print('world', s.process_index, s.num_processes, flush=True)\n")
+    script.write_text("import sys\nfrom pathlib import Path\nfrom accelerate import PartialState\n"
+                      "s = PartialState(cpu=True)\n"  # one file per process: printed lines of two ranks interleave
+                      "Path(sys.argv[1], f'world-{s.process_index}').write_text(f'world {s.process_index} "
+                      "{s.num_processes}')\n")
     base = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
-    cpu = run([*base[:3], "--cpu", *base[3:], str(script)])
-    multi = run([*base[:3], "--multi_gpu", *base[3:], str(script)])
-    assert sorted(line for line in cpu.stdout.splitlines() if line.startswith("world")) == ["world 0 1"]
-    assert sorted(line for line in multi.stdout.splitlines() if line.startswith("world")) == \
-        ["world 0 2", "world 1 2"]
+    seen = {}
+    for flag in ("--cpu", "--multi_gpu"):
+        (tmp_path / flag).mkdir()
+        run([*base[:3], flag, *base[3:], str(script), str(tmp_path / flag)])
+        seen[flag] = sorted(p.read_text() for p in (tmp_path / flag).glob("world-*"))
+    assert seen == {"--cpu": ["world 0 1"], "--multi_gpu": ["world 0 2", "world 1 2"]}
 
 
 @pytest.mark.parametrize("stage", [2, 3])
