@@ -1,8 +1,10 @@
 """Answer extraction and rule-based grading: the ONE place used by the training reward and by evaluation.
 
 No LLM judge anywhere. The answer is the content of the LAST \\boxed{...} (brace-matched). Multiple-choice items
-(choices given) compare option letters A-J, accepting the option's text for its letter; free-form items compare
-normalised strings, then numbers (percent, degrees, thousands separators), then math-verify (LaTeX, fractions).
+(choices given) compare option letters (A-Z, case-insensitive: 'b', '(B)', 'B. 12'), accepting the option's text
+for its letter; free-form items compare normalised strings, then option letters when the gold is a letter or a
+letter list ('A, C' = '(A), (C)' = 'a and c'), then numbers (percent, degrees, thousands separators; an integer
+gold must be met exactly, a decimal gold within 1e-6 relative), then math-verify (LaTeX, fractions).
 Grading is the training reward, so one adversarial response must not stall a step: every pattern here is linear
 in the response length, and the whole grade of one item runs under a hard time limit (VERIFY_TIMEOUT_S, SIGALRM
 in the main thread); a timeout or verifier error scores 0 and is counted in the returned status.
@@ -18,7 +20,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-LETTERS = "ABCDEFGHIJ"
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # option letters when choices are given (MMMU-Pro has 12-option items)
+INLINE_LETTERS = "ABCDEFGHIJ"  # letters read as options in free-form answers ('x' or 'K' there is a variable)
 VERIFY_TIMEOUT_S = 5  # hard limit on grading one item (parsing, math-verify, everything)
 
 
@@ -87,9 +90,9 @@ def choice_letter(text: str, choices: list[str]) -> str | None:
     """The option letter a response or gold answer names: 'C', '(C)', 'C.', 'C. 12', or an option's exact text."""
     letters = LETTERS[:len(choices)]
     t = _strip_latex(text)
-    m = re.fullmatch(r"\(?([A-J])\)?(?:[.:)]\s*.*)?", t, flags=re.DOTALL)
-    if m and m.group(1) in letters:
-        return m.group(1)
+    m = re.fullmatch(r"\(?([A-Za-z])\)?(?:[.:)]\s*.*)?", t, flags=re.DOTALL)
+    if m and m.group(1).upper() in letters:
+        return m.group(1).upper()
     norm = normalize(t)
     for letter, option in zip(letters, choices):
         if norm == normalize(option):
@@ -106,8 +109,9 @@ def letter_list(text: str) -> list[str] | None:
     """'A, C' / 'a and C' / 'A & C' / 'A C' -> ['A', 'C'] (two or more letters, at most one separator between
     two letters); else None. A token scan, not a regex with nested quantifiers: linear on any input."""
     letters, want_letter = [], True
+    text = re.sub(r"\(([A-Za-z])\)", r"\1", text)  # '(A), (C)' lists the letters 'A, C' do
     for tok in _LIST_TOKEN.findall(text):
-        is_letter = len(tok) == 1 and tok.upper() in LETTERS
+        is_letter = len(tok) == 1 and tok.upper() in INLINE_LETTERS
         if is_letter:
             letters.append(tok.upper())
             want_letter = False
@@ -122,12 +126,12 @@ def letter_set(text: str, several: bool = False) -> frozenset[str] | None:
     """Option letters a text names: 'C', '(c)', 'C. 12' -> {C}; 'A, C' / 'A and C' (and 'AC' when `several`)
     -> {A, C}; else None. For free-form items whose gold is a letter (options inside the question text)."""
     t = _strip_latex(text)
+    listed = letter_list(t)  # first: '(A), (C)' would otherwise read as 'A' followed by ') ...' text
+    if listed:
+        return frozenset(listed)
     m = _ONE_LETTER.fullmatch(t)
     if m:
         return frozenset(m.group(1).upper())
-    listed = letter_list(t)
-    if listed:
-        return frozenset(listed)
     if several and _LETTER_RUN.fullmatch(t):
         return frozenset(t.upper())
     return None
@@ -188,6 +192,13 @@ def _verify(gold: str, pred: str) -> tuple[bool, str]:
         return False, "error"
 
 
+def _is_integer_text(answer: str) -> bool:
+    """A gold written as a whole number (units, degrees, percent and thousands separators allowed)."""
+    number = _as_number(answer)
+    return number is not None and number.is_integer() and not re.search(r"\d\.\d", answer) and "e" not in \
+        normalize(re.sub(r"[a-z]+$", "", normalize(answer)))
+
+
 def _is_letter_gold(answer: str) -> bool:
     return bool(re.fullmatch(r"\(?[A-J]\)?", answer.strip()) or letter_list(answer.strip()))
 
@@ -217,6 +228,8 @@ def _grade(response: str, answer: str, choices: list[str] | None) -> Grade:
         return Grade(float(letter_set(pred, several=len(gold_letters) > 1) == gold_letters), "ok", pred)
     a, p = _as_number(answer), _as_number(pred)
     if a is not None and p is not None:
+        if _is_integer_text(answer):  # 2021 is not 2021.001, 7685413092 is not 7685413000 (a relative 1e-6 is)
+            return Grade(float(p == a), "ok", pred)
         return Grade(float(abs(a - p) <= 1e-6 * max(1.0, abs(a))), "ok", pred)
     ok, status = _verify(answer, pred)
     return Grade(float(ok), status, pred)

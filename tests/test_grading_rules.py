@@ -1,0 +1,51 @@
+"""Grading rules that real benchmark golds exposed (issue 13's findings): integer golds are met exactly, option
+letters are case-insensitive and may go beyond J, '(A), (C)' names the letters 'A, C' does."""
+
+import pytest
+
+from pgpo.scoring import grade
+
+
+def boxed(x: str) -> str:
+    return f"<think>...</think>\\boxed{{{x}}}"
+
+
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("7685413000", "7685413092", 0.0),  # MathVision 729: a relative 1e-6 accepted this
+    ("7685413092", "7685413092", 1.0),
+    ("2021.001", "2021", 0.0),
+    ("2021.0", "2021", 1.0),
+    ("2021", "2021", 1.0),
+    ("1,000", "1000", 1.0),  # thousands separators and units still read as the integer
+    ("30 degrees", "30^\\circ", 1.0),
+    ("30.0000001", "30", 0.0),
+    ("2.0944", "2.0944", 1.0),  # a decimal gold keeps the relative 1e-6
+    ("2.09440000001", "2.0944", 1.0),
+    ("2.094", "2.0944", 0.0),  # DynaMath's own looser rule is a per-task rule, not the default
+])
+def test_numbers(pred, gold, expected):
+    assert grade(boxed(pred), gold) == expected
+
+
+def test_option_letters_are_case_insensitive_with_choices_as_without():
+    choices = ["12", "15", "18"]
+    for pred in ("B", "b", "(b)", "b. 15", "15"):
+        assert grade(boxed(pred), "B", choices) == 1.0, pred
+        assert grade(boxed(pred), "B") == (1.0 if pred != "15" else 0.0), pred  # inline options: letters only
+    assert grade(boxed("c"), "B", choices) == 0.0
+
+
+def test_more_than_ten_options():
+    choices = [f"option {i}" for i in range(12)]  # MMMU-Pro test_Computer_Science_61 has 12
+    assert grade(boxed("L"), "L", choices) == 1.0 and grade(boxed("l"), "L", choices) == 1.0
+    assert grade(boxed("option 11"), "L", choices) == 1.0
+    assert grade(boxed("K"), "L", choices) == 0.0
+    with pytest.raises(ValueError):
+        grade(boxed("A"), "M", choices)  # a gold beyond the options is a data error, not a 0
+
+
+@pytest.mark.parametrize("pred, expected", [
+    ("A, C", 1.0), ("(A), (C)", 1.0), ("(a) and (c)", 1.0), ("C, A", 1.0), ("(A)", 0.0), ("A, B, C", 0.0),
+])
+def test_letter_lists(pred, expected):
+    assert grade(boxed(pred), "A, C") == expected
