@@ -76,7 +76,7 @@ _UNIT_SUFFIX = re.compile(rf"^(-?[\d.,]+)\s*{_UNITS}(?:\s*(?:\^\s*\{{?[23]\}}?|�
 
 def _as_number(s: str) -> float | None:
     s = normalize(s)
-    s = re.sub(r"\^\s*\{?\\circ\}?|°|\\%|%|\\degree", "", s).strip()
+    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°|\\%|%|\\degree|\\?textdegree", "", s).strip()
     s = _UNIT_SUFFIX.sub(r"\1", s)
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
         s = s.replace(",", "")
@@ -84,6 +84,26 @@ def _as_number(s: str) -> float | None:
         return float(s)
     except ValueError:
         return None
+
+
+_GOLD_UNITS = r"(?:m|cm|mm|km|g|kg|s|h|l|ml|yuan|sets?|pieces?|people|students?|times|units?|degrees?)"
+
+
+def clean_gold(answer: str) -> str:
+    """A published gold as math-verify can read it: MMK12 writes '$$105^{ \\circ }$$', '$$\\left (\\dfrac{5}{2},
+    3\\right )$$', '$$108\\mathrm \\pi$$', '40m.'; boxed as published, math-verify parses none of them, so a correct
+    answer to them scores 0. Only golds are cleaned (a response is graded as written)."""
+    g = answer.strip().replace("$", "")
+    g = re.sub(r"\\left\s*([(\[|])", r"\1", g)
+    g = re.sub(r"\\right\s*([)\]|])", r"\1", g)
+    g = g.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    g = re.sub(r"\\mathrm\s*\{?\s*\\pi\s*\}?", r"\\pi", g)
+    g = re.sub(r"\^\s*\{\s*\\circ\s*\}", r"^\\circ", g)
+    g = re.sub(r"\\?textdegree", r"^\\circ", g)
+    m = re.fullmatch(rf"(-?\d[\d,]*(?:\.\d+)?)\s*{_GOLD_UNITS}\.?", g, flags=re.IGNORECASE)
+    if m:  # '40m.' / '360 sets': the number (a response naming the unit is read with its unit stripped too)
+        return m.group(1)
+    return g.strip().rstrip(".").strip()
 
 
 def choice_letter(text: str, choices: list[str]) -> str | None:
@@ -226,6 +246,9 @@ def _grade(response: str, answer: str, choices: list[str] | None) -> Grade:
     gold_letters = letter_set(answer) if _is_letter_gold(answer) else None
     if gold_letters:  # options inline in the question: compare the letters named, order-free
         return Grade(float(letter_set(pred, several=len(gold_letters) > 1) == gold_letters), "ok", pred)
+    answer = clean_gold(answer)
+    if normalize(pred) == normalize(answer):
+        return Grade(1.0, "ok", pred)
     a, p = _as_number(answer), _as_number(pred)
     if a is not None and p is not None:
         if _is_integer_text(answer):  # 2021 is not 2021.001, 7685413092 is not 7685413000 (a relative 1e-6 is)

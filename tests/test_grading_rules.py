@@ -49,3 +49,24 @@ def test_more_than_ten_options():
 ])
 def test_letter_lists(pred, expected):
     assert grade(boxed(pred), "A, C") == expected
+
+
+# golds as MMK12's test split publishes them (ModalMinds/MM-EUREKA @ bccddd7822c2aafe5281486caa75d966d601a571,
+# eval/k12/k12.json, Apache-2.0): math-verify parses none of them as written, so correct answers scored 0
+@pytest.mark.parametrize("gold, right, wrong", [
+    ("$$105^{ \\circ }$$", ["105^\\circ", "105", "105°"], ["104"]),
+    ("$$\\left (\\dfrac{5}{2},3\\right )$$", ["\\left(\\frac{5}{2}, 3\\right)", "(\\frac{5}{2}, 3)", "(2.5, 3)"],
+     ["(3, \\frac{5}{2})"]),
+    ("$$108\\mathrm \\pi$$", ["108\\pi"], ["108"]),
+    ("40m.", ["40", "40 m"], ["41"]),
+    ("70$textdegree$", ["70", "70^\\circ"], ["7"]),
+])
+def test_published_golds_are_cleaned_before_comparison(gold, right, wrong):
+    from pgpo.scoring import clean_gold
+
+    assert grade(boxed(gold), gold) == 1.0  # the gold itself, as published
+    assert "$" not in clean_gold(gold) and "\\dfrac" not in clean_gold(gold)
+    for pred in right:
+        assert grade(boxed(pred), gold) == 1.0, pred
+    for pred in wrong:
+        assert grade(boxed(pred), gold) == 0.0, pred
