@@ -67,3 +67,17 @@ def test_training_applies_and_records_the_pixel_budget(tiny_dir, tiny_data, tmp_
     assert run["pixel_budget"] == {"min_pixels": 3136, "max_pixels": 3136, "source": "recipe"}
     saved = json.loads((tmp_path / "run/final/processor_config.json").read_text())["image_processor"]["size"]
     assert (saved["shortest_edge"], saved["longest_edge"]) == (3136, 3136)
+
+
+def test_a_launch_with_another_world_size_than_the_recipe_is_refused(tiny_dir, tiny_data, monkeypatch):
+    """`accelerate launch --cpu --num_processes 2` starts one process: the recipe's batch arithmetic would then
+    silently describe another run. The world size the launcher set must be the recipe's num_processes."""
+    from pgpo.train import preflight
+
+    raw = {"model": {"path": str(tiny_dir)}, "data": {"train": str(tiny_data / "train.jsonl")}}
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(ConfigError, match=r"launched on 1 process\(es\) but the recipe says num_processes=2.*"
+                                          r"--multi_gpu"):
+        preflight(load_train_config(TINY, {**raw, "num_processes": 2}))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert preflight(load_train_config(TINY, {**raw, "num_processes": 2}))
