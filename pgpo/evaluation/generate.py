@@ -161,6 +161,14 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
         task = make_task(bench, task_override(bench, cfg.sampling.samples, gen_kwargs(cfg), data_file,
                                               commits.get(bench.name)), chat=chat)
         check_unique_ids(bench, task)
+        if not bench.offline:  # rows excluded by the benchmark's documented rule (pgpo.evaluation.sources)
+            from pgpo.evaluation.sources import EXCLUDED, EXCLUSION_RULES
+
+            inputs["excluded"] = list(EXCLUDED.get(bench.name, []))
+            inputs["exclusion_rule"] = EXCLUSION_RULES.get(bench.name)
+            if inputs["excluded"]:
+                progress(f"{bench.name}: {len(inputs['excluded'])} row(s) excluded by rule: "
+                         + ", ".join(f"{e['id']} ({e['rule']})" for e in inputs["excluded"]))
         prepared[bench.name] = (inputs, task)
     lm = build_model(cfg.backend.name, args)
     manager = TaskManager("WARNING", include_path=str(TASKS_DIR), include_defaults=False)
@@ -184,8 +192,9 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
         n_questions = write_samples(bench, results["samples"][bench.task], path)
         expected = bench.meta.get("expected_questions")
         if expected and not cfg.limit and n_questions != expected:
-            progress(f"warning: {bench.name} has {n_questions} questions after filtering, the paper's set has "
-                     f"{expected}: check the dataset revision ({inputs.get('commit')})")
+            progress(f"warning: {bench.name} has {n_questions} questions after filtering and "
+                     f"{len(inputs.get('excluded') or [])} exclusion(s), the paper's set has {expected}: check the "
+                     f"dataset revision ({inputs.get('commit')})")
         meta = {
             "benchmark": bench.name, "task": bench.task, "checkpoint": str(checkpoint),
             "checkpoint_hash": ckpt_hash, "backend": {"name": cfg.backend.name, "model_args": args},
