@@ -223,16 +223,35 @@ def _is_letter_gold(answer: str) -> bool:
     return bool(re.fullmatch(r"\(?[A-J]\)?", answer.strip()) or letter_list(answer.strip()))
 
 
-def grade_detailed(response: str, answer: str, choices: list[str] | None = None) -> Grade:
-    """Grade one response against its gold answer (see the module docstring), within VERIFY_TIMEOUT_S."""
+def grade_detailed(response: str, answer: str, choices: list[str] | None = None, abs_tol: float = 0.0) -> Grade:
+    """Grade one response against its gold answer (see the module docstring), within VERIFY_TIMEOUT_S.
+
+    `abs_tol` > 0: a benchmark's own numeric rule (declared in its task YAML, `metadata.grading.abs_tol`; DynaMath's
+    scorer: 0.001), applied to decimal golds: a number or an expression that evaluates to one (2\\pi/3) within
+    abs_tol of the gold. Off (0) everywhere else; integer golds are always compared exactly."""
     try:
         with time_limit(VERIFY_TIMEOUT_S):
-            return _grade(response, answer, choices)
+            return _grade(response, answer, choices, abs_tol)
     except GradeTimeout:
         return Grade(0.0, "timeout", None)
 
 
-def _grade(response: str, answer: str, choices: list[str] | None) -> Grade:
+def _numeric_value(text: str) -> float | None:
+    """A number, or a closed-form expression math-verify evaluates to a real number ('\\frac{2\\pi}{3}')."""
+    number = _as_number(text)
+    if number is not None:
+        return number
+    from math_verify import parse
+
+    try:
+        parsed = parse(f"\\boxed{{{text}}}", parsing_timeout=None, raise_on_error=True)
+        value = complex(parsed[0].evalf()) if parsed else None
+    except Exception:  # not an expression sympy can evaluate: no numeric value
+        return None
+    return value.real if value is not None and abs(value.imag) < 1e-12 else None
+
+
+def _grade(response: str, answer: str, choices: list[str] | None, abs_tol: float = 0.0) -> Grade:
     pred = last_boxed(response or "")
     if pred is None or not pred.strip():
         return Grade(0.0, "no_answer", pred)
@@ -253,14 +272,18 @@ def _grade(response: str, answer: str, choices: list[str] | None) -> Grade:
     if a is not None and p is not None:
         if _is_integer_text(answer):  # 2021 is not 2021.001, 7685413092 is not 7685413000 (a relative 1e-6 is)
             return Grade(float(p == a), "ok", pred)
-        return Grade(float(abs(a - p) <= 1e-6 * max(1.0, abs(a))), "ok", pred)
+        return Grade(float(abs(a - p) <= max(1e-6 * max(1.0, abs(a)), abs_tol)), "ok", pred)
+    if abs_tol and a is not None and not _is_integer_text(answer):
+        value = _numeric_value(pred)
+        if value is not None:
+            return Grade(float(abs(a - value) <= abs_tol), "ok", pred)
     ok, status = _verify(answer, pred)
     return Grade(float(ok), status, pred)
 
 
-def grade(response: str, answer: str, choices: list[str] | None = None) -> float:
+def grade(response: str, answer: str, choices: list[str] | None = None, abs_tol: float = 0.0) -> float:
     """1.0 if the last \\boxed{} answer of the response matches the gold answer, else 0.0."""
-    return grade_detailed(response, answer, choices).score
+    return grade_detailed(response, answer, choices, abs_tol).score
 
 
 def format_ok(response: str) -> float:

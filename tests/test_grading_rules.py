@@ -70,3 +70,35 @@ def test_published_golds_are_cleaned_before_comparison(gold, right, wrong):
         assert grade(boxed(pred), gold) == 1.0, pred
     for pred in wrong:
         assert grade(boxed(pred), gold) == 0.0, pred
+
+
+def test_a_benchmarks_own_numeric_rule_is_declared_in_its_yaml_and_applied_by_pgpo_score(tmp_path):
+    """DynaMath's scorer accepts a decimal within 0.001 (and pi forms): declared once in pgpo_dynamath.yaml,
+    recorded in the samples' meta by `pgpo evaluate`, applied by `pgpo score`; every other benchmark keeps the
+    default (no task YAML but DynaMath's declares a rule)."""
+    import json
+
+    from pgpo.data import sha256_file
+    from pgpo.evaluation.benchmarks import all_benchmarks
+    from pgpo.evaluation.score import score_benchmark
+
+    rules = {name: b.meta.get("grading") for name, b in all_benchmarks().items()}
+    assert rules.pop("dynamath") == {"abs_tol": 0.001} and not any(rules.values())
+    rows = [{"doc_id": i, "id": f"q{i}", "question": "?", "answer": gold, "choices": [], "responses": [pred]}
+            for i, (gold, pred) in enumerate([("2.0944", "\\boxed{2.094}"), ("2.0944", "\\boxed{\\frac{2\\pi}{3}}"),
+                                              ("2.0944", "\\boxed{2.1}"), ("3", "\\boxed{3.0004}")])]
+    samples = tmp_path / "samples" / "dynamath.jsonl"
+    samples.parent.mkdir()
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    meta = {"benchmark": "dynamath", "sampling": {"samples": 1}, "checkpoint": "c", "checkpoint_hash": "h",
+            "samples_sha256": sha256_file(samples), "lmms_eval": {"avg_at_k": 0.0}}
+    means = {}
+    for rule in ({}, {"abs_tol": 0.001}):
+        samples.with_suffix(".meta.json").write_text(json.dumps({**meta, "grading": rule}))
+        result = score_benchmark(samples, bootstrap_samples=100)
+        means[str(rule)] = [q["mean"] for q in result["per_question"]]
+        assert result["scoring"]["grading_rule"] == rule
+    assert means == {"{}": [0.0, 0.0, 0.0, 0.0], "{'abs_tol': 0.001}": [1.0, 1.0, 0.0, 0.0]}
+    samples.with_suffix(".meta.json").write_text(json.dumps({**meta, "grading": {"rel_tol": 0.1}}))
+    with pytest.raises(ValueError, match="unknown grading rule"):
+        score_benchmark(samples, bootstrap_samples=100)

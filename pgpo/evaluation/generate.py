@@ -202,6 +202,7 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
             "prompt": {"system": SYSTEM_PROMPT, "instruction": INSTRUCTION}, "pixel_budget": pixels,
             "inputs": inputs, "limit": cfg.limit, "n_questions": n_questions,
             "expected_questions": None if cfg.limit else expected,
+            "grading": dict(bench.meta.get("grading") or {}),  # the benchmark's own rule (task YAML), if any
             # vLLM: lmms-eval fixes LLM(seed=1); pgpo_vlm: seed + rank; samples also depend on the rank count
             "sampling_seed": 1 if cfg.backend.name == "vllm" else cfg.seed, "world_size": lm.world_size,
             "lmms_eval": {"avg_at_k": results["results"][bench.task].get(f"{METRIC},k_samples"),

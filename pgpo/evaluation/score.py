@@ -60,7 +60,7 @@ def read_samples(path: Path, k: int) -> list[dict]:
     return rows
 
 
-def grade_question(row: dict, counts: Counter) -> float:
+def grade_question(row: dict, counts: Counter, abs_tol: float = 0.0) -> float:
     """Mean grade of one question's responses; counts each response's status."""
     choices = list(row.get("choices") or []) or None
     total = 0.0
@@ -68,7 +68,7 @@ def grade_question(row: dict, counts: Counter) -> float:
         if response.startswith(FAILED_PREFIX):
             counts["generation_failed"] += 1
             continue
-        g = grade_detailed(response, str(row["answer"]), choices)
+        g = grade_detailed(response, str(row["answer"]), choices, abs_tol)
         counts[g.status] += 1
         total += g.score
     return total / len(row["responses"])
@@ -88,13 +88,18 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
     samples_sha = sha256_file(path)
     counts: Counter = Counter()
     per_question, invalid, failed = [], [], []
+    grading = dict(meta.get("grading") or {})
+    unknown = sorted(set(grading) - {"abs_tol"})
+    if unknown:
+        raise DataError(f"{meta_path}: unknown grading rule(s) {unknown} (known: abs_tol)")
+    abs_tol = float(grading.get("abs_tol", 0.0))
     for row in rows:
         choices = list(row.get("choices") or [])
         if choices and choice_letter(str(row["answer"]), choices) is None:  # a data problem: listed, not scored
             invalid.append({"id": row["id"], "problem": f"gold answer {row['answer']!r} names none of {choices}"})
             continue
         row_counts: Counter = Counter()
-        per_question.append({"id": row["id"], "mean": grade_question(row, row_counts)})
+        per_question.append({"id": row["id"], "mean": grade_question(row, row_counts, abs_tol)})
         counts.update(row_counts)
         if row_counts["generation_failed"]:
             failed.append(row["id"])
@@ -112,12 +117,14 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
         "n_failed": counts.get("generation_failed", 0), "n_timeout": counts.get("timeout", 0),
         "failed_question_ids": failed, "invalid_gold": invalid,
         "lmms_eval_avg_at_k": lmms_eval_avg,
-        "agrees_with_lmms_eval": None if lmms_eval_avg is None or invalid
+        # lmms-eval's in-run cross-check grades with the default rules: not comparable under a benchmark's own rule
+        "agrees_with_lmms_eval": None if lmms_eval_avg is None or invalid or abs_tol
         else bool(abs(lmms_eval_avg - values.mean()) < 1e-9),
         "checkpoint": meta["checkpoint"], "checkpoint_hash": meta["checkpoint_hash"],
         "samples_sha256": samples_sha, "samples_changed_since_generation": samples_sha != meta["samples_sha256"],
         "per_question": per_question,
-        "scoring": {"grader": "pgpo.scoring.grade", "bootstrap_samples": bootstrap_samples, "seed": seed,
+        "scoring": {"grader": "pgpo.scoring.grade", "grading_rule": grading, "bootstrap_samples": bootstrap_samples,
+                    "seed": seed,
                     "code_version": code_version()},
         "expected_questions": meta.get("expected_questions"),
         "generation": {key: v for key, v in meta.items() if key != "benchmark"},
