@@ -140,7 +140,8 @@ def cmd_evaluate(a):
 def cmd_score(a):
     from pgpo.evaluation.score import score_run
 
-    table = score_run(a.run, a.benchmarks.split(",") if a.benchmarks else None, a.bootstrap_samples, a.seed)
+    table = score_run(a.run, a.benchmarks.split(",") if a.benchmarks else None, a.bootstrap_samples, a.seed,
+                      grader=a.grader)
     print(json.dumps(table, indent=2))
 
 
@@ -296,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--benchmarks", help="comma-separated (default: every samples file of the run)")
     s.add_argument("--bootstrap-samples", type=int, default=10000)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--grader", default="pgpo", choices=["pgpo", "mathruler"],
+                   help="pgpo (default) or mathruler (EasyR1's / PAPO's); another grader also writes "
+                        "<run>/agreement/<benchmark>.<grader>.json")
     s.set_defaults(fn=cmd_score)
 
     s = sub.add_parser("fetch", help="download paper benchmarks into the HF cache (network); --pin their commit")

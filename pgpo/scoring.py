@@ -5,6 +5,8 @@ No LLM judge anywhere. The answer is the content of the LAST \\boxed{...} (brace
 for its letter; free-form items compare normalised strings, then option letters when the gold is a letter or a
 letter list ('A, C' = '(A), (C)' = 'a and c'), then numbers (percent, degrees, thousands separators; an integer
 gold must be met exactly, a decimal gold within 1e-6 relative), then math-verify (LaTeX, fractions).
+Policies: 'Option C' / 'the answer is C' inside the box is not read as C (box the letter); when the options are
+only inline in the question (no `choices`), a letter gold is met by letters alone, not by the option's text.
 Grading is the training reward, so one adversarial response must not stall a step: every pattern here is linear
 in the response length, and the whole grade of one item runs under a hard time limit (VERIFY_TIMEOUT_S, SIGALRM
 in the main thread); a timeout or verifier error scores 0 and is counted in the returned status.

@@ -102,3 +102,11 @@ def test_a_benchmarks_own_numeric_rule_is_declared_in_its_yaml_and_applied_by_pg
     samples.with_suffix(".meta.json").write_text(json.dumps({**meta, "grading": {"rel_tol": 0.1}}))
     with pytest.raises(ValueError, match="unknown grading rule"):
         score_benchmark(samples, bootstrap_samples=100)
+
+
+def test_policies_option_words_and_inline_option_text():
+    """Documented in pgpo.scoring: the box must hold the letter; inline options are met by letters only."""
+    assert grade(boxed("Option C"), "C", ["1", "2", "3"]) == 0.0
+    assert grade(boxed("Option C"), "C") == 0.0
+    assert grade(boxed("3"), "C", ["1", "2", "3"]) == 1.0  # with choices, the option's text names its letter
+    assert grade(boxed("3"), "C") == 0.0  # inline options: the text of option C is not its letter

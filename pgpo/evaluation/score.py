@@ -18,7 +18,8 @@ import numpy as np
 
 from pgpo.data import DataError, sha256_file
 from pgpo.evaluation.docs import FAILED_PREFIX
-from pgpo.scoring import choice_letter, grade_detailed
+from pgpo.graders import agreement, get_grader
+from pgpo.scoring import choice_letter
 
 
 def bootstrap_ci(values: np.ndarray, samples: int, seed: int, chunk: int = 1000) -> tuple[float, float]:
@@ -60,8 +61,9 @@ def read_samples(path: Path, k: int) -> list[dict]:
     return rows
 
 
-def grade_question(row: dict, counts: Counter, abs_tol: float = 0.0) -> float:
-    """Mean grade of one question's responses; counts each response's status."""
+def grade_question(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str = "pgpo") -> float:
+    """Mean grade of one question's responses (with the named grader, pgpo.graders); counts each status."""
+    grade_detailed = get_grader(grader)
     choices = list(row.get("choices") or []) or None
     total = 0.0
     for response in row["responses"]:
@@ -74,7 +76,8 @@ def grade_question(row: dict, counts: Counter, abs_tol: float = 0.0) -> float:
     return total / len(row["responses"])
 
 
-def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, seed: int = 0) -> dict:
+def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, seed: int = 0,
+                    grader: str = "pgpo") -> dict:
     """Grade one samples file (and its .meta.json); returns the result record."""
     from pgpo.provenance import code_version
 
@@ -99,7 +102,7 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
             invalid.append({"id": row["id"], "problem": f"gold answer {row['answer']!r} names none of {choices}"})
             continue
         row_counts: Counter = Counter()
-        per_question.append({"id": row["id"], "mean": grade_question(row, row_counts, abs_tol)})
+        per_question.append({"id": row["id"], "mean": grade_question(row, row_counts, abs_tol, grader)})
         counts.update(row_counts)
         if row_counts["generation_failed"]:
             failed.append(row["id"])
@@ -118,12 +121,12 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
         "failed_question_ids": failed, "invalid_gold": invalid,
         "lmms_eval_avg_at_k": lmms_eval_avg,
         # lmms-eval's in-run cross-check grades with the default rules: not comparable under a benchmark's own rule
-        "agrees_with_lmms_eval": None if lmms_eval_avg is None or invalid or abs_tol
+        "agrees_with_lmms_eval": None if lmms_eval_avg is None or invalid or abs_tol or grader != "pgpo"
         else bool(abs(lmms_eval_avg - values.mean()) < 1e-9),
         "checkpoint": meta["checkpoint"], "checkpoint_hash": meta["checkpoint_hash"],
         "samples_sha256": samples_sha, "samples_changed_since_generation": samples_sha != meta["samples_sha256"],
         "per_question": per_question,
-        "scoring": {"grader": "pgpo.scoring.grade", "grading_rule": grading, "bootstrap_samples": bootstrap_samples,
+        "scoring": {"grader": grader, "grading_rule": grading, "bootstrap_samples": bootstrap_samples,
                     "seed": seed,
                     "code_version": code_version()},
         "expected_questions": meta.get("expected_questions"),
@@ -140,9 +143,13 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
 
 
 def score_run(run_dir: str | Path, benchmarks: list[str] | None = None, bootstrap_samples: int = 10000,
-              seed: int = 0, summary_path: str | Path | None = None) -> dict:
+              seed: int = 0, summary_path: str | Path | None = None, grader: str = "pgpo") -> dict:
     """Score every samples file of a run (or the named ones); write <run>/<benchmark>.json and a summary
-    (<run>/summary.json unless summary_path: parallel jobs scoring parts of one run each write their own)."""
+    (<run>/summary.json unless summary_path: parallel jobs scoring parts of one run each write their own).
+    Another grader writes <run>/<benchmark>.<grader>.json, summary.<grader>.json, and the agreement of the two
+    graders on every response: <run>/agreement/<benchmark>.<grader>.json (counts + each disagreeing item)."""
+    get_grader(grader)  # an unknown name fails before any file is read
+    suffix = "" if grader == "pgpo" else f".{grader}"
     run_dir = Path(run_dir)
     files = sorted((run_dir / "samples").glob("*.jsonl"))
     if benchmarks:
@@ -152,10 +159,16 @@ def score_run(run_dir: str | Path, benchmarks: list[str] | None = None, bootstra
         raise DataError(f"no samples to score: {missing or str(run_dir / 'samples')}; run `pgpo evaluate` first")
     summary = {}
     for f in files:
-        result = score_benchmark(f, bootstrap_samples, seed)
-        (run_dir / f"{result['benchmark']}.json").write_text(json.dumps(result, indent=2))
+        result = score_benchmark(f, bootstrap_samples, seed, grader)
+        (run_dir / f"{result['benchmark']}{suffix}.json").write_text(json.dumps(result, indent=2))
+        if grader != "pgpo":
+            meta = json.loads(f.with_suffix(".meta.json").read_text())
+            report = agreement(read_samples(f, int(meta["sampling"]["samples"])), "pgpo", grader,
+                               float((meta.get("grading") or {}).get("abs_tol", 0.0)))
+            (run_dir / "agreement").mkdir(exist_ok=True)
+            (run_dir / "agreement" / f"{result['benchmark']}{suffix}.json").write_text(json.dumps(report, indent=2))
         summary[result["benchmark"]] = {key: result[key] for key in (
             "avg_at_k", "k", "n_questions", "standard_error", "ci95_bootstrap", "n_failed", "n_timeout")}
     table = {"benchmarks": summary, "mean_avg_at_k": float(np.mean([v["avg_at_k"] for v in summary.values()]))}
-    Path(summary_path or run_dir / "summary.json").write_text(json.dumps(table, indent=2))
+    Path(summary_path or run_dir / f"summary{suffix}.json").write_text(json.dumps(table, indent=2))
     return table
