@@ -22,6 +22,18 @@ def strip_image_tags(text: str) -> str:
     return re.sub(IMAGE_TAG, "", text).strip()
 
 
+def matched_braces(text: str) -> dict[int, int]:
+    """{index of '{': index of its matching '}'} in one pass with a stack (linear on any input; unclosed braces
+    are absent). Used to read \\boxed{...} answers, in responses and in published golds."""
+    close, open_ = {}, []
+    for i, c in enumerate(text):
+        if c == "{":
+            open_.append(i)
+        elif c == "}" and open_:
+            close[open_.pop()] = i
+    return close
+
+
 def user_text(question: str, choices: list[str] | None = None) -> str:
     """The user turn's text: question, lettered options if any, then the instruction."""
     text = question

@@ -22,6 +22,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pgpo.prompts import matched_braces
+
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # option letters when choices are given (MMMU-Pro has 12-option items)
 INLINE_LETTERS = "ABCDEFGHIJ"  # letters read as options in free-form answers ('x' or 'K' there is a variable)
 VERIFY_TIMEOUT_S = 5  # hard limit on grading one item (parsing, math-verify, everything)
@@ -44,12 +46,7 @@ def last_boxed(text: str) -> str | None:
     starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
     if not starts:
         return None
-    close, open_ = {}, []
-    for i, c in enumerate(text):
-        if c == "{":
-            open_.append(i)
-        elif c == "}" and open_:
-            close[open_.pop()] = i
+    close = matched_braces(text)
     for start in reversed(starts):
         end = close.get(start - 1)  # start is just past the box's opening brace
         if end is not None:
@@ -76,14 +73,19 @@ _UNITS = r"(?:square\s+)?(?:units?|cm|mm|km|meters?|in|inches|ft|feet|kg|sec|sec
 _UNIT_SUFFIX = re.compile(rf"^(-?[\d.,]+)\s*{_UNITS}(?:\s*(?:\^\s*\{{?[23]\}}?|²|³))?$")
 
 
-def _as_number(s: str) -> float | None:
+def _numeral(s: str) -> str:
+    """The numeral of a numeric answer: units, degrees, percent and thousands separators removed."""
     s = normalize(s)
     s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°|\\%|%|\\degree|\\?textdegree", "", s).strip()
     s = _UNIT_SUFFIX.sub(r"\1", s)
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
         s = s.replace(",", "")
+    return s
+
+
+def _as_number(s: str) -> float | None:
     try:
-        return float(s)
+        return float(_numeral(s))
     except ValueError:
         return None
 
@@ -215,10 +217,8 @@ def _verify(gold: str, pred: str) -> tuple[bool, str]:
 
 
 def _is_integer_text(answer: str) -> bool:
-    """A gold written as a whole number (units, degrees, percent and thousands separators allowed)."""
-    number = _as_number(answer)
-    return number is not None and number.is_integer() and not re.search(r"\d\.\d", answer) and "e" not in \
-        normalize(re.sub(r"[a-z]+$", "", normalize(answer)))
+    """A gold written as a whole number ('2021', '1,000', '30^\\circ'; not '2021.0' or '1e3')."""
+    return re.fullmatch(r"-?\d+", _numeral(answer)) is not None
 
 
 def _is_letter_gold(answer: str) -> bool:

@@ -163,6 +163,7 @@ class TRLBridge(GRPOTrainer):
         ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
         attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
         extra = {k: batch[k] for k in ("pixel_values", "image_grid_thw", "mm_token_type_ids") if k in batch}
+        # TRL's method itself, not our capturing override: a generation-time pass is never the loss forward
         logps, _, _ = GRPOTrainer._get_per_token_logps_and_entropies(
             self, self.model, ids, attention, batch["completion_ids"].size(1), batch_size=micro,
             num_images=batch.get("num_images"), **extra)

@@ -40,7 +40,7 @@ from pathlib import Path
 from PIL import Image
 
 from pgpo.data import DataError, sha256_file, write_manifest
-from pgpo.prompts import IMAGE_TAG, strip_image_tags
+from pgpo.prompts import IMAGE_TAG, matched_braces, strip_image_tags
 
 HUB_ID = "TIGER-Lab/ViRL39K"
 RELEASE_TABLE = "39Krelease.parquet"
@@ -60,12 +60,7 @@ class Rejected(Exception):
 def unbox(answer: str) -> str:
     """The content of the one top-level \\boxed{...} of a gold answer, nested braces matched ('\\boxed{\\frac{1}{2}}'
     -> '\\frac{1}{2}'). Raises Rejected if there is no complete box, several, or an empty one."""
-    closes, stack = {}, []
-    for i, c in enumerate(answer):
-        if c == "{":
-            stack.append(i)
-        elif c == "}" and stack:
-            closes[stack.pop()] = i
+    closes = matched_braces(answer)
     boxes, inside_until = [], -1
     for m in re.finditer(r"\\boxed\s*\{", answer):
         open_at = m.end() - 1
