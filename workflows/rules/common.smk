@@ -176,7 +176,9 @@ def track_spec(target):
 
 
 def table_spec(target, title):
+    runs, labels = trainings(target)
     return json.dumps({"root": ROOT, "target": target, "title": title, "rows": table_rows(target),
+                       "trainings": runs, "labels": labels, "warmstart": (warm_start_marker() or [None])[0],
                        "benchmarks": benchmarks(), "average_over": config["average_over"],
                        "tracking": f"{ROOT}/tracking/{target}.json", "out": f"{ROOT}/{target}"})
 
