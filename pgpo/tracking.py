@@ -1,10 +1,13 @@
 """MLflow ingestion: the JSON results on disk are the source of truth; this mirrors them into MLflow.
 
-One sqlite store per profile (results/<profile>/mlflow/mlflow.db) with an explicit artifact root; an experiment
-per target (table1, ablation_thresholds, ...), a parent run per target and a child run per training run and per
-evaluation. Runs are keyed by the tag `pgpo.key`; a run whose sources are unchanged (`pgpo.source_hash`) is
-left alone, a changed one is replaced, so re-ingesting never duplicates. Only one process should write (the
-workflow runs ingestion as a single local job).
+One sqlite store per profile (results/<profile>/mlflow/mlflow.db) with an explicit artifact root, or the server
+MLFLOW_TRACKING_URI names (a lab's shared server); an experiment per target (table1, ablation_thresholds, ...),
+marked as a model-training experiment; a parent run per target and a child run per training run and per
+evaluation, each with its real start and end time, the standard system tags and its dataset inputs. Runs are keyed
+by the tag `pgpo.key`; a run whose sources are unchanged (`pgpo.source_hash`) is left alone, a changed one is
+replaced, so re-ingesting never duplicates. A training run the training job logged live (pgpo.tracking_live, tag
+`pgpo.live`) is completed in place wherever it is. Only one process should write (the workflow runs ingestion as a
+single local job).
 """
 
 from __future__ import annotations
@@ -15,15 +18,13 @@ import os
 import time
 from pathlib import Path
 
-KEY, SOURCE = "pgpo.key", "pgpo.source_hash"
-CURVES = ("reward", "rewards/accuracy_reward/mean", "rewards/format_reward/mean", "completions/mean_length",
-          "entropy", "grad_norm", "dynamic_sampling/kept_fraction")
-# every statistic a blind view, shaper or loss term logs (whatever the method) is a curve too
-CURVE_PREFIXES = ("dependency/", "weights/", "vppo/", "blind/", "loss_terms/")
+from pgpo.tracking_records import Record, eval_record, run_key, system_tags, train_record
 
-
-def _is_curve(key: str) -> bool:
-    return key in CURVES or key.startswith(CURVE_PREFIXES)
+KEY, SOURCE, LIVE = "pgpo.key", "pgpo.source_hash", "pgpo.live"
+# MLflow 3 opens an experiment in its GenAI view unless this tag says it is a model-training one
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+FORMAT = "2"  # what ingestion logs per run; part of the source hash, so a newer format replaces older runs
+BATCH = 100  # MLflow's per-request limits: 1000 metrics, 100 params
 
 
 def store(root: str | Path) -> tuple[str, str]:
@@ -33,98 +34,134 @@ def store(root: str | Path) -> tuple[str, str]:
     return f"sqlite:///{base / 'mlflow.db'}", (base / "artifacts").as_uri()
 
 
-def _client(root):
+def tracking_uri(root: str | Path) -> tuple[str, str | None]:
+    """(URI, artifact root or None = the server's) ingestion writes to: MLFLOW_TRACKING_URI when set, else the
+    profile's own store. A sqlite URI given that way keeps its artifacts beside its database."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return (uri, artifact_root(uri)) if uri else store(root)
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where new experiments of a store keep artifacts: beside a sqlite database (MLflow's own default is
+    ./mlruns in whatever the working directory is), or None for a server, which decides."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    base = Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
+    base.mkdir(parents=True, exist_ok=True)
+    return base.as_uri()
+
+
+def client_for(uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.tracking import MlflowClient
 
-    uri, _ = store(root)
     return MlflowClient(tracking_uri=uri)
 
 
-def _experiment(client, root, name: str) -> str:
+def _client(root):
+    return client_for(tracking_uri(root)[0])
+
+
+def experiment(client, name: str, artifacts: str | None) -> str:
+    """The id of experiment `name` (created if missing), marked as a model-training experiment."""
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    _, artifacts = store(root)
-    return client.create_experiment(name, artifact_location=f"{artifacts}/{name.replace('/', '_')}")
+    if exp is None:
+        location = f"{artifacts}/{name.replace('/', '_')}" if artifacts else None
+        exp_id = client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING})
+    else:
+        exp_id = exp.experiment_id
+        if exp.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
+            client.set_experiment_tag(exp_id, EXPERIMENT_KIND, MODEL_TRAINING)
+    return exp_id
 
 
 def _files_hash(paths: list[Path]) -> str:
-    h = hashlib.sha256()
+    h = hashlib.sha256(FORMAT.encode())
     for p in sorted(paths):
         h.update(str(p).encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
 
-def _upsert(client, exp_id: str, key: str, source_hash: str, name: str, parent: str | None, params: dict,
-            metrics: list[tuple[str, float, int]], tags: dict) -> str:
-    """The run keyed `key`: reused if its sources are unchanged, else (re)created with everything logged."""
+def dataset_inputs(datasets: list) -> list:
+    """(name, digest, source, context, profile) -> MLflow DatasetInputs tagged with their context."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    return [DatasetInput(Dataset(name, digest, "local" if "/" in source else "hub", json.dumps({"uri": source}),
+                                 profile=json.dumps(profile, default=str)),
+                         tags=[InputTag("mlflow.data.context", context)])
+            for name, digest, source, context, profile in datasets]
+
+
+def log_everything(client, run_id: str, params: dict, metrics: list, skip_params=(), skip_metrics=()) -> None:
+    """Params and metrics (key, value, step, timestamp ms or None) in batches within MLflow's request limits;
+    params in skip_params and (key, step) pairs in skip_metrics are already on the run."""
     from mlflow.entities import Metric, Param
 
+    now = int(time.time() * 1000)
+    items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in skip_params]
+    for i in range(0, len(items), BATCH):
+        client.log_batch(run_id, params=items[i:i + BATCH])
+    points = [Metric(k, float(v), int(t or now), int(s)) for k, v, s, t in metrics if (k, int(s)) not in skip_metrics]
+    for i in range(0, len(points), 900):
+        client.log_batch(run_id, metrics=points[i:i + 900])
+
+
+def _live_run(client, key: str):
+    """The run the training job logged live under `key`, in any experiment of the store (None if there is none)."""
+    ids = [e.experiment_id for e in client.search_experiments()]
+    found = client.search_runs(ids, filter_string=f"tags.`{KEY}` = '{key}' and tags.`{LIVE}` = 'true'") if ids else []
+    return found[0] if found else None
+
+
+def _complete_live(client, run, exp_id: str, source_hash: str, name: str, parent: str | None, record: Record,
+                   params: dict, tags: dict) -> str:
+    """Fill a live-logged run in place with what the live logger could not know (final params, the run's own
+    metrics file, times, inputs); nothing it already holds is logged twice."""
+    run_id = run.info.run_id
+    if run.data.tags.get(SOURCE) == source_hash:
+        return run_id
+    have = run.data.params
+    clashes = sorted(k for k, v in params.items() if k in have and have[k] != str(v)[:6000])
+    if clashes:
+        print(f"pgpo track: {name}: live params {clashes} differ from run.json; kept the live values (MLflow params "
+              "are immutable), run.json is the record")
+    logged = {(k, m.step) for k in run.data.metrics for m in client.get_metric_history(run_id, k)}
+    log_everything(client, run_id, params, record.metrics, skip_params=set(have), skip_metrics=logged)
+    all_tags = {**tags, SOURCE: source_hash, "mlflow.runName": name}
+    if parent and run.info.experiment_id == exp_id:
+        all_tags["mlflow.parentRunId"] = parent
+    for k, v in all_tags.items():
+        client.set_tag(run_id, k, v)
+    have_inputs = {(d.dataset.name, d.dataset.digest) for d in (run.inputs.dataset_inputs if run.inputs else [])}
+    client.log_inputs(run_id, datasets=dataset_inputs([d for d in record.datasets if d[:2] not in have_inputs]))
+    client.set_terminated(run_id, end_time=record.end_ms)
+    return run_id
+
+
+def upsert(client, exp_id: str, key: str, source_hash: str, name: str, parent: str | None, record: Record,
+           params: dict, tags: dict, legacy_key: str | None = None) -> str:
+    """The run keyed `key`: reused if its sources are unchanged, else (re)created with everything logged.
+    A run stored under `legacy_key` (an older ingestion's key) is replaced."""
     found = client.search_runs([exp_id], filter_string=f"tags.`{KEY}` = '{key}'")
     for run in found:
         if run.data.tags.get(SOURCE) == source_hash:
             return run.info.run_id
         client.delete_run(run.info.run_id)
+    if legacy_key:
+        for run in client.search_runs([exp_id], filter_string=f"tags.`{KEY}` = '{legacy_key}'"):
+            client.delete_run(run.info.run_id)
     all_tags = {KEY: key, SOURCE: source_hash, "mlflow.runName": name, **tags}
     if parent:
         all_tags["mlflow.parentRunId"] = parent
-    run = client.create_run(exp_id, tags=all_tags)
-    now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, int(s)) for k, v, s in metrics]
-    for i in range(0, max(1, len(items)), 900):  # the REST limit is 1000 metrics per batch
-        client.log_batch(run.info.run_id, metrics=items[i:i + 900],
-                         params=[Param(k, str(v)[:500]) for k, v in params.items()] if i == 0 else [])
-    client.set_terminated(run.info.run_id)
+    if record.start_ms is None:
+        all_tags["pgpo.times"] = "not recorded in the result files: start and end are the ingestion's"
+    run = client.create_run(exp_id, start_time=record.start_ms, tags=all_tags)
+    log_everything(client, run.info.run_id, params, record.metrics)
+    if record.datasets:
+        client.log_inputs(run.info.run_id, datasets=dataset_inputs(record.datasets))
+    client.set_terminated(run.info.run_id, end_time=record.end_ms)
     return run.info.run_id
-
-
-def _blind_view(run: dict) -> str:
-    """The blind view a run used ('-' if none; run.json files older than the peer baselines stored a bare name)."""
-    view = run["method"].get("blind_view", "")
-    name = view.get("name", "") if isinstance(view, dict) else view
-    return name if run.get("uses_blind_view", run["method"]["shaper"]["name"] != "identity") else "-"
-
-
-def _train_record(run_dir: Path) -> tuple[dict, list, dict, list[Path]]:
-    run = json.loads((run_dir / "run.json").read_text())
-    shaper = run["method"]["shaper"]["params"]
-    params = {"method": run["method"]["name"], "seed": run["config"]["seed"], "steps": run["global_steps"],
-              "recipe_hash": run["config_hash"], "shaper": run["method"]["shaper"]["name"],
-              "tau": shaper.get("tau", ""), "beta": shaper.get("beta", ""), "normalize": shaper.get("normalize", ""),
-              "loss": run["method"]["loss"]["type"], "lr": run["config"]["optim"]["lr"],
-              "blind_view": _blind_view(run),
-              "loss_terms": ",".join(f"{k}:{v}" for k, v in sorted(run["method"].get("loss_terms", {}).items())) or "-"}
-    metrics = []
-    curve = run_dir / "metrics.jsonl"
-    for line in curve.read_text().splitlines() if curve.exists() else []:
-        row = json.loads(line)
-        metrics += [(k.replace("/", "."), v, row["step"]) for k, v in row.items()
-                    if _is_curve(k) and isinstance(v, (int, float))]
-    metrics.append(("wall_seconds", run["wall_seconds"], 0))
-    tags = {"code_version": run["code_version"], "torch": run["versions"]["torch"],
-            "trl": run["versions"]["trl"], "checkpoint_hash": run.get("final_checkpoint_hash", "")}
-    return params, metrics, tags, [run_dir / "run.json"] + ([curve] if curve.exists() else [])
-
-
-def _eval_record(eval_dir: Path, benchmarks: list[str]) -> tuple[dict, list, dict, list[Path]]:
-    results = {b: json.loads((eval_dir / f"{b}.json").read_text()) for b in benchmarks}
-    first = next(iter(results.values()))
-    gen = first["generation"]
-    metrics = [(f"avg_at_k.{b}", r["avg_at_k"], 0) for b, r in results.items()]
-    metrics += [(f"ci95_low.{b}", r["ci95_bootstrap"][0], 0) for b, r in results.items()]
-    metrics += [(f"ci95_high.{b}", r["ci95_bootstrap"][1], 0) for b, r in results.items()]
-    metrics.append(("avg_at_k.mean", sum(r["avg_at_k"] for r in results.values()) / len(results), 0))
-    metrics.append(("failed_generations", sum(r["n_failed"] for r in results.values()), 0))
-    params = {"k": first["k"], "backend": gen["backend"]["name"], "checkpoint": gen["checkpoint"],
-              "temperature": gen["sampling"]["temperature"], "top_p": gen["sampling"]["top_p"],
-              "max_new_tokens": gen["sampling"]["max_new_tokens"]}
-    revisions = {b: r["generation"]["inputs"].get("commit") or r["generation"]["inputs"].get("split_sha256", "")
-                 for b, r in results.items()}
-    tags = {"code_version": gen["code_version"], "lmms_eval": gen["versions"]["lmms_eval"],
-            "checkpoint_hash": first["checkpoint_hash"], "dataset_revisions": json.dumps(revisions)[:4900]}
-    return params, metrics, tags, [eval_dir / f"{b}.json" for b in benchmarks]
 
 
 def ingest(root: str | Path, target: str, trainings: dict[str, Path], evaluations: dict[str, Path],
@@ -143,31 +180,45 @@ def ingest(root: str | Path, target: str, trainings: dict[str, Path], evaluation
 
 
 def _ingest(root, target, trainings, evaluations, benchmarks, labels) -> dict:
-    client = _client(root)
-    exp_id = _experiment(client, root, f"{Path(root).name}/{target}")
+    from pgpo.provenance import code_version
+
+    uri, artifacts = tracking_uri(root)
+    client = client_for(uri)
+    exp_id = experiment(client, f"{Path(root).name}/{target}", artifacts)
     sources = [p for d in trainings.values() for p in (d / "run.json",)] + \
               [d / f"{b}.json" for d in evaluations.values() for b in benchmarks]
     # the parent is kept across re-ingestion (children point at it); the sources hash is only a tag on it
-    parent = _upsert(client, exp_id, f"{target}/parent", "parent", target, None,
-                     {"target": target, "benchmarks": ",".join(benchmarks)}, [], {})
+    parent = upsert(client, exp_id, f"{target}/parent", "parent", target, None, Record({}, [], {}, []),
+                    {"target": target, "benchmarks": ",".join(benchmarks)},
+                    system_tags("pgpo track", code_version(), None))
     client.set_tag(parent, "sources_hash", _files_hash(sources))
     labels = labels or {}
     ids = {}
     for name, run_dir in trainings.items():
-        params, metrics, tags, files = _train_record(run_dir)
-        ids[str(run_dir)] = _upsert(client, exp_id, f"train/{name}", _files_hash(files), f"train {name}", parent,
-                                    {**params, **labels.get(name, {})}, metrics, {**tags, "kind": "train"})
+        record = train_record(run_dir)
+        key, params = run_key(run_dir), {**record.params, **labels.get(name, {})}
+        tags, source_hash = {**record.tags, "kind": "train"}, _files_hash(record.files)
+        live = _live_run(client, key)
+        ids[str(run_dir)] = (
+            _complete_live(client, live, exp_id, source_hash, f"train {name}", parent, record, params, tags) if live
+            else upsert(client, exp_id, key, source_hash, f"train {name}", parent, record, params, tags,
+                        legacy_key=f"train/{name}"))
     for name, eval_dir in evaluations.items():
-        params, metrics, tags, files = _eval_record(eval_dir, benchmarks)
-        ids[str(eval_dir)] = _upsert(client, exp_id, f"eval/{name}", _files_hash(files), f"eval {name}", parent,
-                                     {**params, **labels.get(name, {})}, metrics, {**tags, "kind": "evaluation"})
+        record = eval_record(eval_dir, benchmarks)
+        ids[str(eval_dir)] = upsert(client, exp_id, f"eval/{name}", _files_hash(record.files), f"eval {name}",
+                                    parent, record, {**record.params, **labels.get(name, {})},
+                                    {**record.tags, "kind": "evaluation"})
     return {"experiment_id": exp_id, "parent_run_id": parent, "runs": ids}
 
 
 def log_table(root: str | Path, parent_run_id: str, files: list[Path], table_rows: list[dict]) -> None:
-    """Attach a finished table (rows as dicts, via log_table) and its md/csv/png files to the parent run."""
+    """Attach a finished table (rows as dicts, via log_table) and every file of it (md, csv, each figure's png)
+    to the parent run, as artifacts under their own names."""
     client = _client(root)
     client.log_table(parent_run_id, data={k: [r[k] for r in table_rows] for k in table_rows[0]},
                      artifact_file="table.json")
+    missing = [str(f) for f in files if not Path(f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"pgpo table: files to log to MLflow run {parent_run_id} do not exist: {missing}")
     for f in files:
         client.log_artifact(parent_run_id, str(f))

@@ -22,7 +22,8 @@ def metrics_callback(path: Path):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and state.is_world_process_zero and "loss" in logs:
                 with open(path, "a") as f:
-                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+                    row = {"step": state.global_step, "logged_at_ms": int(time.time() * 1000), **logs}
+                    f.write(json.dumps(row) + "\n")
 
     return MetricsFile()
 
@@ -35,6 +36,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     from pgpo.data import load_split, to_trl_dataset
     from pgpo.processor import load_processor, pinned_snapshot
     from pgpo.scoring import REWARD_FUNCS
+    from pgpo.tracking_live import live_callbacks
     from pgpo.trainer import PGPOTrainer
 
     out = Path(output_dir)
@@ -54,7 +56,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     args = to_grpo_config(cfg, method, out)
     return PGPOTrainer(model=model, processing_class=processor, reward_funcs=list(REWARD_FUNCS), args=args,
                        train_dataset=to_trl_dataset(records), method=method, vllm_engine=vllm_engine_kwargs(cfg),
-                       callbacks=[metrics_callback(out / "metrics.jsonl")])
+                       callbacks=[metrics_callback(out / "metrics.jsonl"), *live_callbacks(out, cfg, method)])
 
 
 def pixel_budget(cfg: TrainConfig) -> dict:
@@ -218,7 +220,7 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh:
         (out / "metrics.jsonl").unlink()  # a fresh start: drop metrics of an earlier, checkpoint-less attempt
     elif main and last is not None:
         _truncate_metrics(out / "metrics.jsonl", _step_of(last))
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), int(time.time() * 1000)
     try:
         if last is not None and cfg.max_steps > 0 and _step_of(last) >= cfg.max_steps:
             # killed after the last checkpoint, before run.json: the weights are final, train no further step
@@ -241,6 +243,7 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh:
         "method": asdict(method), "uses_blind_view": method.needs_blind_view(), "config": asdict(cfg),
         "config_hash": identity["hash"],
         "code_version": version, "resumed_from": last, "wall_seconds": round(wall, 1),
+        "started_at": started_at, "finished_at": int(time.time() * 1000), "user": __import__("getpass").getuser(),
         "global_steps": global_steps, "inputs": {"train_split_sha256": sha256_file(cfg.data.train),
                                                  "model_hash": dir_hash(cfg.model.path)},
         "final_checkpoint_hash": dir_hash(out / "final"),

@@ -8,6 +8,7 @@ The model is built once and reused for every benchmark (one backend for the whol
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import time
@@ -208,6 +209,7 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
             "lmms_eval": {"avg_at_k": results["results"][bench.task].get(f"{METRIC},k_samples"),
                           "n_samples": results.get("n-samples", {}).get(bench.task)},
             "samples_sha256": sha256_file(path), "wall_seconds": round(wall, 2), "code_version": code,
+            "started_at": int(start * 1000), "finished_at": int((start + wall) * 1000), "user": getpass.getuser(),
             "versions": _versions(), "config": asdict(cfg),
         }
         path.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2, default=str))
