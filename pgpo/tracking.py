@@ -143,14 +143,14 @@ def upsert(client, exp_id: str, key: str, source_hash: str, name: str, parent: s
            params: dict, tags: dict, legacy_key: str | None = None) -> str:
     """The run keyed `key`: reused if its sources are unchanged, else (re)created with everything logged.
     A run stored under `legacy_key` (an older ingestion's key) is replaced."""
+    if legacy_key:
+        for run in client.search_runs([exp_id], filter_string=f"tags.`{KEY}` = '{legacy_key}'"):
+            client.delete_run(run.info.run_id)
     found = client.search_runs([exp_id], filter_string=f"tags.`{KEY}` = '{key}'")
     for run in found:
         if run.data.tags.get(SOURCE) == source_hash:
             return run.info.run_id
         client.delete_run(run.info.run_id)
-    if legacy_key:
-        for run in client.search_runs([exp_id], filter_string=f"tags.`{KEY}` = '{legacy_key}'"):
-            client.delete_run(run.info.run_id)
     all_tags = {KEY: key, SOURCE: source_hash, "mlflow.runName": name, **tags}
     if parent:
         all_tags["mlflow.parentRunId"] = parent

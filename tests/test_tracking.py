@@ -100,8 +100,11 @@ def test_a_new_method_parameter_and_statistic_reach_mlflow_with_times_tags_and_i
     assert {t.key: t.value for t in data.tags} == {"mlflow.data.context": "training"}
     assert json.loads(data.dataset.profile)["sha256"] == run["inputs"]["train_split_sha256"]
 
+    # an older ingestion keyed runs by the workflow's name: such a run is replaced, the current one left alone
+    client.create_run(exp.experiment_id, tags={"pgpo.key": "train/tiny/throwaway-s0", "pgpo.source_hash": "old"})
     again = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [])
     assert again["runs"] == result["runs"] and len(client.search_runs([exp.experiment_id])) == 2  # parent + run
+    assert client.get_run(result["runs"][str(out)]).info.end_time == run["finished_at"]
     # a changed source replaces the run: still one run under the key
     (out / "run.json").write_text(json.dumps({**run, "note": "edited"}, indent=2))
     changed = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [])
@@ -121,7 +124,8 @@ def test_live_logging_is_completed_in_place_by_the_ingestion(tiny_dir, tiny_data
     run = _train(tiny_dir, tiny_data, tmp_path, out)
     client = client_for(server)
     (live,) = _runs(client, "train/runs/tiny/throwaway-s0")  # logged by the training job itself
-    assert client.get_experiment(live.info.experiment_id).name == "lab/training"
+    live_exp = client.get_experiment(live.info.experiment_id)
+    assert live_exp.name == "lab/training" and live_exp.tags["mlflow.experimentKind"] == "custom_model_development"
     assert live.data.tags["pgpo.live"] == "true" and live.info.status == "FINISHED"
     assert live.data.params["shaper.params.gain"] == str(GAIN) and live.data.metrics["throwaway/gain_seen"] == GAIN
     assert abs(live.info.start_time - run["started_at"]) < 30_000  # the trainer's start, not the ingestion's
