@@ -13,18 +13,13 @@ single local job).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import time
 from pathlib import Path
 
+from pgpo.mlflow_store import KEY, LIVE, SOURCE, artifact_root, client_for, dataset_inputs, experiment, log_everything
 from pgpo.tracking_records import Record, eval_record, run_key, system_tags, train_record
 
-KEY, SOURCE, LIVE = "pgpo.key", "pgpo.source_hash", "pgpo.live"
-# MLflow 3 opens an experiment in its GenAI view unless this tag says it is a model-training one
-EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 FORMAT = "2"  # what ingestion logs per run; part of the source hash, so a newer format replaces older runs
-BATCH = 100  # MLflow's per-request limits: 1000 metrics, 100 params
 
 
 def store(root: str | Path) -> tuple[str, str]:
@@ -41,38 +36,8 @@ def tracking_uri(root: str | Path) -> tuple[str, str | None]:
     return (uri, artifact_root(uri)) if uri else store(root)
 
 
-def artifact_root(uri: str) -> str | None:
-    """Where new experiments of a store keep artifacts: beside a sqlite database (MLflow's own default is
-    ./mlruns in whatever the working directory is), or None for a server, which decides."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    base = Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
-    base.mkdir(parents=True, exist_ok=True)
-    return base.as_uri()
-
-
-def client_for(uri: str):
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
 def _client(root):
     return client_for(tracking_uri(root)[0])
-
-
-def experiment(client, name: str, artifacts: str | None) -> str:
-    """The id of experiment `name` (created if missing), marked as a model-training experiment."""
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        location = f"{artifacts}/{name.replace('/', '_')}" if artifacts else None
-        exp_id = client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING})
-    else:
-        exp_id = exp.experiment_id
-        if exp.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
-            client.set_experiment_tag(exp_id, EXPERIMENT_KIND, MODEL_TRAINING)
-    return exp_id
 
 
 def _files_hash(paths: list[Path]) -> str:
@@ -81,30 +46,6 @@ def _files_hash(paths: list[Path]) -> str:
         h.update(str(p).encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
-
-
-def dataset_inputs(datasets: list) -> list:
-    """(name, digest, source, context, profile) -> MLflow DatasetInputs tagged with their context."""
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-
-    return [DatasetInput(Dataset(name, digest, "local" if "/" in source else "hub", json.dumps({"uri": source}),
-                                 profile=json.dumps(profile, default=str)),
-                         tags=[InputTag("mlflow.data.context", context)])
-            for name, digest, source, context, profile in datasets]
-
-
-def log_everything(client, run_id: str, params: dict, metrics: list, skip_params=(), skip_metrics=()) -> None:
-    """Params and metrics (key, value, step, timestamp ms or None) in batches within MLflow's request limits;
-    params in skip_params and (key, step) pairs in skip_metrics are already on the run."""
-    from mlflow.entities import Metric, Param
-
-    now = int(time.time() * 1000)
-    items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in skip_params]
-    for i in range(0, len(items), BATCH):
-        client.log_batch(run_id, params=items[i:i + BATCH])
-    points = [Metric(k, float(v), int(t or now), int(s)) for k, v, s, t in metrics if (k, int(s)) not in skip_metrics]
-    for i in range(0, len(points), 900):
-        client.log_batch(run_id, metrics=points[i:i + 900])
 
 
 def _live_run(client, key: str):

@@ -33,8 +33,8 @@ def live_callbacks(out: str | Path, cfg, method) -> list:
         return []
     from transformers import TrainerCallback
 
+    from pgpo.mlflow_store import KEY, LIVE, artifact_root, client_for, dataset_inputs, experiment, log_everything
     from pgpo.provenance import code_version
-    from pgpo.tracking import KEY, LIVE, artifact_root, client_for, dataset_inputs, experiment, log_everything
     from pgpo.tracking_records import method_params, run_key, system_tags, train_dataset
 
     out = Path(out)

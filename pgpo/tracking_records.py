@@ -28,7 +28,7 @@ class Record:
     metrics: list  # (key, value, step, timestamp_ms or None)
     tags: dict  # extra tags, system tags (mlflow.source.*, mlflow.user) included
     files: list  # the source files; their hash decides whether a stored run is current
-    datasets: list = field(default_factory=list)  # (name, digest, source, context, profile dict)
+    datasets: list = field(default_factory=list)  # (name, digest, source type, source, context, profile)
     start_ms: int | None = None  # real start (None: not recorded)
     end_ms: int | None = None  # real end (None: not recorded)
 
@@ -109,7 +109,7 @@ def blind_view(run: dict) -> str:
 
 def train_dataset(split: str, sha256: str) -> tuple:
     """The training split as a dataset input (digest: its sha256)."""
-    return (Path(split).stem, _digest(sha256), str(split), "training", {"sha256": sha256})
+    return (Path(split).stem, _digest(sha256), "local", str(split), "training", {"sha256": sha256})
 
 
 def train_record(run_dir: Path) -> Record:
@@ -143,9 +143,10 @@ def eval_datasets(results: dict) -> list:
         revision = inputs.get("commit") or inputs.get("split_sha256") or inputs.get("revision")
         if not revision:
             continue
-        source = inputs.get("dataset") or inputs.get("data_dir") or bench
+        kind, source = ("hub", inputs["dataset"]) if inputs.get("dataset") else ("local", inputs.get("data_dir", bench))
         profile = {k: v for k, v in inputs.items() if isinstance(v, (str, int, float)) and v is not None}
-        out.append((bench, _digest(revision), str(source), "evaluation", {**profile, "n_questions": r["n_questions"]}))
+        out.append((bench, _digest(revision), kind, str(source), "evaluation",
+                    {**profile, "n_questions": r["n_questions"]}))
     return out
 
 

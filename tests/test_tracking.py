@@ -173,6 +173,8 @@ def test_evaluations_carry_benchmark_revisions_times_and_an_existing_experiment_
     digests = {d.dataset.name: (d.dataset.digest, {t.key: t.value for t in d.tags}["mlflow.data.context"])
                for d in run.inputs.dataset_inputs}
     assert digests == {"tiny_count": (sha[:16], "evaluation"), "mathvista": (commit[:16], "evaluation")}
+    kinds = {d.dataset.name: (d.dataset.source_type, json.loads(d.dataset.source)["uri"]) for d in run.inputs.dataset_inputs}
+    assert kinds == {"tiny_count": ("local", "tiny_count"), "mathvista": ("hub", "AI4Math/MathVista")}
     assert (run.info.start_time, run.info.end_time) == (1_700_000_000_000, 1_700_000_014_000)
     assert run.data.tags["mlflow.source.name"] == "pgpo evaluate" and run.data.tags["mlflow.user"] == "someone"
     assert run.data.tags["mlflow.source.git.commit"] == "0" * 40 and run.data.tags["pgpo.code_dirty"] == "true"
