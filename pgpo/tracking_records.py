@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # metrics.jsonl fields that index a row rather than measure anything
-ROW_INDEX = ("step", "logged_at_ms")
+ROW_INDEX = ("step", "timestamp_ms")
 DIGEST_CHARS = 16  # MLflow stores dataset digests in 36 characters; the full hash goes into the dataset profile
 # layout folders of a profile's results root (results/<profile>/runs/..., results/<profile>/ablation/...)
 LAYOUT = ("runs", "ablation")
@@ -92,7 +92,7 @@ def curves(metrics_file: Path) -> list:
     """Every numeric field of every metrics.jsonl row as (key, value, step, logged time in ms or None)."""
     rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] \
         if metrics_file.exists() else []
-    return [(k, float(v), int(row["step"]), row.get("logged_at_ms")) for row in rows for k, v in row.items()
+    return [(k, float(v), int(row["step"]), row.get("timestamp_ms")) for row in rows for k, v in row.items()
             if k not in ROW_INDEX and isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 

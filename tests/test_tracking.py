@@ -75,7 +75,7 @@ def test_a_new_method_parameter_and_statistic_reach_mlflow_with_times_tags_and_i
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     root, out, run = trained
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert rows[0]["throwaway/gain_seen"] == GAIN and rows[0]["logged_at_ms"] >= run["started_at"]
+    assert rows[0]["throwaway/gain_seen"] == GAIN and rows[0]["timestamp_ms"] >= run["started_at"]
     result = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [], {"tiny/throwaway-s0": {"size": "tiny"}})
     client = client_for(store(root)[0])
     exp = client.get_experiment(result["experiment_id"])
@@ -87,9 +87,9 @@ def test_a_new_method_parameter_and_statistic_reach_mlflow_with_times_tags_and_i
     assert params["method"] == "throwaway" and params["loss.type"] == "grpo" and params["size"] == "tiny"
     assert params["config.rollout.num_generations"] == "2" and params["blind_view"] == "-"
     history = client.get_metric_history(mine.info.run_id, "throwaway/gain_seen")
-    assert [(m.step, m.value, m.timestamp) for m in history] == [(1, GAIN, rows[0]["logged_at_ms"])]
+    assert [(m.step, m.value, m.timestamp) for m in history] == [(1, GAIN, rows[0]["timestamp_ms"])]
     assert {"reward", "rewards/accuracy_reward/mean", "step_time", "entropy"} <= set(mine.data.metrics)
-    assert "logged_at_ms" not in mine.data.metrics and "step" not in mine.data.metrics
+    assert "timestamp_ms" not in mine.data.metrics and "step" not in mine.data.metrics
     assert (mine.info.start_time, mine.info.end_time) == (run["started_at"], run["finished_at"])
     assert mine.info.end_time - mine.info.start_time >= 1000 * run["wall_seconds"] - 1000  # not the ingestion's
     assert tags["mlflow.source.name"] == "pgpo train" and tags["mlflow.user"] == run["user"]
