@@ -50,8 +50,8 @@ def cmd_prepare(a):
 
 
 def cmd_warm_start(a):
-    from pgpo.config import build_dataclass
     from pgpo.warmstart import WarmStartConfig, warm_start
+    from pgpo.yamlconf import build_dataclass
 
     raw = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
     cfg = build_dataclass(WarmStartConfig, {**(raw or {}), **_overrides(a.set)}, a.config or "--set")
@@ -208,6 +208,15 @@ def cmd_dependency_report(a):
 def cmd_methods(a):
     from pgpo.config import available_methods, load_method
 
+    if a.fields or a.write:
+        from pgpo.field_reference import README, fields_table, readme_with_table
+
+        if a.write:
+            README.write_text(readme_with_table(README.read_text()))
+            print(f"wrote the field table of {README}")
+        else:
+            print(fields_table(), end="")
+        return
     for name in available_methods():
         m = load_method(name)
         blind = m.blind_view.name if m.needs_blind_view() else "-"
@@ -328,7 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_dependency_report)
 
-    s = sub.add_parser("methods", help="list the methods in baselines/")
+    s = sub.add_parser("methods", help="list the methods in baselines/ (or, with --fields, every method field and "
+                       "component parameter with its documentation)")
+    s.add_argument("--fields", action="store_true", help="print the field reference (markdown) generated from the "
+                   "attribute docstrings of MethodConfig and of every registered component's parameters")
+    s.add_argument("--write", action="store_true", help="regenerate the field table of baselines/README.md")
     s.set_defaults(fn=cmd_methods)
 
     a = p.parse_args(argv)

@@ -22,15 +22,24 @@ from pgpo.rollout import accuracy, load_images, prompt_texts, sample, target_tex
 class WarmStartConfig:
     """Supervised warm start of the tiny model."""
 
-    steps: int = 1200  # optimizer steps
-    batch_size: int = 32  # problems per step
-    lr: float = 2e-3  # AdamW learning rate (constant after warm-up)
-    warmup_steps: int = 30  # linear warm-up steps
-    weight_decay: float = 0.0  # AdamW weight decay
-    label_noise: float = 0.0  # share of targets whose answer is replaced by a random answer of the same task
-    eval_every: int = 200  # steps between held-out greedy checks (0 = only at the end)
-    eval_items: int = 16  # held-out items per task for those checks
-    seed: int = 0  # data order and initialisation of the optimizer state
+    steps: int = 1200
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Problems per step."""
+    lr: float = 2e-3
+    """AdamW learning rate (constant after warm-up)."""
+    warmup_steps: int = 30
+    """Linear warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    label_noise: float = 0.0
+    """Share of targets whose answer is replaced by a random answer of the same task."""
+    eval_every: int = 200
+    """Steps between held-out greedy checks (0 = only at the end)."""
+    eval_items: int = 16
+    """Held-out items per task for those checks."""
+    seed: int = 0
+    """Data order and initialisation of the optimizer state."""
 
 
 def noisy_answers(records: list[Record], share: float, rng: random.Random) -> list[Record]:

@@ -49,7 +49,7 @@ def quick(tmp_path_factory):
 def test_quick_dag_writes_table1_with_cis_and_provenance(quick):
     _, root, log = quick
     md = (root / "table1.md").read_text()
-    assert len(METHODS) == 6
+    assert METHODS  # every baselines/*.yaml is a row below, however many there are
     for row in ["base", *METHODS]:  # the peer baselines join the table with no new rule
         assert f"| {row} |" in md
     assert "| row | count | colour | bars | digit | position | shape | polygon | control | avg |" in md
