@@ -168,8 +168,8 @@ def _method_vocabulary() -> set[str]:
     words = {p.stem for p in METHOD_FILES}
     for _, registry in REGISTRIES:
         for name in registry.names():
-            entry = registry.get(name)
-            words |= {name} | {f.name for f in dataclasses.fields(entry.params)} if entry.params else {name}
+            params = registry.get(name).params
+            words |= {name, *(f.name for f in dataclasses.fields(params))} if params else {name}
     return words - set(AMBIGUOUS)
 
 
