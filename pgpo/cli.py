@@ -166,36 +166,39 @@ def cmd_benchmarks(a):
 
 
 def cmd_track(a):
+    from pgpo.plan import TrackSpec
     from pgpo.tracking import ingest
 
-    spec = json.loads(a.spec)
-    result = ingest(spec["root"], spec["target"], {k: Path(v) for k, v in spec["trainings"].items()},
-                    {k: Path(v) for k, v in spec["evaluations"].items()}, spec["benchmarks"], spec.get("labels"))
+    spec = TrackSpec.from_json(a.spec)
+    result = ingest(spec.root, spec.target, {k: Path(v) for k, v in spec.trainings.items()},
+                    {k: Path(v) for k, v in spec.evaluations.items()}, spec.benchmarks, spec.labels)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2))
-    print(f"{spec['target']}: {len(result['runs'])} runs under parent {result['parent_run_id']}")
+    print(f"{spec.target}: {len(result['runs'])} runs under parent {result['parent_run_id']}")
 
 
 def cmd_table(a):
     from pgpo.tables import build_table, table_records, write_table
     from pgpo.tracking import log_table
 
-    spec = json.loads(a.spec)
-    tracking = json.loads(Path(spec["tracking"]).read_text()) if spec.get("tracking") else {}
-    table = build_table({k: [Path(d) for d in v] for k, v in spec["rows"].items()}, spec["benchmarks"],
-                        spec["average_over"], tracking.get("runs"))
+    from pgpo.plan import TableSpec
+
+    spec = TableSpec.from_json(a.spec)
+    tracking = json.loads(Path(spec.tracking).read_text()) if spec.tracking else {}
+    table = build_table({k: [Path(d) for d in v] for k, v in spec.rows.items()}, spec.benchmarks,
+                        spec.average_over, tracking.get("runs"))
     from pgpo.evaluation.benchmarks import all_benchmarks
 
     meta = all_benchmarks()
-    names = {b: meta[b].meta.get("paper_column", b.removeprefix("tiny_")) if b in meta else b for b in spec["benchmarks"]}
-    files = write_table(table, spec["out"], spec["title"], names)
+    names = {b: meta[b].meta.get("paper_column", b.removeprefix("tiny_")) if b in meta else b for b in spec.benchmarks}
+    files = write_table(table, spec.out, spec.title, names)
     if tracking:
-        log_table(spec["root"], tracking["parent_run_id"], files, table_records(table))
+        log_table(spec.root, tracking["parent_run_id"], files, table_records(table))
     for p in table["provenance"]:
         if p["n_failed"]:
             print(f"pgpo table: warning: {p['n_failed']} failed or ungradable item(s) in {p['result']}",
                   file=sys.stderr)
-    print(Path(spec["out"]).with_suffix(".md").read_text())
+    print(Path(spec.out).with_suffix(".md").read_text())
 
 
 def cmd_dependency_report(a):
