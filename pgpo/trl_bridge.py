@@ -238,3 +238,12 @@ class TRLBridge(GRPOTrainer):
         self.optimizer.load_state_dict(torch.load(optimizer, map_location="cpu", weights_only=True))
         self.lr_scheduler.load_state_dict(torch.load(os.path.join(checkpoint, "scheduler.pt"), weights_only=True))
         return None
+
+    # -- model card ---------------------------------------------------------------------------------------------
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """pgpo's card (base model, method and its parameters, recipe and data hashes, steps; pgpo/model_card.py)
+        instead of TRL's, which names a local base model "None". TRL calls this at every checkpoint save."""
+        if self.is_world_process_zero():
+            from pgpo.model_card import write_run_cards
+
+            write_run_cards(self.args.output_dir, step=self.state.global_step)

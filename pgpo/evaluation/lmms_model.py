@@ -14,9 +14,9 @@ import sys
 
 from lmms_eval.api.model import lmms  # unlike lmms_eval.models, this does not load the entry points
 from loguru import logger
-from tqdm import tqdm
 
 from pgpo.evaluation.docs import FAILED_PREFIX
+from pgpo.progress import progress_bar
 from pgpo.prompts import SYSTEM_PROMPT
 
 MODEL_ID = "pgpo_vlm"
@@ -136,7 +136,7 @@ class PGPOVisionLanguageModel(lmms):
             current.append(i)
         batches += [current] if current else []
         out: list[str | None] = [None] * len(requests)
-        bar = tqdm(total=len(requests), disable=self.rank != 0, desc="pgpo_vlm sampling")
+        bar = progress_bar(len(requests), "pgpo_vlm sampling", "request", disable=self.rank != 0)  # tqdm on a TTY
         for idx in batches:
             context, gen_kwargs, *_ = requests[idx[0]].args
             config = self._generation_config(gen_kwargs)
