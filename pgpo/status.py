@@ -247,7 +247,8 @@ def format_status(st: dict, now: float | None = None) -> str:
     for e in st["evaluations"]:
         parts = [f"  {e.state:9s}", e.name]
         if e.state == "finished":
-            parts.append(", ".join(f"{b} {v:.3f}" for b, v in sorted(e.scores.items()) if v is not None))
+            values = [v for v in e.scores.values() if v is not None]  # per benchmark: the shard / result JSONs
+            parts.append(f"{len(values)} benchmark(s), mean avg@k {sum(values) / len(values):.3f}" if values else "")
         else:
             parts.append(f"{len(e.benchmarks_done)} benchmark(s) sampled")
             if e.current:

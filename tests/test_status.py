@@ -102,7 +102,7 @@ def test_status_of_a_workflow_root_lists_every_run_and_job(tmp_path, capsys):
                                                               ("eval/tiny/by-hand", "finished")]
     text = format_status(st, now=NOW)
     assert "running   runs/tiny/grpo-s0 step 3/30 reward 0.300 2 s/step eta 54 s (" in text
-    assert "eval/tiny/by-hand tiny_count 0.750" in text and "now 1/7 tiny_count" in text
+    assert "eval/tiny/by-hand 1 benchmark(s), mean avg@k 0.750" in text and "now 1/7 tiny_count" in text
     assert text.endswith("total: 2 finished, 2 running")
     assert main(["status", str(tmp_path)]) == 0
     assert "runs/tiny/grpo-s0 step 3/30" in capsys.readouterr().out
