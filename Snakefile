@@ -37,6 +37,7 @@ localrules:
 
 
 rule reproduce_table1:
+    default_target: True
     input:
         rules.table_table1.output,
 

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from pgpo.data import DataError, Record, load_split
 from pgpo.dependency import blind_forward, completion_logprobs, k3
+from pgpo.progress import iterate
 from pgpo.rollout import load_images, prompt_texts
 from pgpo.scoring import grade, last_boxed
 from pgpo.shaping import normalised_dependency
@@ -58,7 +58,7 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
     per_task: dict[str, dict[str, list[float]]] = {}
     kept: list[dict] = []
     start = time.perf_counter()
-    for lo in tqdm(range(0, len(records), batch_size), desc="probe", unit="batch"):
+    for lo in iterate(range(0, len(records), batch_size), desc="probe", unit="batch"):
         chunk = records[lo:lo + batch_size]
         enc = processor(images=load_images(chunk), text=prompt_texts(processor, chunk), padding=True,
                         return_tensors="pt")

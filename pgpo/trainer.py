@@ -239,3 +239,13 @@ class PGPOTrainer(TRLBridge):
             rewards = rewards.clone()
             rewards[groups.repeat_interleave(g)] = torch.nan
         return rewards
+
+    # -- the run's model card: public Trainer API, so here, not in the bridge (there it closed an import circle:
+    # trl_bridge -> model_card -> config -> components -> blind -> dependency -> trl_bridge) -------------------
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """pgpo's card (base model, method and its parameters, recipe and data hashes, steps; pgpo/model_card.py)
+        instead of TRL's, which names a local base model "None". TRL calls this at every checkpoint save."""
+        if self.is_world_process_zero():
+            from pgpo.model_card import write_run_cards
+
+            write_run_cards(self.args.output_dir, step=self.state.global_step)

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from pgpo.data import Record, load_split
+from pgpo.progress import iterate
 from pgpo.rollout import accuracy, load_images, prompt_texts, sample, target_text
 
 
@@ -99,7 +100,7 @@ def warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
     order: list[int] = []
     curve, start = [], time.perf_counter()
-    for step in tqdm(range(1, cfg.steps + 1), desc="warm-start", unit="step"):
+    for step in iterate(range(1, cfg.steps + 1), desc="warm-start", unit="step"):  # plain lines in a log file
         if len(order) < cfg.batch_size:
             order += rng.sample(range(len(train)), len(train))
         batch = _batch(processor, [train[order.pop()] for _ in range(cfg.batch_size)])

@@ -28,11 +28,12 @@ def unactivated_path() -> str:
     return os.pathsep.join(keep)
 
 
-def snakemake(workdir, *args, timeout=900, snakefile=REPO / "Snakefile", check=True):
+def snakemake(workdir, *args, timeout=900, snakefile=REPO / "Snakefile", check=True, env=None):
     """`<venv python> -m snakemake` with the venv NOT on PATH (as `.venv/bin/snakemake` run unactivated)."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PATH": unactivated_path()})
+    # cwd = workdir: `python -m` puts the working directory first on sys.path
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=workdir,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PATH": unactivated_path(), **(env or {})})
     if check:
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc
@@ -166,14 +167,16 @@ def test_a_new_method_yaml_is_scheduled_without_touching_rules(tmp_path):
     copy = tmp_path / "repo"
     shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", ".git"))
     (copy / "baselines/throwaway.yaml").write_text("extends: grpo\ndescription: a test method\n")
+    # the copy's own package plans and checks it (as it would for a user who added the file to their clone)
     proc = snakemake(copy, "-n", "reproduce_table1", "--configfile", str(copy / "workflows/config/quick.yaml"),
-                     snakefile=copy / "Snakefile", timeout=300)
+                     snakefile=copy / "Snakefile", timeout=300, env={"PYTHONPATH": str(copy)})
     assert "runs/tiny/throwaway-s0/run.json" in proc.stdout and "eval/tiny/throwaway-s1/shard-tiny.json" in proc.stdout
 
 
 def test_bad_config_is_rejected_by_the_schema(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(Path(QUICK).read_text().replace("seeds: [0, 1]", "seeds: [zero]"))
+    bad.write_text(Path(QUICK).read_text().replace("extends: tiny.yaml", f"extends: {REPO}/workflows/config/tiny.yaml")
+                   + "seeds: [zero]\n")
     proc = snakemake(REPO, "-n", "reproduce_table1", "--configfile", str(bad), check=False, timeout=300)
     assert proc.returncode != 0 and "seeds" in proc.stdout + proc.stderr
 

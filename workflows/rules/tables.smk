@@ -43,6 +43,6 @@ for _target in ("table1", "table7", "ablation_thresholds"):
             mlflow=1,
         params:
             pgpo=PGPO,
-            spec=table_spec(_target, TITLES[_target]),
+            spec=table_spec(_target),
         shell:
             "{params.pgpo} table --spec {params.spec:q} > {log} 2>&1"
