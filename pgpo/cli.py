@@ -177,7 +177,8 @@ def cmd_track(a):
 
 
 def cmd_table(a):
-    from pgpo.tables import build_table, table_records, write_table
+    from pgpo.figures import write_figures
+    from pgpo.tables import build_table, table_records, write_table, write_table_html
     from pgpo.tracking import log_table
 
     spec = json.loads(a.spec)
@@ -188,7 +189,11 @@ def cmd_table(a):
 
     meta = all_benchmarks()
     names = {b: meta[b].meta.get("paper_column", b.removeprefix("tiny_")) if b in meta else b for b in spec["benchmarks"]}
-    files = write_table(table, spec["out"], spec["title"], names)
+    # the figures the rule declares (kind -> file); without a 'figures' field only the per-benchmark bars
+    figures = dict(spec.get("figures", {"bars": f"{spec['out']}.png"}))
+    files = write_table(table, spec["out"], spec["title"], names, bars=figures.pop("bars", None) is not None)
+    files.append(write_table_html(table, f"{spec['out']}.html", spec["title"], names))
+    files += write_figures(spec, table, figures)
     if tracking:
         log_table(spec["root"], tracking["parent_run_id"], files, table_records(table))
     for p in table["provenance"]:
@@ -315,8 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True, help="JSON file mapping result directories to MLflow run ids")
     s.set_defaults(fn=cmd_track)
 
-    s = sub.add_parser("table", help="write a results table (.md/.csv/.png) with CIs over seeds (workflow step)")
-    s.add_argument("--spec", required=True, help="JSON: rows, benchmarks, average_over, tracking, out, title")
+    s = sub.add_parser("table", help="write a results table (.md/.csv/.html) and its figures (workflow step)")
+    s.add_argument("--spec", required=True, help="JSON: rows, benchmarks, average_over, tracking, out, title, "
+                   "trainings, labels, warmstart, figures (kind -> file: bars, curves, heatmap, warmstart)")
     s.set_defaults(fn=cmd_table)
 
     s = sub.add_parser("dependency-report", help="token visual dependency heatmap (HTML/PNG) and sparsity stats")

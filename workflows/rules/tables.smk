@@ -1,5 +1,43 @@
 # Tracking and tables. Results JSONs are the source of truth; `track_<target>` mirrors them into MLflow (one local
-# writer), `table_<target>` writes <root>/<target>.md/.csv/.png and attaches them to the target's parent run.
+# writer), `table_<target>` writes <root>/<target>.md/.csv/.html and its figures and attaches them to the target's
+# parent run. Tables and figures are report() outputs: `snakemake --report report.html` shows them in one page.
+
+REPORT_CATEGORY = {"table1": "Table 1", "table7": "Table 7", "ablation_thresholds": "Threshold ablation"}
+
+
+def figure_files(target):
+    """Kind -> file of the figures `pgpo table` draws for a target (pgpo.figures): the training curves always;
+    the ablation's heatmap replaces the per-benchmark bars; Table 1 also draws the shared warm start's curve."""
+    files = {"curves": f"{ROOT}/{target}.curves.png"}
+    if target == "ablation_thresholds":
+        files["heatmap"] = f"{ROOT}/{target}.heatmap.png"
+    else:
+        files["bars"] = f"{ROOT}/{target}.png"
+    if target == "table1" and warm_start_marker():
+        files["warmstart"] = f"{ROOT}/warmstart.png"
+    return files
+
+
+FIGURE_REPORT = {"bars": ("bars.rst", "results"), "heatmap": ("heatmap.rst", "results"),
+                 "curves": ("curves.rst", "training"), "warmstart": ("warmstart.rst", "training")}
+
+
+def table_outputs(target):
+    """Named outputs of table_<target>: the table files, then every figure, the viewable ones marked for the report."""
+    out = {"md": f"{ROOT}/{target}.md", "csv": f"{ROOT}/{target}.csv",
+           "html": report(f"{ROOT}/{target}.html", caption="../report/table.rst", category=REPORT_CATEGORY[target],
+                          subcategory="results")}
+    for kind, path in figure_files(target).items():
+        caption, sub = FIGURE_REPORT[kind]
+        category = "Warm start" if kind == "warmstart" else REPORT_CATEGORY[target]
+        out[kind] = report(path, caption=f"../report/{caption}", category=category, subcategory=sub)
+    return out
+
+
+def figure_spec(target):
+    """table_spec plus the figure files the rule declares (pgpo table writes exactly those)."""
+    spec = json.loads(table_spec(target, TITLES[target]))
+    return json.dumps({**spec, "figures": figure_files(target)})
 
 
 for _target in ("table1", "table7", "ablation_thresholds"):
@@ -31,8 +69,9 @@ for _target in ("table1", "table7", "ablation_thresholds"):
         input:
             target_inputs(_target),
             f"{ROOT}/tracking/{_target}.json",
+            warm_start_marker() if "warmstart" in figure_files(_target) else [],
         output:
-            multiext(f"{ROOT}/{_target}", ".md", ".csv", ".png"),
+            **table_outputs(_target),
         log:
             f"{ROOT}/logs/table_{_target}.log",
         benchmark:
@@ -43,6 +82,6 @@ for _target in ("table1", "table7", "ablation_thresholds"):
             mlflow=1,
         params:
             pgpo=PGPO,
-            spec=table_spec(_target, TITLES[_target]),
+            spec=figure_spec(_target),
         shell:
             "{params.pgpo} table --spec {params.spec:q} > {log} 2>&1"
