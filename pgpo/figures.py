@@ -234,11 +234,15 @@ class Sweep:
     y_key: str
     """the parameter on the y axis"""
     x_values: list
+    """the grid's x values, ascending"""
     y_values: list
+    """the grid's y values, ascending"""
     matrix: np.ndarray
-    """[len(y_values), len(x_values)] the cell's value (NaN: no row there)"""
+    """[len(y_values), len(x_values)] the cell values (the grid is pruned until every cell has a row)"""
     low: np.ndarray
+    """the cells' 95% interval, lower bound"""
     high: np.ndarray
+    """the cells' 95% interval, upper bound"""
     cells: dict = field(default_factory=dict)
     """(x, y) -> the row label drawn in that cell"""
     reference: dict = field(default_factory=dict)

@@ -6,8 +6,17 @@ import json
 import numpy as np
 import pytest
 
-from pgpo.figures import (aggregate, curve_keys, find_sweep, load_metrics, plot_curves, plot_sweep, plot_warmstart,
-                          row_methods, training_curves, warmstart_panels)
+from pgpo.figures import (
+    curve_keys,
+    find_sweep,
+    load_metrics,
+    plot_curves,
+    plot_sweep,
+    plot_warmstart,
+    row_methods,
+    training_curves,
+    warmstart_panels,
+)
 
 
 def write_metrics(run_dir, rows):
