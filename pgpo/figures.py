@@ -327,7 +327,8 @@ def plot_sweep(sweep: Sweep, path: str | Path, title: str, value_name: str = "av
 
     names = _short([sweep.x_key, sweep.y_key, *sweep.reference, *{k for _, w in sweep.off_grid for k in w}])
     scale = [v for v in sweep.matrix.flat if not np.isnan(v)] + [m for m, _, _ in sweep.off_values]
-    norm = Normalize(min(scale) * 100, max(scale) * 100 + 1e-9)
+    lo, hi = min(scale) * 100, max(scale) * 100
+    norm = Normalize(lo - 0.5, hi + 0.5) if hi - lo < 1e-6 else Normalize(lo, hi)  # all equal: a 1-point scale
     cmap = plt.get_cmap("viridis")
     width = 1.6 + 1.5 * len(sweep.x_values) + (4.4 if sweep.off_grid else 0)
     height = max(3.4, 1.2 + 1.0 * max(len(sweep.y_values), 0.55 * len(sweep.off_grid)))

@@ -18,6 +18,4 @@ for ext in png html; do
 done
 # the wall time of the invocation that produced them (written by the Snakefile's onsuccess)
 if [ -f "$src/stage_times.txt" ]; then cp "$src/stage_times.txt" "$dst/"; fi
-# the one-page report, if made (`snakemake --report results/tiny/report.html`, see README "The report")
-if [ -f "$src/report.html" ]; then cp "$src/report.html" "$dst/"; fi
 ls -la "$dst"
