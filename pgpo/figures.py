@@ -321,7 +321,7 @@ def _fmt(v) -> str:
 
 def plot_sweep(sweep: Sweep, path: str | Path, title: str, value_name: str = "avg") -> Path:
     """Heatmap of the grid (value %, its 95% CI and the row label in every cell) and, beside it, the off-grid
-    variants as bars on the same colour scale."""
+    variants as points with their 95% CI on the same colour scale."""
     plt = _pyplot()
     from matplotlib.colors import Normalize
 
