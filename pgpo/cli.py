@@ -4,6 +4,7 @@ score, ...)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -241,7 +242,8 @@ def cmd_track(a):
 
 
 def cmd_table(a):
-    from pgpo.tables import build_table, table_records, write_table
+    from pgpo.figures import write_figures
+    from pgpo.tables import build_table, table_records, write_table, write_table_html
     from pgpo.tracking import log_table
 
     from pgpo.plan import TableSpec
@@ -254,7 +256,10 @@ def cmd_table(a):
 
     meta = all_benchmarks()
     names = {b: meta[b].meta.get("paper_column", b.removeprefix("tiny_")) if b in meta else b for b in spec.benchmarks}
-    files = write_table(table, spec.out, spec.title, names)
+    figures = dict(spec.figures)  # kind -> file, planned with the rule's outputs (pgpo.plan.figure_files)
+    files = write_table(table, spec.out, spec.title, names, bars=figures.pop("bars", None) is not None)
+    files.append(write_table_html(table, f"{spec.out}.html", spec.title, names))
+    files += write_figures(dataclasses.asdict(spec), table, figures)
     if tracking:
         log_table(spec.root, tracking["parent_run_id"], files, table_records(table))
     for p in table["provenance"]:
@@ -403,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="JSON file mapping result directories to MLflow run ids")
     s.set_defaults(fn=cmd_track)
 
-    s = add("table", "write a results table (.md/.csv/.png) with CIs over seeds (workflow step)")
-    s.add_argument("--spec", required=True, help="JSON: rows, benchmarks, average_over, tracking, out, title")
+    s = add("table", "write a results table (.md/.csv/.html) and its figures (workflow step)")
+    s.add_argument("--spec", required=True, help="JSON of pgpo.plan.TableSpec: rows, benchmarks, average_over, "
+                   "tracking, out, title, trainings, labels, warmstart, figures (kind -> file)")
     s.set_defaults(fn=cmd_table)
 
     s = add("dependency-report", "token visual dependency heatmap (HTML/PNG) and sparsity stats")

@@ -241,6 +241,7 @@ class TableSpec(_Spec):
     trainings: dict[str, str] = field(default_factory=dict)
     labels: dict[str, dict] = field(default_factory=dict)
     warmstart: str | None = None  # warmstart.json of the tiny profile's start model
+    figures: dict[str, str] = field(default_factory=dict)  # kind -> file (pgpo.figures draws exactly these)
 
 
 def track_spec(config: dict, target: str, repo: Path) -> TrackSpec:
@@ -256,7 +257,22 @@ def table_spec(config: dict, target: str, repo: Path) -> TableSpec:
     warm = checkpoint_marker(config, next(iter(config["sizes"])), "base")
     return TableSpec(root, target, title(config, target), table_rows(config, target, repo), benchmarks(config),
                      list(config["average_over"]), f"{root}/tracking/{target}.json", f"{root}/{target}",
-                     {t.name: t.run_dir for t in runs}, {t.name: t.labels() for t in runs}, (warm or [None])[0])
+                     {t.name: t.run_dir for t in runs}, {t.name: t.labels() for t in runs}, (warm or [None])[0],
+                     figure_files(config, target))
+
+
+def figure_files(config: dict, target: str) -> dict[str, str]:
+    """Kind -> file of the figures a target's table step draws (pgpo.figures): the training curves always; an
+    ablation's heatmap instead of the per-benchmark bars; Table 1 also the shared warm start's curve."""
+    root = config["root"]
+    files = {"curves": f"{root}/{target}.curves.png"}
+    if target == "ablation_thresholds":
+        files["heatmap"] = f"{root}/{target}.heatmap.png"
+    else:
+        files["bars"] = f"{root}/{target}.png"
+    if target == "table1" and config["build_tiny"]:
+        files["warmstart"] = f"{root}/warmstart.png"
+    return files
 
 
 def title(config: dict, target: str) -> str:

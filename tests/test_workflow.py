@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -65,6 +66,30 @@ def test_quick_dag_writes_table1_with_cis_and_provenance(quick):
     assert "stage wall times" in log and "train" in log and "evaluate" in log
     report = json.loads((root / "reports/dependency.json").read_text())
     assert set(report["suites"]) >= {"count", "all"} and (root / "reports/dependency.html").exists()
+
+
+def test_quick_dag_draws_the_figures_logs_them_and_one_report_holds_them(quick):
+    work, root, _ = quick
+    figures = ["table1.png", "table1.curves.png", "table7.png", "table7.curves.png", "warmstart.png"]
+    for name in figures:
+        assert (root / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (root / name).stat().st_size > 5000, name
+    assert "<th style='text-align:left;padding:2px 8px'>pgpo</th>" in (root / "table1.html").read_text()
+    from mlflow.tracking import MlflowClient
+
+    from pgpo.tracking import store
+
+    client = MlflowClient(tracking_uri=store(root)[0])
+    parent = json.loads((root / "tracking/table1.json").read_text())["parent_run_id"]
+    assert {"table1.curves.png", "table1.png", "warmstart.png", "table1.html"} <= {
+        a.path for a in client.list_artifacts(parent)}
+    report = work / "report.html"
+    snakemake(work, "--report", str(report), "reproduce_table1", "table7", "dependency_report", "--configfile", QUICK,
+              timeout=300)
+    page = report.read_text()
+    # every table, figure and the dependency report embedded (data URIs) in the one page, with captions
+    embedded = set(re.findall(r"data:(?:image/png|text/html);charset=utf8;filename=([^;]+);base64,", page))
+    assert embedded == {*figures, "table1.html", "table7.html", "dependency.html", "dependency.png"}
+    assert "band the range from the lowest to the highest seed" in page and "Visual dependency" in page
 
 
 def test_reingesting_creates_no_duplicate_runs(quick):
