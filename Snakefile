@@ -15,6 +15,10 @@ if "profile" not in config:  # a --configfile replaces the default instead of be
 
 
 
+# `snakemake --report report.html`: this page, then every table, figure and the dependency report (report() outputs)
+report: "workflows/report/workflow.rst"
+
+
 include: "workflows/rules/common.smk"
 include: "workflows/rules/tiny.smk"
 include: "workflows/rules/prepare.smk"
@@ -37,6 +41,7 @@ localrules:
 
 
 rule reproduce_table1:
+    default_target: True
     input:
         rules.table_table1.output,
 

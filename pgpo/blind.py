@@ -1,8 +1,10 @@
 """Blind views: how the image-blind log-probs of a rollout batch are obtained. One registered function per kind.
 
 A blind view receives a BlindInputs (the rollout batch, the dataset rows it came from, and the trainer's forward
-pass) plus its parameters, and returns log-probs [B,T] of the sampled completion tokens under the blind policy,
-computed without gradient. Kinds:
+pass) plus its parameters, and returns ``(logps, stats)``: log-probs [B,T] of the sampled completion tokens under the
+blind policy, computed without gradient, and statistics named relative to the ``blind`` namespace (the trainer logs
+``blind/<name>``). Register one with ``@BLIND_VIEWS.register(name, params=Dataclass)`` (the contract:
+pgpo.registry.Registry.register). Kinds:
 - attention_mask (PGPO): visual tokens masked out of attention, original mRoPE positions kept.
 - patch_blackening (VPPO p=0.5 per response, PAPO p=0.6 per prompt): 14x14-pixel patches of the ORIGINAL image
   set to black, then the image goes through the processor again. The image keeps its size, so its grid and number
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,29 +27,38 @@ from PIL import Image
 from pgpo.dependency import blind_forward
 from pgpo.registry import Registry
 
-BLIND_VIEWS: Registry = Registry("blind view")
+BLIND_VIEWS: Registry = Registry("blind view", stats_namespace="blind")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BlindInputs:
-    """What a blind view sees: one rollout batch of B completions (groups of G contiguous rows)."""
+    """What a blind view sees: one rollout batch of B completions (groups of G contiguous rows). Keywords only."""
 
-    model: Any  # the policy (possibly wrapped by DDP/DeepSpeed)
-    batch: dict  # TRL's rollout dict: prompt_ids, completion_ids, masks, pixel_values, image_grid_thw, ...
-    rows: list[dict]  # the dataset row of each completion (id, image(s), ...), len B
-    group_size: int  # G completions per prompt
-    step: int  # optimizer step at generation time (seeds stochastic views)
-    seed: int  # the run's seed
-    temperature: float  # sampling temperature (log-probs are of logits / temperature)
-    micro_batch: int  # completions per forward pass
-    forward: Callable[..., torch.Tensor]  # forward(**overrides) -> [B,T] log-probs, no grad, batch inputs overridden
-    image_processor: Any  # the processor's image processor (same preprocessing as the rollout)
-    stats: dict[str, float] = field(default_factory=dict)  # a view may add statistics to log
+    model: Any
+    """The policy (possibly wrapped by DDP/DeepSpeed)."""
+    batch: dict
+    """TRL's rollout dict: prompt_ids, completion_ids, masks, pixel_values, image_grid_thw, ..."""
+    rows: list[dict]
+    """The dataset row of each completion (id, image(s), ...), len B."""
+    group_size: int
+    """G completions per prompt."""
+    step: int
+    """Optimizer step at generation time (seeds stochastic views)."""
+    seed: int
+    """The run's seed."""
+    temperature: float
+    """Sampling temperature (log-probs are of logits / temperature)."""
+    micro_batch: int
+    """Completions per forward pass."""
+    forward: Callable[..., torch.Tensor]
+    """forward(**overrides) -> [B,T] log-probs, no grad, batch inputs overridden."""
+    image_processor: Any
+    """The processor's image processor (same preprocessing as the rollout)."""
 
 
 @BLIND_VIEWS.register("attention_mask")
 @torch.no_grad()
-def attention_mask_view(inputs: BlindInputs, params: None) -> torch.Tensor:
+def attention_mask_view(inputs: BlindInputs, params: None) -> tuple[torch.Tensor, dict[str, float]]:
     """PGPO: visual tokens (and vision markers) hidden from the text, original mRoPE positions kept.
 
     Per micro-batch (as TRL's own pass), through TRL's chunked LM head: no [B,T,V] logits. The visual columns are
@@ -65,16 +76,19 @@ def attention_mask_view(inputs: BlindInputs, params: None) -> torch.Tensor:
         out.append(blind_forward(inputs.model, input_ids[start:stop], attention[start:stop], mm[start:stop],
                                  grids[image_start:image_start + n_img], logits_to_keep, inputs.temperature))
         image_start += n_img
-    return torch.cat(out, dim=0)
+    return torch.cat(out, dim=0), {}
 
 
 @dataclass
 class PatchBlackeningParams:
     """Random patch blackening of the original image (VPPO / PAPO)."""
 
-    p: float = 0.5  # probability that a patch is blacked out (VPPO 0.5, PAPO 0.6)
-    patch: int = 14  # patch side in pixels of the original image
-    per: str = "response"  # response: a fresh mask per completion (VPPO); prompt: one mask per prompt (PAPO)
+    p: float = 0.5
+    """Probability that a patch is blacked out (VPPO 0.5, PAPO 0.6)."""
+    patch: int = 14
+    """Patch side in pixels of the original image."""
+    per: str = "response"
+    """response: a fresh mask per completion (VPPO); prompt: one mask per prompt (PAPO)."""
 
     def __post_init__(self):
         if not 0.0 <= self.p <= 1.0:
@@ -114,7 +128,8 @@ def row_images(row: dict, index: int) -> list[Image.Image]:
 
 @BLIND_VIEWS.register("patch_blackening", params=PatchBlackeningParams)
 @torch.no_grad()
-def patch_blackening_view(inputs: BlindInputs, params: PatchBlackeningParams) -> torch.Tensor:
+def patch_blackening_view(inputs: BlindInputs,
+                          params: PatchBlackeningParams) -> tuple[torch.Tensor, dict[str, float]]:
     """VPPO / PAPO: the same prompt and completion with each image's patches blacked out with probability p."""
     blackened, dropped, total = [], 0, 0
     for i, row in enumerate(inputs.rows):
@@ -132,6 +147,6 @@ def patch_blackening_view(inputs: BlindInputs, params: PatchBlackeningParams) ->
     if not torch.equal(processed["image_grid_thw"].to(grid.device), grid):
         raise RuntimeError("patch_blackening changed the image grid (number of visual tokens); the rollout images "
                            "and the images given to the blind view differ")
-    inputs.stats["blind/blackened_fraction"] = dropped / max(total, 1)
     pixel_values = inputs.batch["pixel_values"]
-    return inputs.forward(pixel_values=processed["pixel_values"].to(pixel_values.device, pixel_values.dtype))
+    logps = inputs.forward(pixel_values=processed["pixel_values"].to(pixel_values.device, pixel_values.dtype))
+    return logps, {"blackened_fraction": dropped / max(total, 1)}

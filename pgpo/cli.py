@@ -4,6 +4,7 @@ score, ...)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -24,6 +25,63 @@ def _overrides(pairs: list[str]) -> dict:
             node = node.setdefault(p, {})
         node[leaf] = yaml.safe_load(value)
     return out
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one: no "(default: None)" under optional flags (0 is a default)."""
+
+    def _get_help_string(self, action):
+        d = action.default
+        if d is None or d is False or d == "" or d == argparse.SUPPRESS or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Version(argparse.Action):
+    """--version, computed only when asked (it runs git)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_string())
+        parser.exit()
+
+
+def check_checkpoint(path: str, flag: str = "checkpoint", hub: bool = True) -> None:
+    """A checkpoint argument, before any model loads: a local path (starts with / . ~, or exists) must be a model
+    folder with config.json; anything else must look like a hub id org/name (when the command takes one)."""
+    from pgpo.config import ConfigError, is_hub_id
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise ConfigError(f"{flag} {path}: no config.json there (not a Hugging Face model folder)")
+        return
+    if p.exists():
+        raise ConfigError(f"{flag} {path}: a file, not a directory (expected a Hugging Face model folder)")
+    if not (hub and is_hub_id(path)):
+        raise ConfigError(f"{flag} {path}: no such directory (expected a Hugging Face model folder with config.json"
+                          + (", or a hub id org/name)" if hub else ")"))
+
+
+def version_string() -> str:
+    """pgpo's package version and the git commit of the checkout (when it is one)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from pgpo.provenance import code_version
+
+    try:
+        package = version("pgpo")
+    except PackageNotFoundError:  # run from a checkout that was never pip-installed
+        package = "unknown"
+    return f"pgpo {package} (commit {code_version()})"
+
+
+def cmd_status(a):
+    from pgpo.status import format_status, status
+
+    print(format_status(status(a.root, stale_after=a.stale_after)))
 
 
 def cmd_build_tiny(a):
@@ -50,11 +108,12 @@ def cmd_prepare(a):
 
 
 def cmd_warm_start(a):
-    from pgpo.config import build_dataclass
     from pgpo.warmstart import WarmStartConfig, warm_start
+    from pgpo.yamlconf import build_dataclass
 
     raw = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
     cfg = build_dataclass(WarmStartConfig, {**(raw or {}), **_overrides(a.set)}, a.config or "--set")
+    check_checkpoint(a.model, "--model")
     report = warm_start(a.model, a.data, a.out, cfg)
     print(json.dumps(report["curve"][-1], indent=2))
 
@@ -77,6 +136,7 @@ def cmd_probe(a):
     from pgpo.probe import probe, write_probe
     from pgpo.tiny.synthetic import TASKS
 
+    check_checkpoint(a.checkpoint, "--checkpoint")
     tasks = a.tasks.split(",") if a.tasks else list(TASKS)
     result = probe(a.checkpoint, a.data, tasks, a.items_per_task, a.k, seed=a.seed)
     write_probe(result, a.out)
@@ -105,6 +165,7 @@ def cmd_evaluate(a):
     from pgpo.evaluation.generate import generate
     from pgpo.evaluation.score import score_run
 
+    check_checkpoint(a.checkpoint, "--checkpoint")
     overrides = _overrides(a.set)
     if a.samples is not None:
         overrides.setdefault("sampling", {})["samples"] = a.samples
@@ -112,8 +173,6 @@ def cmd_evaluate(a):
         overrides["data"] = a.data
     cfg = load_eval_config(a.config, overrides)
     benches = bm.resolve(a.benchmarks.split(",") if a.benchmarks else cfg.benchmarks)
-    if not Path(a.checkpoint).is_dir() and Path(a.checkpoint).exists():
-        raise FileNotFoundError(f"{a.checkpoint}: not a checkpoint directory")
     out = Path(a.out or Path("results") / Path(a.config).stem / "eval" / _run_name(a.checkpoint))
     if a.revision:  # a hub model at a pinned commit: evaluate its cached snapshot (what training started from)
         from pgpo.config import COMMIT, is_hub_id
@@ -135,6 +194,11 @@ def cmd_evaluate(a):
         print(f"{name:14s} avg@{r['k']} {r['avg_at_k']:.3f}  95% CI [{lo:.3f}, {hi:.3f}]  n={r['n_questions']}"
               f"  failed={r['n_failed']} timeouts={r['n_timeout']}")
     print(f"{'mean':14s} {table['mean_avg_at_k']:.3f}   -> {out}")
+    from pgpo.model_card import refresh_card
+
+    card = refresh_card(a.checkpoint, out)  # the evaluated checkpoint's README.md lists these results
+    if card:
+        print(f"model card updated: {card}")
 
 
 def cmd_score(a):
@@ -166,41 +230,49 @@ def cmd_benchmarks(a):
 
 
 def cmd_track(a):
+    from pgpo.plan import TrackSpec
     from pgpo.tracking import ingest
 
-    spec = json.loads(a.spec)
-    result = ingest(spec["root"], spec["target"], {k: Path(v) for k, v in spec["trainings"].items()},
-                    {k: Path(v) for k, v in spec["evaluations"].items()}, spec["benchmarks"], spec.get("labels"))
+    spec = TrackSpec.from_json(a.spec)
+    result = ingest(spec.root, spec.target, {k: Path(v) for k, v in spec.trainings.items()},
+                    {k: Path(v) for k, v in spec.evaluations.items()}, spec.benchmarks, spec.labels)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2))
-    print(f"{spec['target']}: {len(result['runs'])} runs under parent {result['parent_run_id']}")
+    print(f"{spec.target}: {len(result['runs'])} runs under parent {result['parent_run_id']}")
 
 
 def cmd_table(a):
-    from pgpo.tables import build_table, table_records, write_table
+    from pgpo.figures import write_figures
+    from pgpo.tables import build_table, table_records, write_table, write_table_html
     from pgpo.tracking import log_table
 
-    spec = json.loads(a.spec)
-    tracking = json.loads(Path(spec["tracking"]).read_text()) if spec.get("tracking") else {}
-    table = build_table({k: [Path(d) for d in v] for k, v in spec["rows"].items()}, spec["benchmarks"],
-                        spec["average_over"], tracking.get("runs"))
+    from pgpo.plan import TableSpec
+
+    spec = TableSpec.from_json(a.spec)
+    tracking = json.loads(Path(spec.tracking).read_text()) if spec.tracking else {}
+    table = build_table({k: [Path(d) for d in v] for k, v in spec.rows.items()}, spec.benchmarks,
+                        spec.average_over, tracking.get("runs"))
     from pgpo.evaluation.benchmarks import all_benchmarks
 
     meta = all_benchmarks()
-    names = {b: meta[b].meta.get("paper_column", b.removeprefix("tiny_")) if b in meta else b for b in spec["benchmarks"]}
-    files = write_table(table, spec["out"], spec["title"], names)
+    names = {b: meta[b].meta.get("paper_column", b.removeprefix("tiny_")) if b in meta else b for b in spec.benchmarks}
+    figures = dict(spec.figures)  # kind -> file, planned with the rule's outputs (pgpo.plan.figure_files)
+    files = write_table(table, spec.out, spec.title, names, bars=figures.pop("bars", None) is not None)
+    files.append(write_table_html(table, f"{spec.out}.html", spec.title, names))
+    files += write_figures(dataclasses.asdict(spec), table, figures)
     if tracking:
-        log_table(spec["root"], tracking["parent_run_id"], files, table_records(table))
+        log_table(spec.root, tracking["parent_run_id"], files, table_records(table))
     for p in table["provenance"]:
         if p["n_failed"]:
             print(f"pgpo table: warning: {p['n_failed']} failed or ungradable item(s) in {p['result']}",
                   file=sys.stderr)
-    print(Path(spec["out"]).with_suffix(".md").read_text())
+    print(Path(spec.out).with_suffix(".md").read_text())
 
 
 def cmd_dependency_report(a):
     from pgpo.dependency_report import dependency_report
 
+    check_checkpoint(a.checkpoint, "--checkpoint")
     stats = dependency_report(a.checkpoint, a.data, a.out, a.items_per_task, a.k, seed=a.seed)
     print(json.dumps(stats["all"], indent=2))
 
@@ -208,6 +280,15 @@ def cmd_dependency_report(a):
 def cmd_methods(a):
     from pgpo.config import available_methods, load_method
 
+    if a.fields or a.write:
+        from pgpo.field_reference import README, fields_table, readme_with_table
+
+        if a.write:
+            README.write_text(readme_with_table(README.read_text()))
+            print(f"wrote the field table of {README}")
+        else:
+            print(fields_table(), end="")
+        return
     for name in available_methods():
         m = load_method(name)
         blind = m.blind_view.name if m.needs_blind_view() else "-"
@@ -216,26 +297,32 @@ def cmd_methods(a):
               f"dynamic_sampling={m.dynamic_sampling.enabled} loss_terms={terms}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pgpo", description="PGPO reproduction harness: tiny Qwen2.5-VL on CPU, "
-                                "Qwen2.5-VL-3B/7B on GPUs, same code.")
-    sub = p.add_subparsers(dest="command", required=True)
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand; each flag has a help line and --help shows its default (tests/test_cli.py checks)."""
+    p = argparse.ArgumentParser(prog="pgpo", formatter_class=_Formatter, description="PGPO reproduction harness: "
+                                "tiny Qwen2.5-VL on CPU, Qwen2.5-VL-3B/7B on GPUs, same code.")
+    p.add_argument("--version", action=_Version, help="print the package version and git commit, then exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("build-tiny", help="build the tiny Qwen2.5-VL offline (tokenizer, processor, model)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=_Formatter)
+
+    seed_help = "random seed"
+    s = add("build-tiny", "build the tiny Qwen2.5-VL offline (tokenizer, processor, model)")
+    s.add_argument("--out", required=True, help="directory to write the model folder to")
+    s.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
     s.set_defaults(fn=cmd_build_tiny)
 
-    s = sub.add_parser("make-data", help="generate synthetic training data and evaluation suites")
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--train-per-task", type=int, default=500)
-    s.add_argument("--warmstart-per-task", type=int, default=1500)
-    s.add_argument("--eval-per-task", type=int, default=50)
+    s = add("make-data", "generate synthetic training data and evaluation suites")
+    s.add_argument("--out", required=True, help="directory to write train/warmstart/suite_*.jsonl and images to")
+    s.add_argument("--seed", type=int, default=0, help=seed_help)
+    s.add_argument("--train-per-task", type=int, default=500, help="RL training problems per task")
+    s.add_argument("--warmstart-per-task", type=int, default=1500, help="supervised warm-start problems per task")
+    s.add_argument("--eval-per-task", type=int, default=50, help="questions per evaluation suite")
     s.set_defaults(fn=cmd_make_data)
 
-    s = sub.add_parser("prepare", help="convert a published training set into a split (paper profile: ViRL39K)")
-    s.add_argument("dataset", choices=["virl39k"])
+    s = add("prepare", "convert a published training set into a split (paper profile: ViRL39K)")
+    s.add_argument("dataset", choices=["virl39k"], help="which published set")
     s.add_argument("--src", required=True, help="the downloaded release: a folder (table + unzipped images) or "
                    "the table file")
     s.add_argument("--out", required=True, help="output folder: train.jsonl, images/, MANIFEST.json, "
@@ -248,19 +335,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="fail (after writing the report) if more than this share of rows cannot be converted")
     s.set_defaults(fn=cmd_prepare)
 
-    s = sub.add_parser("warm-start", help="supervised warm start of the tiny model")
+    s = add("warm-start", "supervised warm start of the tiny model")
     s.add_argument("--model", required=True, help="checkpoint directory to start from")
     s.add_argument("--data", required=True, help="data directory made by make-data")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="directory to write the warm-started model to")
     s.add_argument("--config", help="YAML with WarmStartConfig fields")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a WarmStartConfig field")
     s.set_defaults(fn=cmd_warm_start)
 
-    s = sub.add_parser("train", help="RL training of one method (resumes from the last checkpoint in --out)")
+    s = add("train", "RL training of one method (resumes from the last checkpoint in --out)")
     s.add_argument("--method", required=True, help="a name in baselines/ or a method YAML path")
     s.add_argument("--config", default="workflows/config/train/tiny.yaml", help="training recipe YAML")
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int)
+    s.add_argument("--out", required=True, help="run directory: checkpoint-N/, final/, metrics.jsonl, run.json")
+    s.add_argument("--seed", type=int, help="override the recipe's seed")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field, e.g. max_steps=5")
     s.add_argument("--method-set", action="append", metavar="KEY=VALUE",
                    help="override a method field, e.g. shaper.params.tau=0.2")
@@ -268,17 +355,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="delete a different run found in --out and start this one (default: refuse)")
     s.set_defaults(fn=cmd_train)
 
-    s = sub.add_parser("probe", help="held-out avg@k and token visual dependency (answer vs other tokens)")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--data", required=True)
+    s = add("probe", "held-out avg@k and token visual dependency (answer vs other tokens)")
+    s.add_argument("--checkpoint", required=True, help="checkpoint directory (or a hub id)")
+    s.add_argument("--data", required=True, help="data directory made by make-data")
     s.add_argument("--out", required=True, help="JSON file to write")
     s.add_argument("--k", type=int, default=8, help="samples per question (avg@k)")
-    s.add_argument("--items-per-task", type=int, default=50)
+    s.add_argument("--items-per-task", type=int, default=50, help="questions per suite")
     s.add_argument("--tasks", help="comma-separated suites (default: all)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="sampling seed")
     s.set_defaults(fn=cmd_probe)
 
-    s = sub.add_parser("evaluate", help="sample k answers per question through lmms-eval, then score them")
+    s = add("evaluate", "sample k answers per question through lmms-eval, then score them")
     s.add_argument("--checkpoint", required=True, help="checkpoint directory (or a hub id on the paper profile)")
     s.add_argument("--revision", default="", help="hub commit (40 hex) of a hub-id --checkpoint (the base rows)")
     s.add_argument("--benchmarks", help="comma-separated names or groups (paper, tiny); default: the config's")
@@ -292,45 +379,63 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--summary", help="write the summary here instead of <out>/summary.json")
     s.set_defaults(fn=cmd_evaluate)
 
-    s = sub.add_parser("score", help="(re)score the samples of an evaluation run, on CPU, without the model")
+    s = add("score", "(re)score the samples of an evaluation run, on CPU, without the model")
     s.add_argument("--run", required=True, help="run directory written by `pgpo evaluate`")
     s.add_argument("--benchmarks", help="comma-separated (default: every samples file of the run)")
-    s.add_argument("--bootstrap-samples", type=int, default=10000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--bootstrap-samples", type=int, default=10000, help="resamples of the 95%% bootstrap interval")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     s.add_argument("--grader", default="pgpo", choices=["pgpo", "mathruler"],
-                   help="pgpo (default) or mathruler (EasyR1's / PAPO's); another grader also writes "
+                   help="pgpo or mathruler (EasyR1's / PAPO's); another grader than pgpo also writes "
                         "<run>/agreement/<benchmark>.<grader>.json")
     s.set_defaults(fn=cmd_score)
 
-    s = sub.add_parser("fetch", help="download paper benchmarks into the HF cache (network); --pin their commit")
-    s.add_argument("--benchmarks", default="paper")
+    s = add("fetch", "download paper benchmarks into the HF cache (network); --pin their commit")
+    s.add_argument("--benchmarks", default="paper", help="comma-separated names or groups")
     s.add_argument("--pin", action="store_true", help="write the downloaded commit into the task YAML")
     s.set_defaults(fn=cmd_fetch)
 
-    s = sub.add_parser("benchmarks", help="list the benchmarks (lmms-eval tasks) and their sources")
+    s = add("benchmarks", "list the benchmarks (lmms-eval tasks) and their sources")
     s.set_defaults(fn=cmd_benchmarks)
 
-    s = sub.add_parser("track", help="mirror training runs and evaluations into MLflow (workflow step)")
+    s = add("status", "progress of a workflow's trainings and evaluations, read from the files under ROOT")
+    s.add_argument("root", help="the workflow's results root, e.g. results/tiny")
+    s.add_argument("--stale-after", type=float, default=1800.0,
+                   help="seconds without a file update after which an unfinished run counts as stale")
+    s.set_defaults(fn=cmd_status)
+
+    s = add("track", "mirror training runs and evaluations into MLflow (workflow step)")
     s.add_argument("--spec", required=True, help="JSON: root, target, benchmarks, trainings, evaluations, labels")
     s.add_argument("--out", required=True, help="JSON file mapping result directories to MLflow run ids")
     s.set_defaults(fn=cmd_track)
 
-    s = sub.add_parser("table", help="write a results table (.md/.csv/.png) with CIs over seeds (workflow step)")
-    s.add_argument("--spec", required=True, help="JSON: rows, benchmarks, average_over, tracking, out, title")
+    s = add("table", "write a results table (.md/.csv/.html) and its figures (workflow step)")
+    s.add_argument("--spec", required=True, help="JSON of pgpo.plan.TableSpec: rows, benchmarks, average_over, "
+                   "tracking, out, title, trainings, labels, warmstart, figures (kind -> file)")
     s.set_defaults(fn=cmd_table)
 
-    s = sub.add_parser("dependency-report", help="token visual dependency heatmap (HTML/PNG) and sparsity stats")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--data", required=True)
+    s = add("dependency-report", "token visual dependency heatmap (HTML/PNG) and sparsity stats")
+    s.add_argument("--checkpoint", required=True, help="checkpoint directory (or a hub id)")
+    s.add_argument("--data", required=True, help="data directory made by make-data")
     s.add_argument("--out", required=True, help="output prefix (.html, .png, .json)")
-    s.add_argument("--items-per-task", type=int, default=8)
-    s.add_argument("--k", type=int, default=4)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--items-per-task", type=int, default=8, help="questions per suite")
+    s.add_argument("--k", type=int, default=4, help="samples per question")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed")
     s.set_defaults(fn=cmd_dependency_report)
 
-    s = sub.add_parser("methods", help="list the methods in baselines/")
+    s = add("methods", "list the methods in baselines/ (with --fields: every method field and component parameter, "
+            "with its documentation)")
+    s.add_argument("--fields", action="store_true", help="print the field reference (markdown) generated from the "
+                   "attribute docstrings of MethodConfig and of every registered component's parameters")
+    s.add_argument("--write", action="store_true", help="regenerate the field table of baselines/README.md")
     s.set_defaults(fn=cmd_methods)
+    return p
 
+
+def main(argv: list[str] | None = None) -> int:
+    from pgpo.progress import quiet_environment
+
+    quiet_environment()  # plain progress lines, not tqdm bars, when the output is a log file
+    p = build_parser()
     a = p.parse_args(argv)
     from pgpo.config import ConfigError
     from pgpo.data import DataError, DiskFull

@@ -1,28 +1,25 @@
 """Typed configuration: a method (baselines/<name>.yaml) and a training recipe (workflows/config/train/*.yaml).
 
-Dataclasses with a one-line docstring per field, built from YAML; unknown keys and bad values fail naming the file
-and field. A method may ``extends:`` another method file (deep merge), e.g. pgpo extends dapo.
+Dataclasses with an attribute docstring per field (the reference `pgpo methods --fields` prints), built from YAML
+by pgpo.yamlconf; unknown keys and bad values fail naming the file and field. A method may ``extends:`` another
+method file (deep merge), e.g. pgpo extends dapo. A method's components (shaper, blind view, loss terms) are
+validated by pgpo.components.resolve_components, the function the trainer builds them with.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pgpo.yamlconf import ConfigError, build_dataclass, deep_merge, read_yaml  # ConfigError: imported from here too
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINES_DIR = REPO / "baselines"
 
 
 PROFILES = ("tiny", "paper")  # recipe profiles a method may override
-
-
-class ConfigError(ValueError):
-    """A configuration file or field is invalid; the message names it."""
 
 
 class RunConflict(ConfigError):
@@ -33,199 +30,217 @@ class RunConflict(ConfigError):
 class ShaperConfig:
     """Which registered token shaper turns sequence advantages into token advantages."""
 
-    name: str = "identity"  # a key of pgpo.shaping.SHAPERS
-    params: dict[str, Any] = field(default_factory=dict)  # the shaper's own parameters (validated by its dataclass)
+    name: str = "identity"
+    """A key of pgpo.shaping.SHAPERS."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """The shaper's own parameters (validated by its dataclass)."""
 
 
 @dataclass
 class LossConfig:
     """Clipped-surrogate loss aggregation (TRL loss_type) and clip range."""
 
-    type: str = "dapo"  # grpo: per-sequence mean then batch mean; dapo: token mean over the whole batch
-    epsilon_low: float = 0.2  # lower clip: ratio >= 1 - epsilon_low
-    epsilon_high: float = 0.28  # upper clip (clip-higher in DAPO): ratio <= 1 + epsilon_high
-    kl_beta: float = 0.0  # KL-to-reference coefficient (0: no reference model, as in the paper)
-    scale_rewards: str = "group"  # advantage = (R - group mean) / group std
-    dual_clip: float = 3.0  # cap on the ratio where A < 0 (EasyR1 clip_ratio_dual 3.0; TRL `delta`); 0 = no cap
-    importance_sampling_level: str = "token"  # token: per-token ratio (EasyR1, PGPO); sequence: GSPO's
-    mask_truncated: bool = False  # drop completions cut at max length from the loss (EasyR1: no; they score 0)
-    vllm_is_correction: bool = False  # TRL's vLLM-vs-trainer sequence ratio on the loss; off: it rescales and
-    # zeroes whole responses, which breaks PGPO's per-response mass conservation, and EasyR1 has none
+    type: str = "dapo"
+    """grpo: per-sequence mean then batch mean; dapo: token mean over the whole batch."""
+    epsilon_low: float = 0.2
+    """Lower clip: ratio >= 1 - epsilon_low."""
+    epsilon_high: float = 0.28
+    """Upper clip (clip-higher in DAPO): ratio <= 1 + epsilon_high."""
+    kl_beta: float = 0.0
+    """KL-to-reference coefficient (0: no reference model, as in the paper)."""
+    scale_rewards: str = "group"
+    """Advantage = (R - group mean) / group std."""
+    dual_clip: float = 3.0
+    """Cap on the ratio where A < 0 (EasyR1 clip_ratio_dual 3.0; TRL `delta`); 0 = no cap."""
+    importance_sampling_level: str = "token"
+    """token: per-token ratio (EasyR1, PGPO); sequence: GSPO's."""
+    mask_truncated: bool = False
+    """Drop completions cut at max length from the loss (EasyR1: no; they score 0)."""
+    vllm_is_correction: bool = False
+    """TRL's vLLM-vs-trainer sequence ratio on the loss; off: it rescales and zeroes whole responses, which breaks
+    PGPO's per-response mass conservation, and EasyR1 has none."""
 
 
 @dataclass
 class DynamicSamplingConfig:
     """DAPO dynamic sampling: drop groups whose rewards are all equal and roll out more prompts."""
 
-    enabled: bool = False  # on for DAPO and methods built on it
-    max_rounds: int = 4  # rollout rounds per step, the first included; then the batch is filled (and logged)
+    enabled: bool = False
+    """On for DAPO and methods built on it."""
+    max_rounds: int = 4
+    """Rollout rounds per step, the first included; then the batch is filled (and logged)."""
 
 
 @dataclass
 class BlindViewConfig:
     """How the image-blind policy is obtained, when the shaper or a loss term needs it."""
 
-    name: str = "attention_mask"  # a key of pgpo.blind.BLIND_VIEWS
-    params: dict[str, Any] = field(default_factory=dict)  # the view's own parameters (validated by its dataclass)
-    clamp_max: float = 0.0  # clamp the dependency estimate S to [0, clamp_max] (0: no clamp; VPPO: 10)
+    name: str = "attention_mask"
+    """A key of pgpo.blind.BLIND_VIEWS."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """The view's own parameters (validated by its dataclass)."""
+    clamp_max: float = 0.0
+    """Clamp the dependency estimate S to [0, clamp_max] (0: no clamp; VPPO: 10)."""
 
 
 @dataclass
 class MethodConfig:
     """A Table 1 row: everything that distinguishes one method from another."""
 
-    name: str = ""  # the method's name (the YAML file's stem)
-    description: str = ""  # one line for tables and the README
-    paper_row: str = ""  # the row of the paper's table it reproduces
-    shaper: ShaperConfig = field(default_factory=ShaperConfig)  # token-level advantage shaping
-    blind_view: BlindViewConfig = field(default_factory=BlindViewConfig)  # the image-blind policy
-    loss: LossConfig = field(default_factory=LossConfig)  # surrogate loss settings
-    loss_terms: dict[str, dict] = field(default_factory=dict)  # auxiliary terms {name: params} (pgpo.loss_terms)
-    dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)  # DAPO's filter
-    recipe: dict[str, dict] = field(default_factory=dict)  # recipe overrides per profile, e.g. {paper: {rollout: ..}}
+    name: str = ""
+    """The method's name (the YAML file's stem)."""
+    description: str = ""
+    """One line for tables and the README."""
+    paper_row: str = ""
+    """The row of the paper's table it reproduces."""
+    shaper: ShaperConfig = field(default_factory=ShaperConfig)
+    """Token-level advantage shaping."""
+    blind_view: BlindViewConfig = field(default_factory=BlindViewConfig)
+    """The image-blind policy."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Surrogate loss settings."""
+    loss_terms: dict[str, dict] = field(default_factory=dict)
+    """Auxiliary terms {name: params} (pgpo.loss_terms)."""
+    dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
+    """DAPO's filter."""
+    recipe: dict[str, dict] = field(default_factory=dict)
+    """Recipe overrides per profile, e.g. {paper: {rollout: ..}}."""
 
     def needs_blind_view(self) -> bool:
         """True if the shaper or any loss term uses the blind view (then it is computed once per generation)."""
-        from pgpo.loss_terms import LOSS_TERMS
-        from pgpo.shaping import SHAPERS
+        from pgpo.components import resolve_components  # lazy: the registries import torch (no cycle)
 
-        return SHAPERS.get(self.shaper.name).needs_dependency or any(
-            LOSS_TERMS.get(name).needs_dependency for name in self.loss_terms)
+        return resolve_components(self, self.name or "method").blind_view is not None
 
 
 @dataclass
 class ModelConfig:
     """The policy to train."""
 
-    path: str = "results/tiny/model/warmstart"  # HF directory or hub id (hub ids only on the paper profile)
-    dtype: str = "float32"  # float32 on CPU; bfloat16 on GPUs
-    attn_implementation: str = "sdpa"  # sdpa everywhere; flash_attention_2 where installed
-    freeze_vision: bool = False  # the paper trains the vision tower too
-    min_pixels: int = 0  # image pixel budget floor for training (0 = the checkpoint processor's own)
-    max_pixels: int = 0  # image pixel budget cap for training (0 = the processor's own; Qwen2.5-VL ships 12.8 MP)
-    lm_head_fp32: bool = False  # TRL cast_lm_head_to_fp32: log-probs from an fp32 LM head (bf16 runs)
-    revision: str = ""  # hub commit (40 hex) of a hub-id path, for model and processor; required on the paper profile
+    path: str = "results/tiny/model/warmstart"
+    """HF directory or hub id (hub ids only on the paper profile)."""
+    dtype: str = "float32"
+    """float32 on CPU; bfloat16 on GPUs."""
+    attn_implementation: str = "sdpa"
+    """sdpa everywhere; flash_attention_2 where installed."""
+    freeze_vision: bool = False
+    """The paper trains the vision tower too."""
+    min_pixels: int = 0
+    """Image pixel budget floor for training (0 = the checkpoint processor's own)."""
+    max_pixels: int = 0
+    """Image pixel budget cap for training (0 = the processor's own; Qwen2.5-VL ships 12.8 MP)."""
+    lm_head_fp32: bool = False
+    """TRL cast_lm_head_to_fp32: log-probs from an fp32 LM head (bf16 runs)."""
+    revision: str = ""
+    """Hub commit (40 hex) of a hub-id path, for model and processor; required on the paper profile."""
 
 
 @dataclass
 class DataConfig:
     """Training data."""
 
-    train: str = "results/tiny/data/train.jsonl"  # a split in the project's schema (pgpo.data)
-    max_samples: int = 0  # use only the first N rows (0 = all)
+    train: str = "results/tiny/data/train.jsonl"
+    """A split in the project's schema (pgpo.data)."""
+    max_samples: int = 0
+    """Use only the first N rows (0 = all)."""
 
 
 @dataclass
 class RolloutConfig:
     """Sampling of the G responses per prompt."""
 
-    prompts_per_step: int = 16  # prompts rolled out per generation (paper: 384)
-    update_prompts: int = 16  # prompts per optimizer step (paper: 128); divides prompts_per_step
-    num_generations: int = 8  # G responses per prompt (paper: 5)
-    temperature: float = 1.0  # sampling temperature
-    top_p: float = 1.0  # nucleus sampling (paper: 0.99)
-    top_k: int = 0  # 0 = off (the paper samples from the full nucleus)
-    min_p: float = 0.0  # 0 = off
-    repetition_penalty: float = 1.0  # 1 = off (a penalty would make the rollout policy differ from pi_theta)
-    max_completion_length: int = 24  # max new tokens (paper: 2048)
-    use_vllm: bool = False  # vLLM rollouts (GPU only)
-    vllm_mode: str = "colocate"  # colocate: vLLM shares the training GPUs
-    vllm_gpu_memory_utilization: float = 0.35  # GPU memory share vLLM may take in colocate mode
-    vllm_tensor_parallel_size: int = 1  # tensor parallel degree of the rollout engine
-    max_images: int = 1  # most images in one prompt (bounds the visual tokens of the longest prompt)
-    max_prompt_text_tokens: int = 512  # most text tokens in one prompt (chat template included); checked on the data
-    max_model_len: int = 0  # context length of the rollout engine (vLLM max_model_len); 0 = the model's own
+    prompts_per_step: int = 16
+    """Prompts rolled out per generation (paper: 384)."""
+    update_prompts: int = 16
+    """Prompts per optimizer step (paper: 128); divides prompts_per_step."""
+    num_generations: int = 8
+    """G responses per prompt (paper: 5)."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling (paper: 0.99)."""
+    top_k: int = 0
+    """0 = off (the paper samples from the full nucleus)."""
+    min_p: float = 0.0
+    """0 = off."""
+    repetition_penalty: float = 1.0
+    """1 = off (a penalty would make the rollout policy differ from pi_theta)."""
+    max_completion_length: int = 24
+    """Max new tokens (paper: 2048)."""
+    use_vllm: bool = False
+    """VLLM rollouts (GPU only)."""
+    vllm_mode: str = "colocate"
+    """Colocate: vLLM shares the training GPUs."""
+    vllm_gpu_memory_utilization: float = 0.35
+    """GPU memory share vLLM may take in colocate mode."""
+    vllm_tensor_parallel_size: int = 1
+    """Tensor parallel degree of the rollout engine."""
+    max_images: int = 1
+    """Most images in one prompt (bounds the visual tokens of the longest prompt)."""
+    max_prompt_text_tokens: int = 512
+    """Most text tokens in one prompt (chat template included); checked on the data."""
+    max_model_len: int = 0
+    """Context length of the rollout engine (vLLM max_model_len); 0 = the model's own."""
 
 
 @dataclass
 class OptimConfig:
     """Optimizer and schedule."""
 
-    lr: float = 2e-4  # AdamW learning rate (paper: 1e-6)
-    scheduler: str = "constant"  # the paper keeps lr constant
-    warmup_steps: int = 0  # linear warm-up steps
-    weight_decay: float = 0.0  # AdamW weight decay
-    max_grad_norm: float = 1.0  # gradient clipping
-    optimizer: str = "adamw_torch_fused"  # Trainer `optim` (AdamW, as EasyR1)
-    adam_beta1: float = 0.9  # AdamW beta1 (EasyR1 0.9)
-    adam_beta2: float = 0.999  # AdamW beta2 (EasyR1 0.999)
-    adam_epsilon: float = 1e-8  # AdamW epsilon
+    lr: float = 2e-4
+    """AdamW learning rate (paper: 1e-6)."""
+    scheduler: str = "constant"
+    """The paper keeps lr constant."""
+    warmup_steps: int = 0
+    """Linear warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    optimizer: str = "adamw_torch_fused"
+    """Trainer `optim` (AdamW, as EasyR1)."""
+    adam_beta1: float = 0.9
+    """AdamW beta1 (EasyR1 0.9)."""
+    adam_beta2: float = 0.999
+    """AdamW beta2 (EasyR1 0.999)."""
+    adam_epsilon: float = 1e-8
+    """AdamW epsilon."""
 
 
 @dataclass
 class TrainConfig:
     """One RL training run: recipe, model, data, hardware layout."""
 
-    profile: str = "tiny"  # which profile the recipe belongs to (tiny or paper): selects a method's recipe overrides
-    model: ModelConfig = field(default_factory=ModelConfig)  # the policy
-    data: DataConfig = field(default_factory=DataConfig)  # training split
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)  # sampling
-    optim: OptimConfig = field(default_factory=OptimConfig)  # optimizer
-    max_steps: int = 60  # optimizer steps (0: run `epochs` epochs instead)
-    epochs: float = 0.0  # epochs over the training split when max_steps is 0 (paper: 2)
-    micro_batch: int = 64  # completions per forward/backward on one device
-    num_processes: int = 1  # data-parallel processes (GPUs) the run is launched on
-    accelerate_config: str = ""  # accelerate/DeepSpeed config for multi-GPU launches ("" = single process)
-    gradient_checkpointing: bool = False  # recompute activations (on for 3B/7B; off for the tiny model)
-    save_steps: int = 20  # checkpoint every N optimizer steps (resume point)
-    save_total_limit: int = 2  # checkpoints kept
-    seed: int = 0  # seed of data order, sampling and initialisation
-    threads: int = 2  # torch CPU threads
-
-
-def build_dataclass(cls, raw: Any, where: str):
-    """Recursively build dataclass `cls` from a dict, rejecting unknown keys with file/field in the message."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    for name, value in raw.items():
-        f = fields[name]
-        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(sub):
-            kwargs[name] = build_dataclass(sub, value, f"{where}.{name}")
-        else:
-            kwargs[name] = coerce_scalar(value, f.type, f"{where}.{name}")
-    return cls(**kwargs)
-
-
-def coerce_scalar(value: Any, annotation: Any, where: str) -> Any:
-    """Scalars as their field's type: YAML 1.1 reads '1e-6' as a string and users write 1 for 1.0."""
-    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-    try:
-        if kind == "float" and isinstance(value, (int, str)) and not isinstance(value, bool):
-            return float(value)
-        if kind == "int" and isinstance(value, str):
-            return int(value)
-    except ValueError:
-        raise ConfigError(f"{where}: expected a {kind}, got {value!r}") from None
-    if kind in ("float", "int") and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ConfigError(f"{where}: expected a {kind}, got {value!r}")
-    if kind == "bool" and not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    return value
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for k, v in override.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({e})") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return data
+    profile: str = "tiny"
+    """Which profile the recipe belongs to (tiny or paper): selects a method's recipe overrides."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The policy."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Training split."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Sampling."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer."""
+    max_steps: int = 60
+    """Optimizer steps (0: run `epochs` epochs instead)."""
+    epochs: float = 0.0
+    """Epochs over the training split when max_steps is 0 (paper: 2)."""
+    micro_batch: int = 64
+    """Completions per forward/backward on one device."""
+    num_processes: int = 1
+    """Data-parallel processes (GPUs) the run is launched on."""
+    accelerate_config: str = ""
+    """Accelerate/DeepSpeed config for multi-GPU launches ("" = single process)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations (on for 3B/7B; off for the tiny model)."""
+    save_steps: int = 20
+    """Checkpoint every N optimizer steps (resume point)."""
+    save_total_limit: int = 2
+    """Checkpoints kept."""
+    seed: int = 0
+    """Seed of data order, sampling and initialisation."""
+    threads: int = 2
+    """Torch CPU threads."""
 
 
 def method_path(name_or_path: str | Path) -> Path:
@@ -243,7 +258,7 @@ def available_methods() -> list[str]:
 
 
 def _method_raw(path: Path, seen: tuple = ()) -> dict:
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     parent = raw.pop("extends", None)
     if parent:
         parent_path = path.parent / f"{parent}.yaml"
@@ -264,21 +279,14 @@ def load_method(name_or_path: str | Path, overrides: dict | None = None) -> Meth
 
 
 def validate_method(method: MethodConfig, where: str) -> None:
-    from pgpo.blind import BLIND_VIEWS
-    from pgpo.loss_terms import LOSS_TERMS
-    from pgpo.shaping import SHAPERS
+    """Every field of a loaded method, its components through the trainer's own resolve_components."""
+    from pgpo.components import resolve_components  # lazy: the registries import torch (no cycle)
 
     for name in ("loss_terms", "recipe"):
         value = getattr(method, name)
         if not isinstance(value, dict) or not all(isinstance(v, dict) or v is None for v in value.values()):
             raise ConfigError(f"{where}: {name} must be a mapping of name -> mapping, got {value!r}")
-    try:
-        SHAPERS.get(method.shaper.name).make_params(method.shaper.params, where=f"{where}: shaper: ")
-        for name, params in method.loss_terms.items():
-            LOSS_TERMS.get(name).make_params(params, where=f"{where}: loss_terms: ")
-        BLIND_VIEWS.get(method.blind_view.name).make_params(method.blind_view.params, where=f"{where}: blind_view: ")
-    except (KeyError, ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: {e}") from e
+    resolve_components(method, where)
     if method.blind_view.clamp_max < 0:
         raise ConfigError(f"{where}: blind_view.clamp_max must be >= 0 (0 = no clamp)")
     for profile, overrides in method.recipe.items():
@@ -298,19 +306,11 @@ def validate_method(method: MethodConfig, where: str) -> None:
         raise ConfigError(f"{where}: dynamic_sampling.max_rounds must be >= 1")
 
 
-def load_yaml_config(cls, path: str | Path, overrides: dict | None, validate) -> Any:
-    """Build dataclass `cls` from a YAML file with --set style overrides, then validate(cfg, where)."""
-    path = Path(path)
-    cfg = build_dataclass(cls, deep_merge(_read_yaml(path), overrides or {}), str(path))
-    validate(cfg, str(path))
-    return cfg
-
-
 def load_train_config(path: str | Path, overrides: dict | None = None,
                       method: MethodConfig | None = None) -> TrainConfig:
     """Load and validate a training recipe YAML. Precedence: recipe file < the method's overrides for the
     recipe's profile (e.g. VPPO's 8 rollouts on the paper profile) < `overrides` (the command line)."""
-    recipe = _read_yaml(Path(path))
+    recipe = read_yaml(Path(path))
     profile = (overrides or {}).get("profile", recipe.get("profile", TrainConfig.profile))
     method_overrides = method.recipe.get(profile, {}) if method is not None else {}
     cfg = build_dataclass(TrainConfig, deep_merge(deep_merge(recipe, method_overrides), overrides or {}), str(path))

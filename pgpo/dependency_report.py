@@ -29,9 +29,9 @@ def _html(result: dict) -> str:
     return (f"<html><head><meta charset='utf-8'><title>Token visual dependency</title></head><body>"
             f"<h2>Token visual dependency S_t of {html.escape(result['checkpoint'])}</h2>"
             f"<p>Red = higher S (k3 KL between the policy with and without the image); underlined = inside "
-            f"\\boxed{{}}. Gate tau = {result['tau']} on the min-max normalised log(1+S).</p>"
+            f"\\boxed{{}}. Share above = tokens whose min-max normalised log(1+S) is at least {result['threshold']}.</p>"
             f"<table border=1 cellpadding=3><tr><th>suite</th><th>mean S answer</th><th>mean S other</th>"
-            f"<th>share above gate</th><th>avg@{result['k']}</th></tr>{stats}</table><br>"
+            f"<th>share above {result['threshold']}</th><th>avg@{result['k']}</th></tr>{stats}</table><br>"
             f"<table border=1 cellpadding=3><tr><th>suite</th><th>grade</th><th>completion</th></tr>"
             f"{''.join(rows)}</table></body></html>")
 

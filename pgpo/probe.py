@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from pgpo.data import DataError, Record, load_split
 from pgpo.dependency import blind_forward, completion_logprobs, k3
+from pgpo.progress import iterate
 from pgpo.rollout import load_images, prompt_texts
 from pgpo.scoring import grade, last_boxed
 from pgpo.shaping import normalised_dependency
@@ -35,10 +35,11 @@ def answer_token_mask(tokenizer, ids: list[int]) -> list[bool]:
 
 @torch.no_grad()
 def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_per_task: int, k: int,
-          temperature: float = 1.0, max_new_tokens: int = 24, tau: float = 0.4, batch_size: int = 32,
+          temperature: float = 1.0, max_new_tokens: int = 24, threshold: float = 0.4, batch_size: int = 32,
           seed: int = 0, examples: int = 0) -> dict:
     """avg@k and dependency statistics per suite; with `examples`, also that many completions per suite token by
-    token (the first sample of each of the first questions)."""
+    token (the first sample of each of the first questions). `threshold`: the sparsity statistic is the share of
+    tokens whose per-response min-max normalised log(1+S) is at least this (0.4: the paper's Figure 1 level)."""
     from transformers import AutoModelForImageTextToText
 
     from pgpo.processor import load_processor
@@ -58,7 +59,7 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
     per_task: dict[str, dict[str, list[float]]] = {}
     kept: list[dict] = []
     start = time.perf_counter()
-    for lo in tqdm(range(0, len(records), batch_size), desc="probe", unit="batch"):
+    for lo in iterate(range(0, len(records), batch_size), desc="probe", unit="batch"):
         chunk = records[lo:lo + batch_size]
         enc = processor(images=load_images(chunk), text=prompt_texts(processor, chunk), padding=True,
                         return_tensors="pt")
@@ -93,7 +94,7 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
             stats["score"].append(grade(text, record.answer, record.choices))
             stats["s_answer"] += s[row][is_answer & valid].tolist()
             stats["s_other"] += s[row][~is_answer & valid].tolist()
-            stats["above"] += (importance[row][valid] >= tau).float().tolist()
+            stats["above"] += (importance[row][valid] >= threshold).float().tolist()
             if row % k == 0 and sum(e["task"] == record.task for e in kept) < examples:  # per suite, 1 per question
                 kept.append({"task": record.task, "answer": record.answer, "correct": stats["score"][-1],
                              "tokens": [tok.decode([i]) for i in ids], "s": s[row, :n].tolist(),
@@ -102,7 +103,7 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
     summary["all"] = _summarise({key: [x for v in per_task.values() for x in v[key]]
                                  for key in ("score", "s_answer", "s_other", "above")})
     return {"checkpoint": str(checkpoint), "k": k, "items_per_task": items_per_task, "temperature": temperature,
-            "tau": tau, "seconds": round(time.perf_counter() - start, 1), "suites": summary, "examples": kept}
+            "threshold": threshold, "seconds": round(time.perf_counter() - start, 1), "suites": summary, "examples": kept}
 
 
 def _summarise(stats: dict[str, list[float]]) -> dict:

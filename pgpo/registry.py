@@ -1,11 +1,15 @@
-"""A small typed registry: one decorated function per token shaper or blind view; unknown names fail listing the
-known ones. The trainer looks components up here and never branches on a method's name."""
+"""A small typed registry: one decorated function per token shaper, blind view or loss term; unknown names fail
+listing the known ones. The trainer looks components up here (through pgpo.components.resolve_components) and
+never branches on a method's name."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from pgpo.yamlconf import coerce_scalar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -15,10 +19,19 @@ class Entry(Generic[F]):
     """A registered component: the function, its typed parameter class and the inputs it needs."""
 
     name: str
+    """The name a method's YAML uses for it."""
     fn: F
+    """The component itself: ``fn(inputs, params) -> result`` (the registry's kind fixes both types)."""
     params: type | None
-    needs_dependency: bool
-    per_response: bool = False  # shaper only: a response's token advantages depend on that response alone
+    """Its parameter dataclass (None: it takes no parameters)."""
+    needs_blind_view: bool
+    """The trainer computes the blind view's log-probs for it (shaper: the token visual dependency S from them;
+    loss term: ``blind_logps``)."""
+    per_response: bool = False
+    """Shaper only: a response's token advantages depend on that response alone (the trainer may then shape each
+    micro-batch inside the loss forward)."""
+    stats_namespace: str = ""
+    """Prefix the trainer puts before the component's relative statistic names (``<namespace>/<stat>``)."""
 
     def make_params(self, raw: dict[str, Any] | None, where: str = "") -> Any:
         """Validate raw YAML parameters into the component's dataclass (unknown keys are an error)."""
@@ -27,8 +40,6 @@ class Entry(Generic[F]):
             if raw:
                 raise ValueError(f"{where}{self.name!r} takes no parameters, got {sorted(raw)}")
             return None
-        from pgpo.config import coerce_scalar
-
         fields = {f.name: f for f in dataclasses.fields(self.params)}
         unknown = sorted(set(raw) - set(fields))
         if unknown:
@@ -37,23 +48,45 @@ class Entry(Generic[F]):
 
 
 class Registry(Generic[F]):
-    def __init__(self, kind: str):
+    """The components of one kind (token shaper, blind view, loss term), by name."""
+
+    def __init__(self, kind: str, stats_namespace: str = ""):
+        """`kind` names the registry in errors; `stats_namespace` is the default statistics prefix of its entries
+        (empty: each entry's own name)."""
         self.kind = kind
+        self.stats_namespace = stats_namespace
         self._entries: dict[str, Entry[F]] = {}
 
-    def register(self, name: str, params: type | None = None, needs_dependency: bool = False,
-                 per_response: bool = False):
+    def register(self, name: str, params: type | None = None, needs_blind_view: bool = False,
+                 per_response: bool = False, stats_namespace: str = ""):
+        """Decorator registering ``fn`` under `name`. The contract the trainer relies on:
+
+        - ``fn(inputs, params)`` is called with the kind's input dataclass (ShapingBatch, BlindInputs,
+          LossTermBatch) and an instance of `params` (None when `params` is None); it must not keep state between
+          calls (reruns and resumes must compute the same result from the same inputs).
+        - `params` is a dataclass whose fields have attribute docstrings (they are the documentation: `pgpo
+          methods --fields`, baselines/README.md) and whose ``__post_init__`` raises ValueError on a bad value
+          (reported naming the method file); YAML scalars are coerced to the field's annotated type first.
+        - `needs_blind_view`: the trainer computes the blind view of every rollout batch for this component.
+        - `per_response` (shapers): token advantages of a response depend only on that response.
+        - statistics a component returns have names relative to its namespace (`stats_namespace`, else the
+          registry's, else `name`); the trainer logs them as ``<namespace>/<stat>``.
+        A name registered twice is an error."""
         def decorator(fn: F) -> F:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = Entry(name, fn, params, needs_dependency, per_response)
+            namespace = stats_namespace or self.stats_namespace or name
+            self._entries[name] = Entry(name, fn, params, needs_blind_view, per_response, namespace)
             return fn
         return decorator
 
     def get(self, name: str) -> Entry[F]:
+        """The entry registered as `name`; KeyError listing every known name otherwise (the message a method
+        file with a typo gets)."""
         if name not in self._entries:
             raise KeyError(f"unknown {self.kind} {name!r}; known: {sorted(self._entries)}")
         return self._entries[name]
 
     def names(self) -> list[str]:
+        """Every registered name, sorted."""
         return sorted(self._entries)

@@ -1,10 +1,12 @@
 """From token visual dependency to token-level advantages (paper section 3), and the registry of token shapers.
 
-A shaper receives the whole rollout batch it needs (ShapingBatch) and returns token advantages [B,T]. Register a
-new one with ``@SHAPERS.register(name, params=Dataclass, needs_dependency=bool, per_response=bool)``.
-``per_response=True`` declares that a response's token advantages depend only on that response (its advantage,
-mask and S): the trainer may then shape each micro-batch inside the loss, from the loss forward's own log-probs,
-instead of running an extra image-conditioned pass per generation step.
+A shaper receives the whole rollout batch it needs (ShapingBatch) and returns token advantages [B,T] with
+statistics named relative to its namespace (ShapingResult). Register a new one with
+``@SHAPERS.register(name, params=Dataclass, needs_blind_view=bool, per_response=bool)`` (the contract:
+pgpo.registry.Registry.register). ``needs_blind_view=True`` gives it the token visual dependency S (from the blind
+view) in ``batch.dependency``. ``per_response=True`` declares that a response's token advantages depend only on
+that response (its advantage, mask and S): the trainer may then shape each micro-batch inside the loss, from the
+loss forward's own log-probs, instead of running an extra image-conditioned pass per generation step.
 """
 
 from __future__ import annotations
@@ -70,18 +72,24 @@ def weights_from_importance(importance: torch.Tensor, spread: torch.Tensor, mask
 class ShapingBatch:
     """What a shaper sees: one rollout batch (B responses, T completion tokens)."""
 
-    advantages: torch.Tensor  # [B] sequence-level group-relative advantages
-    completion_mask: torch.Tensor  # [B,T] 1 on response tokens
-    dependency: torch.Tensor | None = None  # [B,T] token visual dependency S (None if the shaper needs none)
-    gather: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # concatenates a tensor over all processes
+    advantages: torch.Tensor
+    """[B] sequence-level group-relative advantages."""
+    completion_mask: torch.Tensor
+    """[B,T] 1 on response tokens."""
+    dependency: torch.Tensor | None = None
+    """[B,T] token visual dependency S (None if the shaper needs none)."""
+    gather: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
+    """Concatenates a tensor over all processes."""
 
 
 @dataclass
 class ShapingResult:
     """Token-level advantages for TRL's loss, and statistics to log."""
 
-    token_advantages: torch.Tensor  # [B,T]
+    token_advantages: torch.Tensor
+    """[B,T] token advantages (0 on padding)."""
     stats: dict[str, float] = field(default_factory=dict)
+    """Statistics to log, named relative to the shaper's namespace (the trainer logs ``<namespace>/<name>``)."""
 
 
 SHAPERS: Registry = Registry("token shaper")
@@ -98,10 +106,14 @@ def identity(batch: ShapingBatch, params: None) -> ShapingResult:
 class PGPOParams:
     """Parameters of the PGPO threshold gate (paper defaults)."""
 
-    tau: float = 0.4  # threshold on normalised dependency: tokens below are suppressed, above boosted
-    beta: float = 2.0  # boost strength above the threshold
-    eps: float = 1e-6  # the paper's "small constant" in the min-max and gate denominators
-    normalize: bool = True  # mass conservation: weights of a response sum to its length
+    tau: float = 0.4
+    """Threshold on normalised dependency: tokens below are suppressed, above boosted."""
+    beta: float = 2.0
+    """Boost strength above the threshold."""
+    eps: float = 1e-6
+    """The paper's "small constant" in the min-max and gate denominators."""
+    normalize: bool = True
+    """Mass conservation: weights of a response sum to its length."""
 
     def __post_init__(self):
         if not 0.0 <= self.tau <= 1.0:
@@ -112,7 +124,7 @@ class PGPOParams:
             raise ValueError(f"pgpo: eps must be a small positive constant, got {self.eps}")
 
 
-@SHAPERS.register("pgpo", params=PGPOParams, needs_dependency=True, per_response=True)
+@SHAPERS.register("pgpo", params=PGPOParams, needs_blind_view=True, per_response=True, stats_namespace="weights")
 def pgpo(batch: ShapingBatch, params: PGPOParams) -> ShapingResult:
     """PGPO: A~_{i,t} = A_i * w~_t with w~ from pgpo_token_weights."""
     mask = batch.completion_mask
@@ -122,10 +134,10 @@ def pgpo(batch: ShapingBatch, params: PGPOParams) -> ShapingResult:
     sums = (w * valid).sum(-1)
     lengths = valid.sum(-1).clamp_min(1)
     stats = {
-        "weights/max": w[valid].max().item() if valid.any() else 0.0,
-        "weights/frac_boosted": (importance >= params.tau)[valid].float().mean().item() if valid.any() else 0.0,
-        "weights/sum_over_length_mean": (sums / lengths).mean().item(),
-        "weights/sum_minus_length_absmax": (sums - valid.sum(-1)).abs().max().item(),
+        "max": w[valid].max().item() if valid.any() else 0.0,
+        "frac_boosted": (importance >= params.tau)[valid].float().mean().item() if valid.any() else 0.0,
+        "sum_over_length_mean": (sums / lengths).mean().item(),
+        "sum_minus_length_absmax": (sums - valid.sum(-1)).abs().max().item(),
     }
     return ShapingResult(batch.advantages[:, None].to(w.dtype) * w, stats)
 
@@ -167,8 +179,10 @@ def trajectory_scale(dependency: torch.Tensor, mask: torch.Tensor, alpha_min: fl
 class VPPOParams:
     """VPPO's token filter and trajectory shaping (paper defaults)."""
 
-    top_fraction: float = 0.4  # share of each response's tokens (highest dependency, rounded up) given gradient
-    alpha_min: float = 0.9  # advantage scale of the batch's least visually dependent response (mean scale is 1)
+    top_fraction: float = 0.4
+    """Share of each response's tokens (highest dependency, rounded up) given gradient."""
+    alpha_min: float = 0.9
+    """Advantage scale of the batch's least visually dependent response (mean scale is 1)."""
 
     def __post_init__(self):
         if not 0.0 < self.top_fraction <= 1.0:
@@ -177,7 +191,7 @@ class VPPOParams:
             raise ValueError(f"vppo: alpha_min must be in (0, 1], got {self.alpha_min}")
 
 
-@SHAPERS.register("vppo", params=VPPOParams, needs_dependency=True)
+@SHAPERS.register("vppo", params=VPPOParams, needs_blind_view=True)
 def vppo(batch: ShapingBatch, params: VPPOParams) -> ShapingResult:
     """VPPO: A~_{i,t} = alpha_i * A_i on the top tokens by dependency, 0 elsewhere.
 
@@ -190,9 +204,9 @@ def vppo(batch: ShapingBatch, params: VPPOParams) -> ShapingResult:
     adv = batch.advantages[:, None].float() * alpha[:, None] * keep
     valid = mask.bool()
     stats = {
-        "vppo/kept_fraction": keep.sum().item() / max(valid.sum().item(), 1),
-        "vppo/alpha_min": alpha.min().item(), "vppo/alpha_max": alpha.max().item(),
-        "vppo/alpha_mean": alpha.mean().item(),  # this process's responses
-        "vppo/alpha_mean_all": batch.gather(alpha).mean().item(),  # every process's: 1 by construction
+        "kept_fraction": keep.sum().item() / max(valid.sum().item(), 1),
+        "alpha_min": alpha.min().item(), "alpha_max": alpha.max().item(),
+        "alpha_mean": alpha.mean().item(),  # this process's responses
+        "alpha_mean_all": batch.gather(alpha).mean().item(),  # every process's: 1 by construction
     }
     return ShapingResult(adv.to(batch.advantages.dtype), stats)

@@ -9,6 +9,7 @@ samples hashes, MLflow run ids when a tracking map is given).
 from __future__ import annotations
 
 import csv
+import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,8 +120,10 @@ def _fmt(s: dict, scale: float = 100.0) -> str:
     return f"{s['mean'] * scale:.1f} [{lo * scale:.1f}, {hi * scale:.1f}]"
 
 
-def write_table(table: dict, prefix: str | Path, title: str, column_names: dict[str, str] | None = None) -> list[Path]:
-    """<prefix>.md (mean [95% CI], %), <prefix>.csv (one line per cell with provenance), <prefix>.png."""
+def write_table(table: dict, prefix: str | Path, title: str, column_names: dict[str, str] | None = None,
+                bars: bool = True) -> list[Path]:
+    """<prefix>.md (mean [95% CI], %), <prefix>.csv (one line per cell with provenance), <prefix>.png (bars per
+    benchmark; `bars=False` for a target whose figure is drawn elsewhere, e.g. a sweep's heatmap)."""
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     names = column_names or {}
@@ -150,9 +153,30 @@ def write_table(table: dict, prefix: str | Path, title: str, column_names: dict[
                             ";".join(sorted({p["config_hash"] for p in src if p["config_hash"]})),
                             ";".join(sorted({p["samples_sha256"][:16] for p in src})),
                             ";".join(sorted({p["result"] for p in src}))])
+    if not bars:
+        return [md, csv_path]
     png = prefix.with_suffix(".png")
     _plot(table, cols, head, png, title)
     return [md, csv_path, png]
+
+
+def write_table_html(table: dict, path: str | Path, title: str, column_names: dict[str, str] | None = None) -> Path:
+    """The .md table as one self-contained HTML page (what `snakemake --report` can show inline)."""
+    names = column_names or {}
+    cols = table["benchmarks"] + (["avg"] if table["average_over"] else [])
+    cell = "<td style='padding:2px 8px;text-align:right'>"
+    body = "".join(f"<tr><th style='text-align:left;padding:2px 8px'>{html.escape(label)}</th>"
+                   + "".join(f"{cell}{_fmt(row[c])}</td>" for c in cols) + "</tr>"
+                   for label, row in table["rows"].items())
+    note = (f"<p>avg = mean over {html.escape(', '.join(names.get(b, b) for b in table['average_over']))}</p>"
+            if table["average_over"] else "")
+    path = Path(path)
+    path.write_text(f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+                    f"<h3>{html.escape(title)}</h3><p>avg@k in %, mean over seeds [95% CI over seeds and "
+                    f"questions]</p><table border=1 style='border-collapse:collapse;font-family:sans-serif'><tr>"
+                    f"<th>row</th>{''.join(f'<th>{html.escape(names.get(c, c))}</th>' for c in cols)}</tr>"
+                    f"{body}</table>{note}</body></html>\n")
+    return path
 
 
 def _plot(table: dict, cols: list[str], head: list[str], path: Path, title: str) -> None:
@@ -174,7 +198,8 @@ def _plot(table: dict, cols: list[str], head: list[str], path: Path, title: str)
     ax.set_xticklabels(head, rotation=30, ha="right")
     ax.set_ylabel("avg@k (%)")
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=min(len(labels), 4))
+    # below the axes: inside, the legend of many rows covers bars
+    ax.legend(fontsize=7, ncol=min(len(labels), 8), loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

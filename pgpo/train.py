@@ -216,6 +216,9 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh:
                                               "config_hash": identity["hash"]}, indent=2))
     version = code_version()  # at start: a commit made while training must not relabel this run
     trainer = build_trainer(cfg, method, out, records)
+    from pgpo.progress import use_plain_progress
+
+    use_plain_progress(trainer)  # plain `step N/M ...` lines instead of tqdm bars when the log is a file
     processor = trainer.processing_class
     last = last_complete_checkpoint(out, delete_incomplete=main)
     if main and last is None and (out / "metrics.jsonl").exists():
@@ -256,6 +259,9 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh:
                      "transformers": __import__("transformers").__version__},
     }
     (out / "run.json").write_text(json.dumps(run, indent=2))
+    from pgpo.model_card import write_run_cards
+
+    write_run_cards(out)  # <run>/README.md and final/README.md: base, method, hashes, steps
     return run
 
 

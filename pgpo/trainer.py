@@ -22,29 +22,38 @@ import warnings
 
 import torch
 
-from pgpo.blind import BLIND_VIEWS, BlindInputs
+from pgpo.blind import BlindInputs
+from pgpo.components import resolve_components
 from pgpo.config import MethodConfig
 from pgpo.dependency import k3
 from pgpo.dynamic_sampling import choose_groups, groups_with_signal, merge_rows
-from pgpo.loss_terms import LOSS_TERMS, LossTermBatch
-from pgpo.shaping import SHAPERS, ShapingBatch
+from pgpo.loss_terms import LossTermBatch
+from pgpo.registry import Entry
+from pgpo.shaping import ShapingBatch
 from pgpo.trl_bridge import TRLBridge  # refuses a TRL other than the pinned one
 
 
 class PGPOTrainer(TRLBridge):
+    """TRL's GRPOTrainer running one method's registered components (pgpo.components.resolve_components)."""
+
     _shape_in_loss: bool = False  # this generation's shaping waits for the loss forward's log-probs
 
     def __init__(self, *args, method: MethodConfig, **kwargs):
         super().__init__(*args, **kwargs)
         self.method = method
-        self.shaper = SHAPERS.get(method.shaper.name)
-        self.shaper_params = self.shaper.make_params(method.shaper.params)
-        self.loss_terms = [(LOSS_TERMS.get(name), LOSS_TERMS.get(name).make_params(params))
-                           for name, params in sorted(method.loss_terms.items())]
-        self.blind_view = BLIND_VIEWS.get(method.blind_view.name) if method.needs_blind_view() else None
-        self.blind_params = self.blind_view.make_params(method.blind_view.params) if self.blind_view else None
+        components = resolve_components(method, method.name or "method")
+        self.shaper, self.shaper_params = components.shaper.entry, components.shaper.params
+        self.loss_terms = [(term.entry, term.params) for term in components.loss_terms]
+        view = components.blind_view
+        self.blind_view, self.blind_params = (view.entry, view.params) if view else (None, None)
+
+    def log_stats(self, mode: str, component: Entry, stats: dict[str, float]) -> None:
+        """A component's statistics (names relative to it) logged under its namespace: ``<namespace>/<name>``."""
+        for name, value in stats.items():
+            self.log_metric(mode, f"{component.stats_namespace}/{name}", value)
 
     def generation_step(self, inputs):
+        """Roll out (DAPO dynamic sampling when the method enables it), then shape the advantages."""
         training = self.model.training
         if training and self.method.dynamic_sampling.enabled:
             out = self._dynamic_sampling_rollout(inputs)
@@ -116,11 +125,12 @@ class PGPOTrainer(TRLBridge):
             return self._image_logprobs({**out, **overrides}, micro, force=True)
 
         # masks of stochastic views are seeded by (run seed, prompt id, step): reruns and resumes draw the same
-        view = BlindInputs(self.model, out, rows, self.num_generations, self.state.global_step, self.args.seed,
-                           self.temperature, micro, forward, getattr(self.processing_class, "image_processor", None))
-        logp_blind = self.blind_view.fn(view, self.blind_params)
-        for name, value in view.stats.items():
-            self.log_metric(mode, name, value)
+        view = BlindInputs(model=self.model, batch=out, rows=rows, group_size=self.num_generations,
+                           step=self.state.global_step, seed=self.args.seed, temperature=self.temperature,
+                           micro_batch=micro, forward=forward,
+                           image_processor=getattr(self.processing_class, "image_processor", None))
+        logp_blind, stats = self.blind_view.fn(view, self.blind_params)
+        self.log_stats(mode, self.blind_view, stats)
         if self._defer_to_loss(out):
             self._neutralise_nonfinite(out, mask, mode, logp_blind)
             out["blind_logps"] = logp_blind.nan_to_num(0.0)
@@ -129,7 +139,7 @@ class PGPOTrainer(TRLBridge):
         logp_image = self._image_logprobs(out, micro)
         self._neutralise_nonfinite(out, mask, mode, logp_image, logp_blind)
         logp_blind = logp_blind.nan_to_num(0.0)  # no NaN in S
-        if any(entry.needs_dependency for entry, _ in self.loss_terms):
+        if any(entry.needs_blind_view for entry, _ in self.loss_terms):
             out["blind_logps"] = logp_blind
         dependency = self._dependency(logp_image.nan_to_num(0.0), logp_blind, mask, mode)
         return self._apply_shaper(out, mask, dependency, mode)
@@ -145,11 +155,10 @@ class PGPOTrainer(TRLBridge):
         return dependency
 
     def _apply_shaper(self, out: dict, mask, dependency, mode: str) -> dict:
-        batch = ShapingBatch(out["advantages"], mask, dependency if self.shaper.needs_dependency else None,
+        batch = ShapingBatch(out["advantages"], mask, dependency if self.shaper.needs_blind_view else None,
                              gather=self.accelerator.gather)
         result = self.shaper.fn(batch, self.shaper_params)
-        for name, value in result.stats.items():
-            self.log_metric(mode, name, value)
+        self.log_stats(mode, self.shaper, result.stats)
         out["advantages"] = result.token_advantages
         return out
 
@@ -191,7 +200,8 @@ class PGPOTrainer(TRLBridge):
 
     # -- the loss of one micro-batch (with gradient) ------------------------------------------------------------
     def after_loss(self, model, inputs, loss, logps):
-        """TRL's loss (+ the method's loss terms); a non-finite loss never reaches the optimizer."""
+        """TRL's loss (+ the method's loss terms, in name order, logged as loss_terms/<name>); a non-finite loss
+        never reaches the optimizer."""
         mode = "train" if self.model.training else "eval"
         mask = inputs["completion_mask"].bool()
         bad_rows = (~torch.isfinite(logps) & mask).any(dim=1)
@@ -229,3 +239,13 @@ class PGPOTrainer(TRLBridge):
             rewards = rewards.clone()
             rewards[groups.repeat_interleave(g)] = torch.nan
         return rewards
+
+    # -- the run's model card: public Trainer API, so here, not in the bridge (there it closed an import circle:
+    # trl_bridge -> model_card -> config -> components -> blind -> dependency -> trl_bridge) -------------------
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """pgpo's card (base model, method and its parameters, recipe and data hashes, steps; pgpo/model_card.py)
+        instead of TRL's, which names a local base model "None". TRL calls this at every checkpoint save."""
+        if self.is_world_process_zero():
+            from pgpo.model_card import write_run_cards
+
+            write_run_cards(self.args.output_dir, step=self.state.global_step)

@@ -27,8 +27,10 @@ Anything else the trainer uses is public Trainer/GRPOTrainer API (state, args, a
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 TRL_PIN = "1.16.0"  # the only TRL the touch points below are verified against (tests/test_trl_contract.py)
@@ -123,13 +125,18 @@ def chunked_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor, valid: 
 
 
 
+# While _compute_loss runs (and only then), the function TRL's loss forward hands its [b,T] log-probs to. A context
+# variable, set and reset by _compute_loss itself: no trainer attribute carries it between calls, and a forward run
+# outside the loss (policy_logprobs, TRL's old log-probs) sees None.
+_LOSS_FORWARD: contextvars.ContextVar[Callable[[torch.Tensor], None] | None] = contextvars.ContextVar(
+    "pgpo_loss_forward", default=None)
+
+
 class TRLBridge(GRPOTrainer):
     """GRPOTrainer with its private methods turned into hooks. Subclasses implement generation_step,
     check_rewards, before_loss and after_loss; they call rollout, policy_logprobs, log_metric, pad_token_id and
-    update_tokens, and never a TRL private name."""
-
-    _captured: list | None = None  # log-probs of TRL's loss forward while _compute_loss runs
-    _loss_inputs: dict | None = None  # the micro-batch _compute_loss is running on
+    update_tokens, and never a TRL private name. Each override below names the TRL behaviour it relies on (the
+    table in this module's docstring; tests/test_trl_contract.py checks them on the pinned TRL)."""
 
     def __init__(self, *args, vllm_engine: dict | None = None, **kwargs):
         """`vllm_engine`: extra arguments for the colocated vLLM engine TRL builds (e.g. mm_processor_kwargs with
@@ -139,6 +146,9 @@ class TRLBridge(GRPOTrainer):
 
     # -- generation ---------------------------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs):
+        """TRL calls this once per generation batch (steps_per_generation micro-steps share it) and splits the
+        returned dict into micro-batches for _compute_loss: generation_step may change it as long as it keeps
+        TRL's keys, shapes and layout (groups of G contiguous rows)."""
         return self.generation_step(inputs)
 
     def rollout(self, rows: list[dict]) -> dict:
@@ -146,13 +156,18 @@ class TRLBridge(GRPOTrainer):
         return super()._generate_and_score_completions(rows)
 
     def generation_step(self, inputs: list[dict]) -> dict:
+        """Hook: the rollout dict of one generation batch (`inputs`: dataset rows, G copies per prompt); token
+        advantages [B,T] may replace TRL's [B] ones (TRL's loss broadcasts either)."""
         return self.rollout(inputs)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL returns the rewards gathered over processes ([global B, reward funcs]) before it normalises them
+        into advantages, and turns a NaN row into advantage 0: check_rewards may mark rows NaN."""
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self.check_rewards(rewards, "train" if self.model.training else "eval")
 
     def check_rewards(self, rewards: torch.Tensor, mode: str) -> torch.Tensor:
+        """Hook: the rewards TRL turns into advantages (NaN = unscorable: advantage 0)."""
         return rewards
 
     # -- log-probs ---------------------------------------------------------------------------------------------
@@ -170,31 +185,42 @@ class TRLBridge(GRPOTrainer):
         return logps
 
     def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        """TRL's forward ([b,T] log-probs first in its result); inside _compute_loss its log-probs go to the loss
+        forward's observer (TRL 1.16 runs this exactly once per _compute_loss, before it reads the advantages)."""
         result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
-        if self._captured is not None:
-            self._captured.append(result[0])
-            if len(self._captured) == 1:
-                # TRL reads inputs["advantages"] after this forward: a hook may set token advantages from it
-                self.before_loss(result[0], self._loss_inputs)
+        observe = _LOSS_FORWARD.get()
+        if observe is not None:
+            observe(result[0])
         return result
 
     # -- loss ---------------------------------------------------------------------------------------------------
     def _compute_loss(self, model, inputs):
-        self._captured, self._loss_inputs = [], inputs
+        """TRL's loss of one micro-batch, with before_loss seeing its forward's log-probs before TRL reads
+        ``inputs["advantages"]``, and after_loss receiving the loss and those same log-probs (no second pass)."""
+        captured = []
+
+        def observe(logps: torch.Tensor) -> None:
+            captured.append(logps)
+            if len(captured) == 1:
+                # TRL reads inputs["advantages"] after this forward: a hook may set token advantages from it
+                self.before_loss(logps, inputs)
+
+        token = _LOSS_FORWARD.set(observe)
         try:
             loss = super()._compute_loss(model, inputs)
-            if len(self._captured) != 1:
-                raise RuntimeError(f"TRL's _compute_loss ran {len(self._captured)} log-prob forwards (expected 1): "
-                                   f"the TRL contract of pgpo/trl_bridge.py is broken (trl=={TRL_PIN} expected)")
-            logps = self._captured[0]
         finally:
-            self._captured, self._loss_inputs = None, None
-        return self.after_loss(model, inputs, loss, logps)
+            _LOSS_FORWARD.reset(token)
+        if len(captured) != 1:
+            raise RuntimeError(f"TRL's _compute_loss ran {len(captured)} log-prob forwards (expected 1): "
+                               f"the TRL contract of pgpo/trl_bridge.py is broken (trl=={TRL_PIN} expected)")
+        return self.after_loss(model, inputs, loss, captured[0])
 
     def before_loss(self, logps: torch.Tensor, inputs: dict) -> None:
-        """Called with the loss forward's [b,T] log-probs (with gradient) before TRL computes its loss."""
+        """Hook: the loss forward's [b,T] log-probs (with gradient) before TRL computes its loss; token
+        advantages set in ``inputs["advantages"]`` here are the ones TRL's loss uses."""
 
     def after_loss(self, model, inputs: dict, loss: torch.Tensor, logps: torch.Tensor) -> torch.Tensor:
+        """Hook: the micro-batch's loss to back-propagate, from TRL's and the forward's log-probs (with gradient)."""
         return loss
 
     def update_tokens(self, inputs: dict, mode: str) -> torch.Tensor:
@@ -212,6 +238,7 @@ class TRLBridge(GRPOTrainer):
 
     @property
     def pad_token_id(self) -> int:
+        """The tokenizer's pad id (TRL's private `_tokenizer`: the processor's tokenizer)."""
         return self._tokenizer.pad_token_id
 
     # -- resume -------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from pgpo.data import Record, load_split
+from pgpo.progress import iterate
 from pgpo.rollout import accuracy, load_images, prompt_texts, sample, target_text
 
 
@@ -22,15 +23,24 @@ from pgpo.rollout import accuracy, load_images, prompt_texts, sample, target_tex
 class WarmStartConfig:
     """Supervised warm start of the tiny model."""
 
-    steps: int = 1200  # optimizer steps
-    batch_size: int = 32  # problems per step
-    lr: float = 2e-3  # AdamW learning rate (constant after warm-up)
-    warmup_steps: int = 30  # linear warm-up steps
-    weight_decay: float = 0.0  # AdamW weight decay
-    label_noise: float = 0.0  # share of targets whose answer is replaced by a random answer of the same task
-    eval_every: int = 200  # steps between held-out greedy checks (0 = only at the end)
-    eval_items: int = 16  # held-out items per task for those checks
-    seed: int = 0  # data order and initialisation of the optimizer state
+    steps: int = 1200
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Problems per step."""
+    lr: float = 2e-3
+    """AdamW learning rate (constant after warm-up)."""
+    warmup_steps: int = 30
+    """Linear warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    label_noise: float = 0.0
+    """Share of targets whose answer is replaced by a random answer of the same task."""
+    eval_every: int = 200
+    """Steps between held-out greedy checks (0 = only at the end)."""
+    eval_items: int = 16
+    """Held-out items per task for those checks."""
+    seed: int = 0
+    """Data order and initialisation of the optimizer state."""
 
 
 def noisy_answers(records: list[Record], share: float, rng: random.Random) -> list[Record]:
@@ -90,7 +100,7 @@ def warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
     order: list[int] = []
     curve, start = [], time.perf_counter()
-    for step in tqdm(range(1, cfg.steps + 1), desc="warm-start", unit="step"):
+    for step in iterate(range(1, cfg.steps + 1), desc="warm-start", unit="step"):  # plain lines in a log file
         if len(order) < cfg.batch_size:
             order += rng.sample(range(len(train)), len(train))
         batch = _batch(processor, [train[order.pop()] for _ in range(cfg.batch_size)])

@@ -9,8 +9,20 @@ from pgpo.config import REPO, ConfigError, available_methods, load_method, load_
 PAPER = [REPO / "workflows/config/train/paper_3b.yaml", REPO / "workflows/config/train/paper_7b.yaml"]
 
 
-def test_table1_methods():
-    assert set(available_methods()) == {"grpo", "dapo", "pgpo", "pgpo_grpo", "papo", "vppo"}
+METHOD_FILES = sorted((REPO / "baselines").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", METHOD_FILES, ids=lambda p: str(p.relative_to(REPO / "baselines")))
+def test_every_method_file_loads_and_is_in_the_readme_table(path):
+    """What the README's "add a method" recipe asks for, per file: it loads (fields, components, recipe overrides
+    valid) and has its row in the table of baselines/README.md. No count is pinned: adding a method adds a case."""
+    method = load_method(path)
+    assert method.name == path.stem and method.description and method.paper_row, path
+    rows = [line for line in (REPO / "baselines/README.md").read_text().splitlines() if line.startswith("| `")]
+    row = f"| `{path.relative_to(REPO / 'baselines')}` |"
+    assert any(line.startswith(row) for line in rows), f"{row} missing from the table of baselines/README.md"
+    if path.parent == REPO / "baselines":
+        assert path.stem in available_methods()  # a Table 1 row: the workflow trains it
 
 
 def test_peer_method_recipes():
@@ -126,12 +138,130 @@ def test_zero3_accelerate_config():
     assert z["num_processes"] == 8 and z["mixed_precision"] == "bf16"
 
 
-def test_trainer_never_reads_a_method_name():
-    for module in ("trainer.py", "train.py", "blind.py", "dynamic_sampling.py", "loss_terms.py"):
-        source = (REPO / "pgpo" / module).read_text()
-        assert "method.name" not in source
-        for name in available_methods():
-            assert f'"{name}"' not in source and f"'{name}'" not in source, (module, name)
+# Words that are a method's or component's name AND something else, and where the other meaning is meant
+AMBIGUOUS = {
+    "pgpo": "the project's own name (package, CLI program, default grader)",
+    "attention_mask": "a transformers forward input, besides the PGPO blind view",
+    "grpo": "a TRL loss type (loss.type), besides the GRPO row",
+    "dapo": "a TRL loss type (loss.type), besides the DAPO row",
+    "beta": "GRPOConfig's KL coefficient, besides PGPO's boost strength",
+}
+# Registry-declared components (they ARE the method knowledge) and their registries' declarations
+COMPONENT_MODULES = {"pgpo/shaping.py", "pgpo/blind.py", "pgpo/loss_terms.py"}
+KNOWN_LEAKS = {  # fixed on another branch; flip to a plain case once merged
+    "pgpo/tracking.py": "tau/beta/normalize columns and the identity-shaper fallback",
+}
+UNFIXED_LEAKS: dict[str, str] = {}  # found by the widened scan and not fixed yet (none)
+DECLARED_DEFAULTS = {"pgpo/config.py": {"identity"}}  # MethodConfig's default shaper: no shaping
+
+
+def _method_vocabulary() -> set[str]:
+    """Method names (baselines/**/*.yaml), registered component names and their parameter names."""
+    import dataclasses
+
+    from pgpo.components import REGISTRIES
+
+    words = {p.stem for p in METHOD_FILES}
+    for _, registry in REGISTRIES:
+        for name in registry.names():
+            params = registry.get(name).params
+            words |= {name, *(f.name for f in dataclasses.fields(params))} if params else {name}
+    return words - set(AMBIGUOUS)
+
+
+def _string_literals(path) -> list[str]:
+    """The string literals of a Python or Snakemake file, docstrings and comments left out."""
+    import ast
+    import re
+
+    text = path.read_text()
+    if path.suffix == ".py":
+        tree = ast.parse(text)
+        docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        return [n.value for n in ast.walk(tree)
+                if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+    text = re.sub(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'', "", text)  # Snakemake: docstrings, then comments
+    text = "\n".join(re.sub(r"(^|\s)#.*$", "", line) for line in text.splitlines())
+    return [m[1:-1] for m in re.findall(r'"[^"\n]*"|\'[^\'\n]*\'', text)]
+
+
+def _leaks(path, words: set[str]) -> list[str]:
+    """Literals naming a method, component or parameter: the whole literal, or one segment of a path-like literal
+    without spaces (``shaper.params.tau``, ``variant~pgpo/tau~0.4``)."""
+    import re
+
+    hits = []
+    for literal in _string_literals(path):
+        segments = {literal} | (set(re.split(r"[.~/=:{}]", literal)) if not re.search(r"\s", literal) else set())
+        hits += sorted(segments & words)
+    return hits
+
+
+SCANNED = sorted(str(p.relative_to(REPO)) for p in [*(REPO / "pgpo").glob("*.py"), *(REPO / "pgpo/evaluation").glob(
+    "*.py"), *(REPO / "workflows/rules").glob("*.smk"), REPO / "Snakefile"] if str(p.relative_to(REPO)) not in
+    COMPONENT_MODULES)
+
+
+def _case(name: str):
+    if name in KNOWN_LEAKS:
+        return pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=f"fixed on another branch: "
+                                                                              f"{KNOWN_LEAKS[name]}"))
+    if name in UNFIXED_LEAKS:
+        return pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=f"not fixed: {UNFIXED_LEAKS[name]}"))
+    return name
+
+
+@pytest.mark.parametrize("name", [_case(n) for n in SCANNED])
+def test_nothing_outside_the_components_knows_a_method(name):
+    """Method-agnostic: outside the registry-declared components no code names a method, a component or one of
+    its parameters (they arrive through MethodConfig and resolve_components), and nothing reads method.name."""
+    path = REPO / name
+    assert not _branches_on_a_method_name(path), name
+    leaks = set(_leaks(path, _method_vocabulary())) - DECLARED_DEFAULTS.get(name, set())
+    assert not leaks, (name, sorted(leaks))
+
+
+def _is_method_name(node) -> bool:
+    """`<...>method.name` or `<...>["method"]["name"]`."""
+    import ast
+
+    if isinstance(node, ast.Attribute) and node.attr == "name":
+        inner = node.value
+        return (isinstance(inner, ast.Name) and inner.id.endswith("method")) or (
+            isinstance(inner, ast.Attribute) and inner.attr.endswith("method"))
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and node.slice.value == "name":
+        inner = node.value
+        return isinstance(inner, ast.Subscript) and isinstance(inner.slice, ast.Constant) and inner.slice.value == "method"
+    return False
+
+
+def _branches_on_a_method_name(path) -> bool:
+    """A comparison (==, !=, in, ...) with a method's name on either side (printing or recording it is fine)."""
+    import ast
+
+    if path.suffix != ".py":
+        return "method.name" in path.read_text()
+    return any(isinstance(n, ast.Compare) and any(map(_is_method_name, [n.left, *n.comparators]))
+               for n in ast.walk(ast.parse(path.read_text())))
+
+
+def test_the_leak_scan_finds_a_planted_leak(tmp_path):
+    """The scan above can fail: a shaper's name, a parameter key and a dotted override path are each found."""
+    words = _method_vocabulary()
+    planted = tmp_path / "planted.py"
+    planted.write_text('"""Docstrings may say vppo and tau."""\nx = cfg["shaper"]["name"] == "vppo"\n'
+                       'y = params.get("top_fraction")\nz = "shaper.params.tau"\nw = "a sentence about tau"\n')
+    assert sorted(_leaks(planted, words)) == ["tau", "top_fraction", "vppo"]
+    branch = tmp_path / "branch.py"
+    branch.write_text('print(cfg.method.name)\n')
+    assert not _branches_on_a_method_name(branch)
+    branch.write_text('if run["method"]["name"] in names: pass\n')
+    assert _branches_on_a_method_name(branch)
+    branch.write_text('if cfg.method.name != x: pass\n')
+    assert _branches_on_a_method_name(branch)
+    rule = tmp_path / "rule.smk"
+    rule.write_text('# a comment about "tau"\nrule x:\n    """Doc: \'tau~0.4\'."""\n    params: k="kl_clip"\n')
+    assert _leaks(rule, words) == ["kl_clip"]
 
 
 def test_scalars_are_coerced_and_bad_types_named():

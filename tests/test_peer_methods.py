@@ -172,7 +172,7 @@ def test_entropy_penalties():
     term.loss.backward()
     assert torch.allclose(logps.grad, -0.06 * mask / 30.0)  # pushes up the sampled tokens: entropy goes down
     masked = LOSS_TERMS.get("blind_entropy_penalty")
-    assert masked.needs_dependency and not image.needs_dependency
+    assert masked.needs_blind_view and not image.needs_blind_view
     term = masked.fn(LossTermBatch(logps, mask, blind, mask.sum()), masked.make_params({"coef": 0.03}))
     assert term.loss.item() == pytest.approx(0.03 * (-(blind * mask).sum() / mask.sum()).item())
     assert not term.loss.requires_grad  # computed once per generation step, without gradient (PAPO's default)

@@ -96,7 +96,8 @@ def test_patch_blackening_masks_per_prompt_or_per_response(tiny_dir, tiny_data, 
 
     trainer = _trainer(tiny_dir, tiny_data, tmp_path, load_method("papo"))
     view = trainer.blind_view.make_params({"p": 0.5, "per": "prompt"})
-    inputs = BlindInputs(trainer.model, out, rows, 4, 3, 0, 1.0, 8, forward, trainer.processing_class.image_processor)
+    inputs = BlindInputs(model=trainer.model, batch=out, rows=rows, group_size=4, step=3, seed=0, temperature=1.0,
+                         micro_batch=8, forward=forward, image_processor=trainer.processing_class.image_processor)
     patch_blackening_view(inputs, view)
     per_row = seen["pixels"].view(ROWS, -1, seen["pixels"].size(-1))
     assert all(torch.equal(per_row[0], per_row[j]) for j in range(1, 4))

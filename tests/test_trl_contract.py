@@ -7,7 +7,7 @@ import inspect
 import pytest
 import torch
 
-from pgpo.config import REPO, load_method, load_train_config
+from pgpo.config import REPO, available_methods, load_method, load_train_config
 
 
 def test_another_trl_version_is_refused_naming_the_pin(monkeypatch):
@@ -39,7 +39,7 @@ def test_every_grpo_config_field_is_classified():
 
 
 RECIPES = ["tiny", "paper_3b", "paper_7b"]
-METHODS = ["grpo", "dapo", "pgpo", "pgpo_grpo", "papo", "vppo"]
+METHODS = available_methods()  # every Table 1 row, however many
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -173,3 +173,34 @@ def test_the_fused_lm_head_is_found_with_its_temperature(trainer):
 
     plain = AutoModelForImageTextToText.from_pretrained(trainer.model.name_or_path)
     assert fused_head(plain) is None  # a model TRL never touched: the backbone + ChunkedLogProbFunction path
+
+
+@pytest.mark.slow
+def test_the_loss_forward_observer_lives_only_inside_compute_loss(trainer):
+    """before_loss sees the loss forward only: a forward outside _compute_loss (policy_logprobs, TRL's old
+    log-probs) reaches no hook, and no capture state outlives the call, even when TRL's loss raises."""
+    from pgpo.trl_bridge import _LOSS_FORWARD
+
+    rows = [trainer.train_dataset[i] for i in range(2) for _ in range(4)]
+    trainer.model.train()
+    out = trainer.rollout(rows)
+    seen = []
+    trainer.before_loss = lambda logps, inputs: seen.append(inputs)
+    try:
+        micro = {**out, "advantages": torch.ones(8)}
+        trainer._compute_loss(trainer.model, micro)
+        assert len(seen) == 1 and seen[0] is micro and _LOSS_FORWARD.get() is None
+        trainer.policy_logprobs(out, 8)
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, out["completion_ids"].size(1),
+                                                   batch_size=8, pixel_values=out["pixel_values"],
+                                                   image_grid_thw=out["image_grid_thw"],
+                                                   mm_token_type_ids=out["mm_token_type_ids"],
+                                                   num_images=out.get("num_images"))
+        assert len(seen) == 1  # forwards outside the loss are not the loss forward
+        with pytest.raises(KeyError):
+            trainer._compute_loss(trainer.model, {k: v for k, v in micro.items() if k != "completion_mask"})
+        assert _LOSS_FORWARD.get() is None and not hasattr(trainer, "_captured")
+    finally:
+        del trainer.before_loss

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,11 +29,12 @@ def unactivated_path() -> str:
     return os.pathsep.join(keep)
 
 
-def snakemake(workdir, *args, timeout=900, snakefile=REPO / "Snakefile", check=True):
+def snakemake(workdir, *args, timeout=900, snakefile=REPO / "Snakefile", check=True, env=None):
     """`<venv python> -m snakemake` with the venv NOT on PATH (as `.venv/bin/snakemake` run unactivated)."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PATH": unactivated_path()})
+    # cwd = workdir: `python -m` puts the working directory first on sys.path
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=workdir,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PATH": unactivated_path(), **(env or {})})
     if check:
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc
@@ -49,7 +51,7 @@ def quick(tmp_path_factory):
 def test_quick_dag_writes_table1_with_cis_and_provenance(quick):
     _, root, log = quick
     md = (root / "table1.md").read_text()
-    assert len(METHODS) == 6
+    assert METHODS  # every baselines/*.yaml is a row below, however many there are
     for row in ["base", *METHODS]:  # the peer baselines join the table with no new rule
         assert f"| {row} |" in md
     assert "| row | count | colour | bars | digit | position | shape | polygon | control | avg |" in md
@@ -64,6 +66,30 @@ def test_quick_dag_writes_table1_with_cis_and_provenance(quick):
     assert "stage wall times" in log and "train" in log and "evaluate" in log
     report = json.loads((root / "reports/dependency.json").read_text())
     assert set(report["suites"]) >= {"count", "all"} and (root / "reports/dependency.html").exists()
+
+
+def test_quick_dag_draws_the_figures_logs_them_and_one_report_holds_them(quick):
+    work, root, _ = quick
+    figures = ["table1.png", "table1.curves.png", "table7.png", "table7.curves.png", "warmstart.png"]
+    for name in figures:
+        assert (root / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (root / name).stat().st_size > 5000, name
+    assert "<th style='text-align:left;padding:2px 8px'>pgpo</th>" in (root / "table1.html").read_text()
+    from mlflow.tracking import MlflowClient
+
+    from pgpo.tracking import store
+
+    client = MlflowClient(tracking_uri=store(root)[0])
+    parent = json.loads((root / "tracking/table1.json").read_text())["parent_run_id"]
+    assert {"table1.curves.png", "table1.png", "warmstart.png", "table1.html"} <= {
+        a.path for a in client.list_artifacts(parent)}
+    report = work / "report.html"
+    snakemake(work, "--report", str(report), "reproduce_table1", "table7", "dependency_report", "--configfile", QUICK,
+              timeout=300)
+    page = report.read_text()
+    # every table, figure and the dependency report embedded (data URIs) in the one page, with captions
+    embedded = set(re.findall(r"data:(?:image/png|text/html);charset=utf8;filename=([^;]+);base64,", page))
+    assert embedded == {*figures, "table1.html", "table7.html", "dependency.html", "dependency.png"}
+    assert "band the range from the lowest to the highest seed" in page and "Visual dependency" in page
 
 
 def test_reingesting_creates_no_duplicate_runs(quick):
@@ -167,14 +193,16 @@ def test_a_new_method_yaml_is_scheduled_without_touching_rules(tmp_path):
     copy = tmp_path / "repo"
     shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", ".git"))
     (copy / "baselines/throwaway.yaml").write_text("extends: grpo\ndescription: a test method\n")
+    # the copy's own package plans and checks it (as it would for a user who added the file to their clone)
     proc = snakemake(copy, "-n", "reproduce_table1", "--configfile", str(copy / "workflows/config/quick.yaml"),
-                     snakefile=copy / "Snakefile", timeout=300)
+                     snakefile=copy / "Snakefile", timeout=300, env={"PYTHONPATH": str(copy)})
     assert "runs/tiny/throwaway-s0/run.json" in proc.stdout and "eval/tiny/throwaway-s1/shard-tiny.json" in proc.stdout
 
 
 def test_bad_config_is_rejected_by_the_schema(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(Path(QUICK).read_text().replace("seeds: [0, 1]", "seeds: [zero]"))
+    bad.write_text(Path(QUICK).read_text().replace("extends: tiny.yaml", f"extends: {REPO}/workflows/config/tiny.yaml")
+                   + "seeds: [zero]\n")
     proc = snakemake(REPO, "-n", "reproduce_table1", "--configfile", str(bad), check=False, timeout=300)
     assert proc.returncode != 0 and "seeds" in proc.stdout + proc.stderr
 

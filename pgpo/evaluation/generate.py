@@ -19,7 +19,7 @@ from pgpo.config import deep_merge
 from pgpo.data import sha256_file
 from pgpo.evaluation.benchmarks import TASKS_DIR, Benchmark, check_cached, hub_source, task_override, tiny_inputs
 from pgpo.evaluation.config import EvalConfig
-from pgpo.evaluation.docs import METRIC
+from pgpo.evaluation.docs import METRIC, PREPARED_SUITE
 from pgpo.evaluation.guard import check_environment, check_metrics
 from pgpo.prompts import INSTRUCTION, SYSTEM_PROMPT
 
@@ -90,7 +90,10 @@ def make_task(bench: Benchmark, override: dict, chat: bool):
     from lmms_eval.api.task import ConfigurableMessagesTask, ConfigurableTask
     from lmms_eval.utils import load_yaml_config
 
-    config = deep_merge(load_yaml_config(str(bench.yaml_path), mode="full"), override)
+    config = load_yaml_config(str(bench.yaml_path), mode="full")
+    if "data_files" in (override.get("dataset_kwargs") or {}):  # our validated rows replace the YAML's own loader
+        config = {**config, **PREPARED_SUITE}
+    config = deep_merge(config, override)
     return (ConfigurableMessagesTask if chat else ConfigurableTask)(config=config)
 
 

@@ -10,15 +10,35 @@ FAILED_PREFIX, which the scorer counts as failed (score 0, listed) instead of gr
 
 from __future__ import annotations
 
-from lmms_eval.api.model import lmms
-from lmms_eval.models.registry_v2 import ModelManifest
+import sys
+
+from lmms_eval.api.model import lmms  # unlike lmms_eval.models, this does not load the entry points
 from loguru import logger
-from tqdm import tqdm
 
 from pgpo.evaluation.docs import FAILED_PREFIX
+from pgpo.progress import progress_bar
 from pgpo.prompts import SYSTEM_PROMPT
 
-MANIFESTS = [ModelManifest(model_id="pgpo_vlm", simple_class_path="pgpo.evaluation.lmms_model.PGPOVisionLanguageModel")]
+MODEL_ID = "pgpo_vlm"
+CLASS_PATH = "pgpo.evaluation.lmms_model.PGPOVisionLanguageModel"
+
+
+def model_manifests() -> list:
+    """Our lmms-eval registration; lmms-eval calls it while `lmms_eval.models` initialises (entry point payload).
+
+    A callable, and ModelManifest imported here, because importing lmms_eval.models runs that initialisation:
+    a module-level manifest made importing this module first register nothing (the entry point found it half
+    imported; lmms-eval logs a warning and goes on). lmms-eval 0.7's `lmms-eval models` lists only its built-in
+    name table, not the registry entry points fill: the id is added to that table too."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    models = sys.modules.get("lmms_eval.models")  # half initialised here; its name tables already exist
+    if models is not None and hasattr(models, "AVAILABLE_SIMPLE_MODELS"):
+        models.AVAILABLE_SIMPLE_MODELS.setdefault(MODEL_ID, CLASS_PATH)
+    return [ModelManifest(model_id=MODEL_ID, simple_class_path=CLASS_PATH)]
+
+
+MANIFESTS = model_manifests  # the entry point's target (pyproject.toml): changing the name needs a reinstall
 
 
 class PGPOVisionLanguageModel(lmms):
@@ -116,7 +136,7 @@ class PGPOVisionLanguageModel(lmms):
             current.append(i)
         batches += [current] if current else []
         out: list[str | None] = [None] * len(requests)
-        bar = tqdm(total=len(requests), disable=self.rank != 0, desc="pgpo_vlm sampling")
+        bar = progress_bar(len(requests), "pgpo_vlm sampling", "request", disable=self.rank != 0)  # tqdm on a TTY
         for idx in batches:
             context, gen_kwargs, *_ = requests[idx[0]].args
             config = self._generation_config(gen_kwargs)

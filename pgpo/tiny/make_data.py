@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pgpo.data import write_manifest, write_split
+from pgpo.progress import progress_bar
 from pgpo.tiny.synthetic import TASKS, make_item
 
 
@@ -18,7 +17,7 @@ def make_data(out: str | Path, seed: int = 0, train_per_task: int = 500, warmsta
             ("warmstart", "warmstart", list(TASKS), warmstart_per_task)]
     plan += [(f"suite_{t}", "eval", [t], eval_per_task) for t in TASKS]
     total = sum(len(tasks) * n for _, _, tasks, n in plan)
-    with tqdm(total=total, desc="make-data", unit="item") as bar:
+    with progress_bar(total, "make-data", "item") as bar:
         for name, split, tasks, n in plan:
             items = []
             for i in range(n):  # interleave tasks so any prefix of a split is balanced

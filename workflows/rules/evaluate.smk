@@ -17,7 +17,7 @@ rule evaluate:
         run=".+",
     conda:
         "../../environment.yml"
-    threads: config["resources"]["eval"]["threads"]
+    threads: lookup(dpath="resources/eval/threads", within=config)
     resources:
         **resources_of("eval"),
     params:
@@ -25,7 +25,7 @@ rule evaluate:
         checkpoint=checkpoint_dir,
         revision=checkpoint_revision,
         eval_config=repo_path(config["eval_config"]),
-        data=f"--data {ROOT}/data" if config.get("build_tiny") else "",
+        data=f"--data {ROOT}/data" if config["build_tiny"] else "",
         sets=sets(config["eval_set"]),
         out=lambda wc: f"{ROOT}/eval/{wc.size}/{wc.run}",
     shell:

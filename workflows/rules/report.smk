@@ -5,7 +5,11 @@ rule dependency_report:
     input:
         lambda wc: f"{ROOT}/runs/{config['dependency_report']['size']}/{config['dependency_report']['run']}/run.json",
     output:
-        multiext(f"{ROOT}/reports/dependency", ".html", ".png", ".json"),
+        html=report(f"{ROOT}/reports/dependency.html", caption="../report/dependency_html.rst",
+                    category="Visual dependency"),
+        png=report(f"{ROOT}/reports/dependency.png", caption="../report/dependency_png.rst",
+                   category="Visual dependency"),
+        json=f"{ROOT}/reports/dependency.json",
     log:
         f"{ROOT}/logs/dependency_report.log",
     benchmark:
@@ -18,7 +22,7 @@ rule dependency_report:
         per_task=config.get("dependency_report", {}).get("items_per_task", 8),
         k=config.get("dependency_report", {}).get("k", 4),
         data=f"{ROOT}/data",
-        out=lambda wc, output: str(Path(output[0]).with_suffix("")),
+        out=lambda wc, output: str(Path(output.json).with_suffix("")),
     shell:
         "{params.pgpo} dependency-report --checkpoint {params.checkpoint} --data {params.data} --items-per-task {params.per_task} "
         "--k {params.k} --out {params.out} > {log} 2>&1"

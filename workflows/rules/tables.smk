@@ -1,5 +1,24 @@
 # Tracking and tables. Results JSONs are the source of truth; `track_<target>` mirrors them into MLflow (one local
-# writer), `table_<target>` writes <root>/<target>.md/.csv/.png and attaches them to the target's parent run.
+# writer), `table_<target>` writes <root>/<target>.md/.csv/.html and its figures and attaches them to the target's
+# parent run. Tables and figures are report() outputs: `snakemake --report report.html` shows them in one page.
+
+REPORT_CATEGORY = {"table1": "Table 1", "table7": "Table 7", "ablation_thresholds": "Threshold ablation"}
+
+
+FIGURE_REPORT = {"bars": ("bars.rst", "results"), "heatmap": ("heatmap.rst", "results"),
+                 "curves": ("curves.rst", "training"), "warmstart": ("warmstart.rst", "training")}
+
+
+def table_outputs(target):
+    """Named outputs of table_<target>: the table files, then every figure, the viewable ones marked for the report."""
+    out = {"md": f"{ROOT}/{target}.md", "csv": f"{ROOT}/{target}.csv",
+           "html": report(f"{ROOT}/{target}.html", caption="../report/table.rst", category=REPORT_CATEGORY[target],
+                          subcategory="results")}
+    for kind, path in plan.figure_files(config, target).items():
+        caption, sub = FIGURE_REPORT[kind]
+        category = "Warm start" if kind == "warmstart" else REPORT_CATEGORY[target]
+        out[kind] = report(path, caption=f"../report/{caption}", category=category, subcategory=sub)
+    return out
 
 
 for _target in ("table1", "table7", "ablation_thresholds"):
@@ -31,8 +50,9 @@ for _target in ("table1", "table7", "ablation_thresholds"):
         input:
             target_inputs(_target),
             f"{ROOT}/tracking/{_target}.json",
+            warm_start_marker() if "warmstart" in plan.figure_files(config, _target) else [],
         output:
-            multiext(f"{ROOT}/{_target}", ".md", ".csv", ".png"),
+            **table_outputs(_target),
         log:
             f"{ROOT}/logs/table_{_target}.log",
         benchmark:
@@ -43,6 +63,6 @@ for _target in ("table1", "table7", "ablation_thresholds"):
             mlflow=1,
         params:
             pgpo=PGPO,
-            spec=table_spec(_target, TITLES[_target]),
+            spec=table_spec(_target),
         shell:
             "{params.pgpo} table --spec {params.spec:q} > {log} 2>&1"

@@ -18,7 +18,7 @@ rule train:
         seed=r"\d+",
     conda:
         "../../environment.yml"
-    threads: config["resources"]["train"]["threads"]
+    threads: lookup(dpath="resources/train/threads", within=config)
     resources:
         **resources_of("train"),
     params:
@@ -37,27 +37,27 @@ rule train_ablation:
         warm_start_marker(),
         prepared_data(),
     output:
-        f"{ROOT}/ablation/{{size}}/{ABLATION.wildcard_pattern}/s{{seed}}/run.json",
+        f"{ROOT}/ablation/{{size}}/{{variant}}/s{{seed}}/run.json",
     log:
-        f"{ROOT}/logs/ablation/{{size}}/{ABLATION.wildcard_pattern}/s{{seed}}.log",
+        f"{ROOT}/logs/ablation/{{size}}/{{variant}}/s{{seed}}.log",
     benchmark:
-        f"{ROOT}/benchmarks/train_ablation/{{size}}/{ABLATION.wildcard_pattern}/s{{seed}}.tsv"
+        f"{ROOT}/benchmarks/train_ablation/{{size}}/{{variant}}/s{{seed}}.tsv"
     wildcard_constraints:
         size="[^/]+",
+        variant="[^/]+",
         seed=r"\d+",
     conda:
         "../../environment.yml"
-    threads: config["resources"]["train"]["threads"]
+    threads: lookup(dpath="resources/train/threads", within=config)
     resources:
         **resources_of("train"),
     params:
         launch=bind(config["launch"]["train"]),
-        method=config["ablation"]["method"],
+        method=lookup(dpath="ablation/method", within=config, default=""),
         recipe=lambda wc: repo_path(config["sizes"][wc.size]["train_config"]),
         model=lambda wc: start_model(wc.size),
         sets=sets({**train_data_set(), **config["train_set"]}),
-        method_sets=lambda wc: sets({"shaper.params.tau": wc.tau, "shaper.params.beta": wc.beta,
-                                     "shaper.params.normalize": wc.normalize}, "--method-set"),
+        method_sets=ablation_method_sets,
         out=lambda wc, output: str(Path(output[0]).parent),
     shell:
         "{params.launch} --method {params.method} {params.method_sets} --config {params.recipe} "
