@@ -104,7 +104,8 @@ def blind_view(run: dict) -> str:
     """The blind view a run used ('-' if none; run.json files older than the peer baselines stored a bare name)."""
     view = run["method"].get("blind_view", "")
     name = view.get("name", "") if isinstance(view, dict) else view
-    return name if run.get("uses_blind_view", run["method"]["shaper"]["name"] != "identity") else "-"
+    # run.json files older than `uses_blind_view` did not say; they show the view their method record names
+    return name if run.get("uses_blind_view", True) else "-"
 
 
 def train_dataset(split: str, sha256: str) -> tuple:
