@@ -1,28 +1,31 @@
 # Token-level visual dependency of one trained checkpoint on held-out samples (heatmap + sparsity statistics).
+# Profiles without a dependency_report block (paper) have no such rule.
 
 
-rule dependency_report:
-    input:
-        lambda wc: f"{ROOT}/runs/{config['dependency_report']['size']}/{config['dependency_report']['run']}/run.json",
-    output:
-        html=report(f"{ROOT}/reports/dependency.html", caption="../report/dependency_html.rst",
-                    category="Visual dependency"),
-        png=report(f"{ROOT}/reports/dependency.png", caption="../report/dependency_png.rst",
-                   category="Visual dependency"),
-        json=f"{ROOT}/reports/dependency.json",
-    log:
-        f"{ROOT}/logs/dependency_report.log",
-    benchmark:
-        f"{ROOT}/benchmarks/report/dependency.tsv"
-    conda:
-        "../../environment.yml"
-    params:
-        pgpo=PGPO,
-        checkpoint=lambda wc, input: str(Path(input[0]).parent / "final"),
-        per_task=config.get("dependency_report", {}).get("items_per_task", 8),
-        k=config.get("dependency_report", {}).get("k", 4),
-        data=f"{ROOT}/data",
-        out=lambda wc, output: str(Path(output.json).with_suffix("")),
-    shell:
-        "{params.pgpo} dependency-report --checkpoint {params.checkpoint} --data {params.data} --items-per-task {params.per_task} "
-        "--k {params.k} --out {params.out} > {log} 2>&1"
+if "dependency_report" in config:
+
+    rule dependency_report:
+        input:
+            f"{ROOT}/runs/{config['dependency_report']['size']}/{config['dependency_report']['run']}/run.json",
+        output:
+            html=report(f"{ROOT}/reports/dependency.html", caption="../report/dependency_html.rst",
+                        category="Visual dependency"),
+            png=report(f"{ROOT}/reports/dependency.png", caption="../report/dependency_png.rst",
+                       category="Visual dependency"),
+            json=f"{ROOT}/reports/dependency.json",
+        log:
+            f"{ROOT}/logs/dependency_report.log",
+        benchmark:
+            f"{ROOT}/benchmarks/report/dependency.tsv"
+        conda:
+            "../../environment.yml"
+        params:
+            pgpo=PGPO,
+            checkpoint=lambda wc, input: str(Path(input[0]).parent / "final"),
+            per_task=lookup(dpath="dependency_report/items_per_task", within=config),
+            k=lookup(dpath="dependency_report/k", within=config),
+            data=f"{ROOT}/data",
+            out=lambda wc, output: str(Path(output.json).with_suffix("")),
+        shell:
+            "{params.pgpo} dependency-report --checkpoint {params.checkpoint} --data {params.data} --items-per-task {params.per_task} "
+            "--k {params.k} --out {params.out} > {log} 2>&1"
