@@ -196,7 +196,7 @@ def target_inputs(config: dict, target: str, repo: Path) -> list[str]:
 @dataclass(frozen=True)
 class _Spec:
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return json.dumps(dataclasses.asdict(self))  # key order is meaning: rows are in table order
 
     @classmethod
     def from_json(cls, text: str):

@@ -119,6 +119,8 @@ def test_check_rejects_what_a_job_would_reject(quick, change, message):
 def test_specs_round_trip_and_name_bad_fields(quick):
     spec = plan.table_spec(quick, "ablation_thresholds", REPO)
     assert plan.TableSpec.from_json(spec.to_json()) == spec
+    # rows keep the grid's order through JSON (the table is drawn in it)
+    assert list(plan.TableSpec.from_json(spec.to_json()).rows) == list(plan.ablation_grid(quick, REPO))
     assert spec.warmstart == "results/quick/model/warmstart/warmstart.json"
     assert spec.labels["tiny/pgpo/s0"]["variant"] == "pgpo"
     track = plan.track_spec(quick, "table1", REPO)
