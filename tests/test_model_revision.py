@@ -66,6 +66,7 @@ def test_the_workflow_evaluates_the_base_row_at_the_commit_the_recipe_trains_fro
 def test_evaluate_refuses_a_revision_without_a_hub_id(tmp_path):
     from pgpo.cli import main
 
+    (tmp_path / "config.json").write_text("{}")  # a model folder (a bare directory is refused before this check)
     with pytest.raises(ValueError, match="needs a hub id checkpoint"):
         main(["evaluate", "--checkpoint", str(tmp_path), "--revision", "a" * 40, "--out", str(tmp_path / "e")])
     with pytest.raises(ValueError, match="40-hex commit"):
