@@ -14,17 +14,12 @@ import yaml
 
 def _overrides(pairs: list[str]) -> dict:
     """--set a.b=1 --set c=x -> {'a': {'b': 1}, 'c': 'x'} (values parsed as YAML scalars)."""
-    out: dict = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise SystemExit(f"pgpo: --set expects KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
+    from pgpo.yamlconf import nest_dotted
+
+    bad = [pair for pair in pairs or [] if "=" not in pair]
+    if bad:
+        raise SystemExit(f"pgpo: --set expects KEY=VALUE, got {bad[0]!r}")
+    return nest_dotted((key, yaml.safe_load(value)) for key, value in (pair.split("=", 1) for pair in pairs or []))
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -243,10 +238,9 @@ def cmd_track(a):
 
 def cmd_table(a):
     from pgpo.figures import write_figures
+    from pgpo.plan import TableSpec
     from pgpo.tables import build_table, table_records, write_table, write_table_html
     from pgpo.tracking import log_table
-
-    from pgpo.plan import TableSpec
 
     spec = TableSpec.from_json(a.spec)
     tracking = json.loads(Path(spec.tracking).read_text()) if spec.tracking else {}

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from pgpo.config import ConfigError, available_methods, deep_merge, load_method, load_train_config
+from pgpo.yamlconf import nest_dotted
 
 TARGETS = ("table1", "table7", "ablation_thresholds")
 SCHEMA = Path(__file__).resolve().parent.parent / "workflows/schemas/config.schema.yaml"
@@ -68,16 +69,7 @@ def set_args(overrides: dict, flag: str = "--set") -> str:
 
 def nest(overrides: dict) -> dict:
     """{'a.b': 1} -> {'a': {'b': 1}}, each value read back from its command-line form exactly as `pgpo` reads it."""
-    out: dict = {}
-    for key, value in overrides.items():
-        node = out
-        *parents, leaf = str(key).split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {key!r}: {p!r} is set both as a value and as a mapping")
-        node[leaf] = yaml.safe_load(render(value))
-    return out
+    return nest_dotted((key, yaml.safe_load(render(value))) for key, value in overrides.items())
 
 
 def repo_path(repo: Path, p: str) -> str:

@@ -41,6 +41,21 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
+def nest_dotted(pairs) -> dict:
+    """[('a.b', 1), ('c', 'x')] -> {'a': {'b': 1}, 'c': 'x'}: dotted override keys as nested mappings (`--set`,
+    the workflow's train_set / eval_set / ablation columns)."""
+    out: dict = {}
+    for key, value in pairs:
+        node = out
+        *parents, leaf = str(key).split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r}: {p!r} is set both as a value and as a mapping")
+        node[leaf] = value
+    return out
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     """`base` with `override` laid over it, recursively for nested mappings (neither input is modified)."""
     out = dict(base)
