@@ -1,9 +1,9 @@
 """Every touch of TRL's private API, in one place, for one pinned TRL version (contract tests:
 tests/test_trl_contract.py).
 
-GRPOTrainer has no public extension points for what the methods need, so `TRLBridge` overrides five private
+GRPOTrainer has no public extension points for what the methods need, so `TRLBridge` overrides its private
 methods and reads three private attributes, and turns them into hooks with plain names that PGPOTrainer
-implements:
+implements (plus one fix of TRL's colocated vLLM prompts, explained below the table):
 
 | TRL private                                   | what we rely on                                               | hook        |
 |-----------------------------------------------|---------------------------------------------------------------|-------------|
@@ -15,6 +15,8 @@ implements:
 | `_load_from_checkpoint(path, model)`          | transformers' resume entry point                              | (fixed here) |
 | `_load_optimizer_and_scheduler(path)`         | transformers' optimizer resume (its cpu:0 map fails)          | (fixed here) |
 | `trl.generation.vllm_generation.LLM`          | the engine class TRL instantiates in colocate mode            | vllm_engine |
+| `vllm_generation.generate(prompts, images,`   | colocate: sends `prompts` as `prompt_token_ids` with the      | (fixed here,|
+|  `num_generations, profiler)` (instance attr) | images; the trainer ignores the prompt ids it returns         | see below)  |
 | the fused LM head (`fused_lm_head=True`, its  | TRL's chunked log-prob forward and ChunkedLogProbFunction     | fused_head, |
 | `temperature` closure, `_use_triton`, chunk)  | (blind log-probs computed exactly like the policy's)          | chunked_logprobs |
 | `_metrics[mode][name]`                        | lists averaged into each logged step                          | log_metric  |
@@ -22,6 +24,14 @@ implements:
 | dapo normaliser                               | num_items_in_batch / processes x accumulation / steps_per_gen | update_tokens |
 
 Anything else the trainer uses is public Trainer/GRPOTrainer API (state, args, accelerator, num_generations).
+
+The colocate fix (TRL #6294 / #6401, unfixed in 1.16): TRL tokenizes prompts with the processor, so each image is
+already a run of N `<|image_pad|>` tokens, and hands those ids to vLLM together with the images; vLLM 0.31 expands
+the pads again (16 pads became 31 on the tiny model). Nothing errors, but the engine samples from a different
+prompt than the trainer scores (rollout log-probs off by 1.46 nats on the warm tiny model). `send_one_pad_per_image`
+wraps the trainer's VLLMGeneration so the engine receives one pad per image (vLLM expands it from the image it
+processes itself) while TRL keeps its expanded ids for the loss. Server mode is left alone: TRL places the server's
+image features on the runs of pads in the expanded ids, which is right there.
 """
 
 from __future__ import annotations
@@ -74,6 +84,33 @@ def vllm_engine_arguments(extra: dict):
         yield
     finally:
         generation.LLM = original
+
+
+def one_pad_per_image(ids: list[int], image_token_id: int) -> list[int]:
+    """`ids` with every run of `image_token_id` collapsed to one token (a processor-expanded image placeholder
+    back to the single pad a chat template writes per image); every other token unchanged, in order."""
+    return [t for i, t in enumerate(ids) if t != image_token_id or i == 0 or ids[i - 1] != image_token_id]
+
+
+def send_one_pad_per_image(generation) -> bool:
+    """Make TRL's colocated VLLMGeneration hand vLLM one image pad per image (see the module docstring). Returns
+    whether it was installed: only in colocate mode and with a processor that has an image token."""
+    image_token_id = getattr(generation.processing_class, "image_token_id", None)
+    if generation.mode != "colocate" or image_token_id is None:
+        return False
+    trl_generate = generation.generate
+
+    @functools.wraps(trl_generate)
+    def generate(prompts, images, num_generations, profiler=None):
+        per_prompt = images if images is not None else [None] * len(prompts)
+        sent = [one_pad_per_image(list(ids), image_token_id) if imgs else ids
+                for ids, imgs in zip(prompts, per_prompt, strict=True)]
+        _, completion_ids, logprobs, logprob_token_ids = trl_generate(sent, images, num_generations, profiler)
+        # TRL's own prompt ids back (vLLM reports its re-expanded ones; GRPOTrainer 1.16 discards them anyway)
+        return prompts, completion_ids, logprobs, logprob_token_ids
+
+    generation.generate = generate
+    return True
 
 
 # -- TRL's chunked LM head, for the blind pass (pgpo.dependency): both sides of k3 through one implementation ----
@@ -143,6 +180,8 @@ class TRLBridge(GRPOTrainer):
         the recipe's pixel budget, which TRL does not pass on)."""
         with vllm_engine_arguments(vllm_engine or {}):
             super().__init__(*args, **kwargs)
+        if self.use_vllm:
+            send_one_pad_per_image(self.vllm_generation)
 
     # -- generation ---------------------------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs):

@@ -204,3 +204,101 @@ def test_the_loss_forward_observer_lives_only_inside_compute_loss(trainer):
         assert _LOSS_FORWARD.get() is None and not hasattr(trainer, "_captured")
     finally:
         del trainer.before_loss
+
+
+class RecordingEngine:
+    """Stands where vLLM's LLM sits in TRL's colocate path (vLLM is not installed here): records the requests TRL
+    builds for it and answers each with a two-token completion."""
+
+    def __init__(self):
+        self.requests = []
+
+    def generate(self, requests, sampling_params=None, use_tqdm=False):
+        from types import SimpleNamespace as NS
+
+        self.requests.extend(requests)
+        token = NS(rank=1, logprob=-0.5)
+        return [NS(prompt_token_ids=r["prompt_token_ids"], outputs=[NS(token_ids=[7, 8], logprobs=[{7: token},
+                                                                                                    {8: token}])])
+                for r in requests]
+
+
+def colocated_generation(trainer, monkeypatch):
+    """TRL's own VLLMGeneration in colocate mode, its engine replaced by a RecordingEngine (no vLLM needed: its
+    generate() runs TRL's real request building up to the engine call)."""
+    import trl.generation.vllm_generation as generation
+
+    monkeypatch.setattr(generation, "SamplingParams", lambda **kw: kw, raising=False)
+    gen = object.__new__(generation.VLLMGeneration)
+    gen.__dict__.update(mode="colocate", processing_class=trainer.processing_class, model=trainer.model,
+                        accelerator=trainer.accelerator, llm=RecordingEngine(),
+                        repetition_penalty=1.0, temperature=1.0, top_p=1.0, top_k=0, min_p=0.0,
+                        max_completion_length=2, logprobs=0, generation_kwargs={}, structured_outputs_regex=None,
+                        tensor_parallel_size=1, enable_sleep_mode=False, _llm_weights_sleeping=False)
+    return gen
+
+
+def test_one_pad_per_image_collapses_runs_only():
+    from pgpo.trl_bridge import one_pad_per_image
+
+    assert one_pad_per_image([1, 9, 9, 9, 2, 3, 9, 9, 4, 9], 9) == [1, 9, 2, 3, 9, 4, 9]
+    assert one_pad_per_image([9], 9) == [9] and one_pad_per_image([], 9) == [] and one_pad_per_image([1, 2], 9) == [1, 2]
+
+
+@pytest.mark.slow
+def test_colocated_vllm_receives_one_image_pad_per_image(trainer, monkeypatch):
+    """TRL #6294: TRL 1.16 hands vLLM processor-expanded prompt ids (a run of N pads per image) and vLLM 0.31 expands
+    the pads again. With the bridge, the engine receives TRL's ids with each run collapsed to one pad (exactly one
+    per image, every other token equal and in order); the trainer keeps its expanded ids."""
+    from pgpo.trl_bridge import send_one_pad_per_image
+
+    from trl.data_utils import prepare_multimodal_messages
+
+    rows = [trainer.train_dataset[i] for i in range(3)]
+    # as TRL's _generate_and_score_completions hands the rows to its _tokenize_prompts
+    prompts = [prepare_multimodal_messages(r["prompt"], images=r["images"]) for r in rows]
+    prompt_ids, images, fields = trainer._tokenize_prompts(prompts)
+    pad = trainer.processing_class.image_token_id
+    merge = trainer.processing_class.image_processor.merge_size ** 2
+    expanded = [int(g.prod()) // merge for g in fields["image_grid_thw"]]
+    assert images is not None and all(len(i) == 1 for i in images)
+    assert [ids.count(pad) for ids in prompt_ids] == expanded and min(expanded) > 1  # what TRL tokenizes
+
+    unfixed = colocated_generation(trainer, monkeypatch)
+    unfixed.generate(prompt_ids, images, 1)
+    # TRL 1.16's behaviour (the bug): the engine gets the expanded ids; if this changes, TRL fixed it upstream
+    assert [r["prompt_token_ids"] for r in unfixed.llm.requests] == prompt_ids
+
+    fixed = colocated_generation(trainer, monkeypatch)
+    assert send_one_pad_per_image(fixed)
+    returned, completions, logprobs, _ = fixed.generate(prompt_ids, images, 1)
+    sent = [r["prompt_token_ids"] for r in fixed.llm.requests]
+    for ids, trl_ids, imgs in zip(sent, prompt_ids, images, strict=True):
+        assert ids.count(pad) == len(imgs)
+        assert [t for t in ids if t != pad] == [t for t in trl_ids if t != pad]
+        assert ids.index(pad) == trl_ids.index(pad)  # the pad where the image's run began
+    assert all(r["multi_modal_data"]["image"] is imgs[0] for r, imgs in zip(fixed.llm.requests, images))
+    assert returned is prompt_ids and completions == [[7, 8]] * 3 and logprobs == [[[-0.5], [-0.5]]] * 3
+
+    text_only = colocated_generation(trainer, monkeypatch)
+    send_one_pad_per_image(text_only)
+    text_only.generate([[1, pad, pad, 2]], None, 1)  # no images: nothing for vLLM to expand, ids left as TRL's
+    assert text_only.llm.requests == [{"prompt_token_ids": [1, pad, pad, 2]}]
+    server = colocated_generation(trainer, monkeypatch)
+    server.mode = "server"  # the server's features are placed on the expanded runs: left alone
+    assert not send_one_pad_per_image(server)
+
+
+def test_the_bridge_installs_the_pad_fix_on_trls_vllm_generation():
+    """The wrapper replaces the instance attribute GRPOTrainer calls (`self.vllm_generation.generate(prompts=...,
+    images=..., num_generations=..., profiler=...)`) with the same parameter names."""
+    from trl import GRPOTrainer
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    from pgpo.trl_bridge import TRLBridge
+
+    assert list(inspect.signature(VLLMGeneration.generate).parameters) == ["self", "prompts", "images",
+                                                                           "num_generations", "profiler"]
+    call = inspect.getsource(GRPOTrainer._generate_single_turn)
+    assert "_, completion_ids, logprobs, _ = self.vllm_generation.generate(" in call  # prompt ids discarded
+    assert "send_one_pad_per_image(self.vllm_generation)" in inspect.getsource(TRLBridge.__init__)
