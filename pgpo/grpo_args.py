@@ -93,7 +93,8 @@ def grpo_kwargs(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path) 
         report_to="none", gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=cfg.model.dtype == "bfloat16" and cuda, use_cpu=not cuda,
         use_vllm=r.use_vllm, vllm_mode=r.vllm_mode, vllm_gpu_memory_utilization=r.vllm_gpu_memory_utilization,
-        vllm_tensor_parallel_size=r.vllm_tensor_parallel_size,
+        vllm_tensor_parallel_size=r.vllm_tensor_parallel_size, vllm_server_host=r.vllm_server_host,
+        vllm_server_port=r.vllm_server_port,
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False, log_completions=False,
     )
 

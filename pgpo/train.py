@@ -72,6 +72,8 @@ def vllm_engine_kwargs(cfg: TrainConfig) -> dict:
     if not cfg.rollout.use_vllm:
         return {}
     out = {"limit_mm_per_prompt": {"image": cfg.rollout.max_images}}
+    if cfg.rollout.vllm_enforce_eager:
+        out["enforce_eager"] = True
     if pixel_budget(cfg):
         out["mm_processor_kwargs"] = pixel_budget(cfg)
     return out

@@ -27,6 +27,7 @@ from pgpo.components import resolve_components
 from pgpo.config import MethodConfig
 from pgpo.dependency import k3
 from pgpo.dynamic_sampling import choose_groups, groups_with_signal, merge_rows
+from pgpo.engine_gap import NAMESPACE as GAP, logp_gap
 from pgpo.loss_terms import LossTermBatch
 from pgpo.registry import Entry
 from pgpo.shaping import ShapingBatch
@@ -60,7 +61,17 @@ class PGPOTrainer(TRLBridge):
         else:
             out = self.rollout(inputs)
             out["rows"] = list(inputs)
+        if out.get("old_per_token_logps") is not None:  # else the loss forward scores the rollout (after_loss)
+            self._log_engine_gap(out, out["old_per_token_logps"], "train" if training else "eval")
         return self._shape_advantages(out, "train" if training else "eval")
+
+    def _log_engine_gap(self, batch: dict, trainer_logps: torch.Tensor, mode: str) -> None:
+        """The rollout engine's log-probs against the trainer's on the same tokens (pgpo/engine_gap.py), where the
+        engine reported them (vLLM rollouts)."""
+        engine = batch.get("sampling_per_token_logps")
+        if engine is not None:
+            for name, value in logp_gap(engine, trainer_logps, batch["completion_mask"]).items():
+                self.log_metric(mode, f"{GAP}/{name}", value)
 
     # -- DAPO dynamic sampling ---------------------------------------------------------------------------------
     def _dynamic_sampling_rollout(self, inputs):
@@ -203,6 +214,10 @@ class PGPOTrainer(TRLBridge):
         """TRL's loss (+ the method's loss terms, in name order, logged as loss_terms/<name>); a non-finite loss
         never reaches the optimizer."""
         mode = "train" if self.model.training else "eval"
+        if inputs.get("old_per_token_logps") is None:
+            # TRL computed no old log-probs: one optimizer step per generation, so every loss forward of this
+            # generation runs the weights the rollout was sampled with (its gap is comparable)
+            self._log_engine_gap(inputs, logps, mode)
         mask = inputs["completion_mask"].bool()
         bad_rows = (~torch.isfinite(logps) & mask).any(dim=1)
         self.log_metric(mode, "faults/nonfinite_logp_completions", float(bad_rows.sum()))

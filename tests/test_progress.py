@@ -66,3 +66,33 @@ def test_warm_start_log_has_plain_lines(tiny_dir, tiny_data, tmp_path):
                tmp_path)
     assert "\r" not in log, log[-2000:]
     assert re.search(r"^warm-start 2/2 [\d.]+ s/step eta 0 s$", log, re.MULTILINE), log[-2000:]
+
+
+def test_vllm_gets_no_bar_of_its_own_in_plain_mode(monkeypatch):
+    """lmms-eval calls vLLM's LLM.chat with use_tqdm left at True; in plain mode (TQDM_DISABLE) vLLM divides by the
+    disabled bar's elapsed time 0. The backend's engine is changed to pass use_tqdm=False there, and only there.
+    (The real engine under `pgpo evaluate` with piped output: tests/test_vllm_cpu.py.)"""
+    from pgpo.evaluation.generate import plain_vllm_progress
+
+    class Engine:  # the two LLM methods lmms-eval's vLLM models call, recording the bar argument
+        def __init__(self):
+            self.calls = []
+
+        def chat(self, messages, sampling_params=None, use_tqdm=True, chat_template=None):
+            self.calls.append(("chat", use_tqdm))
+            return messages
+
+        def generate(self, prompts, sampling_params=None, use_tqdm=True):
+            self.calls.append(("generate", use_tqdm))
+            return prompts
+
+    monkeypatch.setenv("PGPO_PROGRESS", "plain")
+    engine = Engine()
+    assert plain_vllm_progress(engine)
+    assert engine.chat(["m"], sampling_params=1, chat_template=None) == ["m"] and engine.generate(["p"]) == ["p"]
+    assert engine.calls == [("chat", False), ("generate", False)]
+    monkeypatch.setenv("PGPO_PROGRESS", "bars")
+    engine = Engine()
+    assert not plain_vllm_progress(engine)
+    engine.chat(["m"])
+    assert engine.calls == [("chat", True)]

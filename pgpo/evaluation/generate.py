@@ -8,6 +8,7 @@ The model is built once and reused for every benchmark (one backend for the whol
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
@@ -65,6 +66,8 @@ def model_args(checkpoint: str, cfg: EvalConfig, pixels: dict) -> dict:
         args["mm_processor_kwargs"] = budget
     if b.max_model_len:
         args["max_model_len"] = b.max_model_len
+    if b.enforce_eager:
+        args["enforce_eager"] = True
     return args
 
 
@@ -72,7 +75,31 @@ def build_model(name: str, args: dict):
     """Instantiate the lmms-eval model class once (resolved through lmms-eval's registry + our entry point)."""
     from lmms_eval.models import get_model
 
-    return get_model(name)(**args)
+    lm = get_model(name)(**args)
+    if name == "vllm":
+        plain_vllm_progress(lm.client)
+    return lm
+
+
+def plain_vllm_progress(engine) -> bool:
+    """Where progress is plain lines (output not a terminal), vLLM's own per-call bar is turned off. lmms-eval calls
+    `LLM.chat(...)` with vLLM's default use_tqdm=True; the plain mode's TQDM_DISABLE makes that bar a disabled one
+    whose elapsed time is 0, and vLLM divides by it (ZeroDivisionError in every Snakemake job and CI log).
+    lmms-eval's own "Model Responding" bar still reports progress. Returns whether the engine was changed."""
+    from pgpo.progress import plain_wanted
+
+    if not plain_wanted():
+        return False
+    for name in ("chat", "generate"):
+        method = getattr(engine, name)
+
+        @functools.wraps(method)
+        def without_bar(*args, _method=method, **kwargs):
+            kwargs["use_tqdm"] = False
+            return _method(*args, **kwargs)
+
+        setattr(engine, name, without_bar)
+    return True
 
 
 def gen_kwargs(cfg: EvalConfig) -> dict:
