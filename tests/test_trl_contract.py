@@ -250,9 +250,9 @@ def test_colocated_vllm_receives_one_image_pad_per_image(trainer, monkeypatch):
     """TRL #6294: TRL 1.16 hands vLLM processor-expanded prompt ids (a run of N pads per image) and vLLM 0.31 expands
     the pads again. With the bridge, the engine receives TRL's ids with each run collapsed to one pad (exactly one
     per image, every other token equal and in order); the trainer keeps its expanded ids."""
-    from pgpo.trl_bridge import send_one_pad_per_image
-
     from trl.data_utils import prepare_multimodal_messages
+
+    from pgpo.trl_bridge import send_one_pad_per_image
 
     rows = [trainer.train_dataset[i] for i in range(3)]
     # as TRL's _generate_and_score_completions hands the rows to its _tokenize_prompts

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sync import install  # noqa: E402
+from sync import install
 
 if __name__ == "__main__":
     install()
