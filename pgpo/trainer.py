@@ -27,7 +27,8 @@ from pgpo.components import resolve_components
 from pgpo.config import MethodConfig
 from pgpo.dependency import k3
 from pgpo.dynamic_sampling import choose_groups, groups_with_signal, merge_rows
-from pgpo.engine_gap import NAMESPACE as GAP, logp_gap
+from pgpo.engine_gap import NAMESPACE as GAP
+from pgpo.engine_gap import logp_gap
 from pgpo.loss_terms import LossTermBatch
 from pgpo.registry import Entry
 from pgpo.shaping import ShapingBatch
