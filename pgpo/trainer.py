@@ -31,6 +31,7 @@ from pgpo.loss_terms import LossTermBatch
 from pgpo.registry import Entry
 from pgpo.shaping import ShapingBatch
 from pgpo.trl_bridge import TRLBridge  # refuses a TRL other than the pinned one
+from pgpo.vision_tokens import mask_completions, replace_vision_tokens, vision_tokens
 
 
 class PGPOTrainer(TRLBridge):
@@ -46,6 +47,8 @@ class PGPOTrainer(TRLBridge):
         self.loss_terms = [(term.entry, term.params) for term in components.loss_terms]
         view = components.blind_view
         self.blind_view, self.blind_params = (view.entry, view.params) if view else (None, None)
+        # suppressed at sampling (GRPOConfig.generation_kwargs); screened here in case one is sampled anyway
+        self.vision_ids = sorted(vision_tokens(self.processing_class).values())
 
     def log_stats(self, mode: str, component: Entry, stats: dict[str, float]) -> None:
         """A component's statistics (names relative to it) logged under its namespace: ``<namespace>/<name>``."""
@@ -61,6 +64,30 @@ class PGPOTrainer(TRLBridge):
             out = self.rollout(inputs)
             out["rows"] = list(inputs)
         return self._shape_advantages(out, "train" if training else "eval")
+
+    # -- vision tokens sampled anyway (pgpo/vision_tokens.py): replaced before any forward, completion masked ------
+    def screen_completions(self, completion_ids):
+        """Every vision token in a sampled completion becomes the pad id before TRL's first forward (one image
+        placeholder too many would crash it)."""
+        return replace_vision_tokens(completion_ids, self.vision_ids, self.pad_token_id)
+
+    def drop_screened(self, out, hits):
+        """A completion that held a vision token is masked out of the loss (not all its tokens are the policy's
+        samples any more), counted in faults/vision_token_completions and faults/vision_tokens (all processes).
+        num_items_in_batch, TRL's all-process count of loss tokens, is recounted on every process."""
+        mode = "train" if self.model.training else "eval"
+        device = out["completion_mask"].device
+        flagged = torch.tensor(hits, device=device) > 0
+        out["completion_mask"] = mask_completions(out["completion_mask"], flagged)
+        out["num_items_in_batch"] = self.accelerator.gather(out["completion_mask"].sum()).sum()
+        counts = self.accelerator.gather(torch.tensor([[float(flagged.sum()), float(sum(hits))]], device=device))
+        self.log_metric(mode, "faults/vision_token_completions", counts[:, 0].sum().item())
+        self.log_metric(mode, "faults/vision_tokens", counts[:, 1].sum().item())
+        if flagged.any():
+            warnings.warn(f"step {self.state.global_step}: {int(flagged.sum())} completion(s) sampled a vision "
+                          f"token ({sum(hits)} token(s)): replaced by padding and masked out of the loss",
+                          stacklevel=2)
+        return out
 
     # -- DAPO dynamic sampling ---------------------------------------------------------------------------------
     def _dynamic_sampling_rollout(self, inputs):

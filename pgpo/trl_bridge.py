@@ -1,13 +1,15 @@
 """Every touch of TRL's private API, in one place, for one pinned TRL version (contract tests:
 tests/test_trl_contract.py).
 
-GRPOTrainer has no public extension points for what the methods need, so `TRLBridge` overrides five private
+GRPOTrainer has no public extension points for what the methods need, so `TRLBridge` overrides six private
 methods and reads three private attributes, and turns them into hooks with plain names that PGPOTrainer
 implements:
 
 | TRL private                                   | what we rely on                                               | hook        |
 |-----------------------------------------------|---------------------------------------------------------------|-------------|
 | `_generate_and_score_completions(inputs)`     | returns the rollout dict (ids, masks, [B] advantages, ...)    | generation_step / rollout |
+| `_generate(prompts)`                          | called once per rollout, before any forward; its 2nd item is  | screen_completions / |
+|                                               | this process's completion ids (lists), in rollout-row order   | drop_screened |
 | `_calculate_rewards(...)`                     | returns [global B, reward funcs]; NaN = unscorable -> adv 0   | check_rewards |
 | `_compute_loss(model, inputs)`                | calls `_get_per_token_logps_and_entropies` exactly once and   | before_loss / after_loss |
 |                                               | reads `inputs["advantages"]` AFTER that forward               |             |
@@ -130,6 +132,9 @@ def chunked_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor, valid: 
 # outside the loss (policy_logprobs, TRL's old log-probs) sees None.
 _LOSS_FORWARD: contextvars.ContextVar[Callable[[torch.Tensor], None] | None] = contextvars.ContextVar(
     "pgpo_loss_forward", default=None)
+# While rollout runs, the list TRL's _generate hands the per-completion counts of screen_completions to (rollout
+# then passes them to drop_screened); None outside a rollout.
+_SCREENED: contextvars.ContextVar[list | None] = contextvars.ContextVar("pgpo_screened", default=None)
 
 
 class TRLBridge(GRPOTrainer):
@@ -152,8 +157,39 @@ class TRLBridge(GRPOTrainer):
         return self.generation_step(inputs)
 
     def rollout(self, rows: list[dict]) -> dict:
-        """TRL's rollout of `rows` (G copies per prompt): sampling, rewards, [B] group-relative advantages."""
-        return super()._generate_and_score_completions(rows)
+        """TRL's rollout of `rows` (G copies per prompt): sampling, rewards, [B] group-relative advantages; the
+        completions screen_completions changed are handed to drop_screened with the rollout dict."""
+        screened: list[list[int]] = []
+        token = _SCREENED.set(screened)
+        try:
+            out = super()._generate_and_score_completions(rows)
+        finally:
+            _SCREENED.reset(token)
+        if len(screened) != 1:
+            raise RuntimeError(f"TRL's rollout called _generate {len(screened)} times (expected 1): the TRL "
+                               f"contract of pgpo/trl_bridge.py is broken (trl=={TRL_PIN} expected)")
+        return self.drop_screened(out, screened[0])
+
+    def _generate(self, prompts):
+        """TRL 1.16 samples here and returns (prompt_ids, completion_ids, ...) with completion_ids a list of
+        this process's token-id lists in rollout-row order; it decodes the texts for the rewards before returning
+        and runs no forward on them until _generate_and_score_completions pads them. screen_completions may
+        replace tokens (same lengths) before that first forward."""
+        result = list(super()._generate(prompts))
+        result[1], hits = self.screen_completions(result[1])
+        sink = _SCREENED.get()
+        if sink is not None:
+            sink.append(hits)
+        return tuple(result)
+
+    def screen_completions(self, completion_ids: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+        """Hook: sampled completions (token-id lists) before any forward sees them, and per completion how many
+        tokens were replaced (same lengths); the counts reach drop_screened."""
+        return completion_ids, [0] * len(completion_ids)
+
+    def drop_screened(self, out: dict, hits: list[int]) -> dict:
+        """Hook: the rollout dict of a rollout whose completions had `hits` tokens replaced each ([B] ints)."""
+        return out
 
     def generation_step(self, inputs: list[dict]) -> dict:
         """Hook: the rollout dict of one generation batch (`inputs`: dataset rows, G copies per prompt); token
