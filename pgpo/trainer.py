@@ -31,7 +31,7 @@ from pgpo.loss_terms import LossTermBatch
 from pgpo.registry import Entry
 from pgpo.shaping import ShapingBatch
 from pgpo.trl_bridge import TRLBridge  # refuses a TRL other than the pinned one
-from pgpo.vision_tokens import mask_completions, replace_vision_tokens, vision_tokens
+from pgpo.vision_tokens import mask_completions, misaligned_visual_rows, replace_vision_tokens, vision_tokens
 
 
 class PGPOTrainer(TRLBridge):
@@ -63,7 +63,27 @@ class PGPOTrainer(TRLBridge):
         else:
             out = self.rollout(inputs)
             out["rows"] = list(inputs)
+        self._check_visual_alignment(out)
         return self._shape_advantages(out, "train" if training else "eval")
+
+    def _check_visual_alignment(self, out: dict) -> None:
+        """The batch's image marks on its image tokens, per row (TRL #5785: a processor padding on the right
+        misplaces them silently; build_trainer pads on the left). An error, not a repair: the rollout's own
+        forward already ran on the batch."""
+        if "mm_token_type_ids" not in out or "image_grid_thw" not in out:
+            return
+        config = getattr(self.model, "module", self.model).config
+        image_processor = getattr(self.processing_class, "image_processor", None)
+        problems = misaligned_visual_rows(
+            out["prompt_ids"], out["mm_token_type_ids"], out["image_grid_thw"],
+            out.get("num_images") or [1] * out["prompt_ids"].size(0), config.image_token_id,
+            getattr(config, "video_token_id", None), getattr(image_processor, "merge_size", 2))
+        if problems:
+            side = getattr(getattr(self.processing_class, "tokenizer", None), "padding_side", "?")
+            raise RuntimeError(
+                f"step {self.state.global_step}: the rollout's multimodal token types are not on its image tokens "
+                f"({len(problems)} row(s); {problems[0]}). TRL pads prompt_ids on the left; the processor's "
+                f"tokenizer pads on the {side!r} (TRL #5785): set processor.tokenizer.padding_side = 'left'")
 
     # -- vision tokens sampled anyway (pgpo/vision_tokens.py): replaced before any forward, completion masked ------
     def screen_completions(self, completion_ids):

@@ -92,3 +92,36 @@ def replace_vision_tokens(completion_ids: Sequence[Sequence[int]], vision_ids: S
 def mask_completions(completion_mask: torch.Tensor, flagged: torch.Tensor) -> torch.Tensor:
     """completion_mask [B,T] with the rows where flagged [B] (bool) is True set to 0."""
     return completion_mask * (~flagged.to(completion_mask.device)).to(completion_mask.dtype)[:, None]
+
+
+def misaligned_visual_rows(prompt_ids: torch.Tensor, mm_token_type_ids: torch.Tensor, image_grid_thw: torch.Tensor,
+                           num_images: Sequence[int], image_id: int, video_id: int | None,
+                           merge_size: int) -> list[str]:
+    """Rows whose multimodal token types do not sit on their own placeholder tokens (TRL #5785), one line each.
+
+    TRL pads prompt_ids on the left but takes mm_token_type_ids from a second processor call that pads on the
+    tokenizer's side: padded on the right, the image marks of every shorter row sit off its image pads, so
+    mRoPE and the blind view's visual span treat image tokens as text and text as image, silently. Checks, per
+    row: mm_token_type_ids [B, P+T] is 1 exactly where prompt_ids [B, P] holds the image placeholder (2 at the
+    video one) and 0 over the completion; the row's image placeholders number the visual tokens of its own
+    images (image_grid_thw [n_images, 3] in row order, num_images [B]; merge_size**2 patches per token)."""
+    width = prompt_ids.size(1)
+    expected = (prompt_ids == image_id).long()
+    if video_id is not None:
+        expected = expected + 2 * (prompt_ids == video_id).long()
+    tokens = (image_grid_thw.prod(dim=-1) // merge_size ** 2).tolist()
+    problems, start = [], 0
+    for row, n in enumerate(num_images):
+        own = sum(tokens[start:start + n])
+        start += n
+        pads = int((prompt_ids[row] == image_id).sum())
+        if not torch.equal(mm_token_type_ids[row, :width].to(expected.dtype), expected[row]):
+            marked = int((mm_token_type_ids[row, :width] != 0).sum())
+            off = int((mm_token_type_ids[row, :width].ne(0) & expected[row].eq(0)).sum())
+            problems.append(f"row {row}: mm_token_type_ids mark {marked} prompt positions, {off} of them off the "
+                            f"{pads} image placeholder tokens")
+        elif mm_token_type_ids[row, width:].any():
+            problems.append(f"row {row}: mm_token_type_ids mark completion tokens as visual")
+        elif pads != own:
+            problems.append(f"row {row}: {pads} image placeholder tokens for {n} image(s) of {own} visual tokens")
+    return problems
