@@ -26,12 +26,16 @@ from pgpo.blind import BlindInputs
 from pgpo.components import resolve_components
 from pgpo.config import MethodConfig
 from pgpo.dependency import k3
-from pgpo.dynamic_sampling import choose_groups, groups_with_signal, merge_rows
+from pgpo.dynamic_sampling import choose_groups, groups_with_signal, merge_rows, zero_signal_advantages
 from pgpo.loss_terms import LossTermBatch
 from pgpo.registry import Entry
 from pgpo.shaping import ShapingBatch
 from pgpo.trl_bridge import TRLBridge  # refuses a TRL other than the pinned one
 from pgpo.vision_tokens import mask_completions, misaligned_visual_rows, replace_vision_tokens, vision_tokens
+
+
+class DynamicSamplingCapped(RuntimeError):
+    """Dynamic sampling filled too many consecutive batches at its round cap (dynamic_sampling.max_capped_steps)."""
 
 
 class PGPOTrainer(TRLBridge):
@@ -61,7 +65,7 @@ class PGPOTrainer(TRLBridge):
         if training and self.method.dynamic_sampling.enabled:
             out = self._dynamic_sampling_rollout(inputs)
         else:
-            out = self.rollout(inputs)
+            out, _ = self._scored_rollout(inputs, "train" if training else "eval")
             out["rows"] = list(inputs)
         self._check_visual_alignment(out)
         return self._shape_advantages(out, "train" if training else "eval")
@@ -109,6 +113,15 @@ class PGPOTrainer(TRLBridge):
                           stacklevel=2)
         return out
 
+    def _scored_rollout(self, rows: list[dict], mode: str) -> tuple[dict, torch.Tensor]:
+        """TRL's rollout, its groups without signal (rewards all equal: pgpo.dynamic_sampling.groups_with_signal)
+        given advantage exactly 0 instead of TRL's float32 rounding noise. Returns it and [B/G] has-signal flags."""
+        out = self.rollout(rows)
+        g = self.num_generations if mode == "train" else self.num_generations_eval
+        keep = groups_with_signal(out.pop("rewards"), g)
+        out["advantages"] = zero_signal_advantages(out["advantages"], keep, g)
+        return out, keep
+
     # -- DAPO dynamic sampling ---------------------------------------------------------------------------------
     def _dynamic_sampling_rollout(self, inputs):
         g = self.num_generations
@@ -116,10 +129,10 @@ class PGPOTrainer(TRLBridge):
         batches, keeps, needed = [], [], 0  # needed: the round this process alone would have stopped at
         while True:
             rows = inputs if not batches else self._draw_prompts(n_groups, len(batches))
-            batch = self.rollout(rows)
+            batch, keep = self._scored_rollout(rows, "train")
             batch["rows"] = list(rows)
             batches.append(batch)
-            keeps.append(groups_with_signal(batch["advantages"], g))
+            keeps.append(keep)
             kept = sum(int(k.sum()) for k in keeps)
             needed = needed or (len(batches) if kept >= n_groups else 0)
             short = torch.tensor([float(kept < n_groups)], device=self.accelerator.device)
@@ -137,11 +150,36 @@ class PGPOTrainer(TRLBridge):
         every = self.accelerator.gather(mine)
         spread = [(f"{name}_{fn.__name__}", fn(every[:, i]).item()) for i, name in
                   enumerate(("rounds", "rounds_needed", "tokens")) for fn in (torch.min, torch.max)]
+        capped = self._count_capped(filled, kept, drawn, n_groups)
         for name, value in [("rounds", len(batches)), ("dropped_groups", drawn - kept), ("filled_groups", filled),
                             ("kept_fraction", kept / drawn), ("processes", every.size(0)),
-                            ("num_items_in_batch", out["num_items_in_batch"].item()), *spread]:
+                            ("num_items_in_batch", out["num_items_in_batch"].item()), ("capped", capped),
+                            ("capped_streak", self._capped_streak), *spread]:
             self.log_metric("train", f"dynamic_sampling/{name}", value)
         return out
+
+    _capped_streak: int = 0  # consecutive generation steps that reached max_rounds and were filled (any process)
+
+    def _count_capped(self, filled: int, kept: int, drawn: int, n_groups: int) -> float:
+        """1.0 if some process had to fill its batch with zero-signal groups this step (the round cap), else 0;
+        after dynamic_sampling.max_capped_steps such steps in a row (0: never) the run stops with an error.
+        Every process takes the same decision (the count is gathered)."""
+        filled_any = self.accelerator.gather(torch.tensor([float(filled)], device=self.accelerator.device)).max()
+        self._capped_streak = self._capped_streak + 1 if filled_any > 0 else 0
+        limit = self.method.dynamic_sampling.max_capped_steps
+        if filled:
+            warnings.warn(f"step {self.state.global_step}: dynamic sampling reached max_rounds with {kept} of "
+                          f"{n_groups} groups whose rewards differ: {filled} zero-advantage group(s) fill the batch "
+                          f"({self._capped_streak} such step(s) in a row; limit {limit or 'none'})", stacklevel=2)
+        if limit and self._capped_streak >= limit:
+            raise DynamicSamplingCapped(
+                f"dynamic sampling: {self._capped_streak} consecutive steps (the last: step "
+                f"{self.state.global_step + 1}) reached max_rounds={self.method.dynamic_sampling.max_rounds} with "
+                f"fewer than {n_groups} groups whose rewards differ ({kept} of {drawn} drawn on this process), so "
+                f"their batches were filled with zero-advantage groups: the prompts are too easy or too hard for "
+                f"this policy. Raise dynamic_sampling.max_rounds, or set dynamic_sampling.max_capped_steps=0 to "
+                f"keep training on filled batches (counted in dynamic_sampling/filled_groups)")
+        return float(filled_any > 0)
 
     def _draw_prompts(self, n_groups: int, round_: int) -> list[dict]:
         """n_groups fresh prompts from the training set, each repeated G times (TRL's generation-batch layout).

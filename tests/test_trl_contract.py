@@ -106,6 +106,12 @@ def test_overridden_private_methods_still_have_the_signatures_the_bridge_assumes
     assert src.count("self._generate(") == 1
     assert src.index("self._generate(") < src.index("_get_per_token_logps_and_entropies(")
     assert "return prompt_ids, completion_ids, " in inspect.getsource(GRPOTrainer._generate)
+    # out["rewards"] (pgpo/trl_bridge.py _weighted_rewards): TRL's weighting and its process slice, as the bridge
+    # restates them (tests/test_dynamic_sampling_steps.py compares the result with TRL's logged reward)
+    assert src.count("self._calculate_rewards(") == 1
+    assert "rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)" in src
+    assert "rewards[unscorable_mask] = torch.nan" in src and "torch.isnan(rewards_per_func).all(dim=1)" in src
+    assert "self.accelerator.process_index * len(prompts)," in src
 
 
 def test_the_vllm_engine_receives_the_extra_arguments(monkeypatch):
