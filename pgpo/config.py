@@ -73,7 +73,7 @@ class DynamicSamplingConfig:
     max_capped_steps: int = 5
     """Stop with an error after this many consecutive rollout batches that reached max_rounds and were filled
     (EasyR1 stops at its retry cap: the prompts are too easy or too hard for the policy); each one warns and is
-    counted (dynamic_sampling/capped, /capped_streak; the streak restarts on resume); 0 = never stop."""
+    counted (dynamic_sampling/capped, /capped_streak; a resumed run continues the streak); 0 = never stop."""
 
 
 @dataclass

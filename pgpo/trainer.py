@@ -158,13 +158,19 @@ class PGPOTrainer(TRLBridge):
             self.log_metric("train", f"dynamic_sampling/{name}", value)
         return out
 
-    _capped_streak: int = 0  # consecutive generation steps that reached max_rounds and were filled (any process)
+    # consecutive rollout batches that reached max_rounds and were filled (any process); None until the first one
+    # of this trainer object, which resumes it from the logged history (a resumed run continues the streak)
+    _capped_streak: int | None = None
 
     def _count_capped(self, filled: int, kept: int, drawn: int, n_groups: int) -> float:
         """1.0 if some process had to fill its batch with zero-signal groups this step (the round cap), else 0;
         after dynamic_sampling.max_capped_steps such steps in a row (0: never) the run stops with an error.
         Every process takes the same decision (the count is gathered)."""
         filled_any = self.accelerator.gather(torch.tensor([float(filled)], device=self.accelerator.device)).max()
+        if self._capped_streak is None:  # one rollout batch per logged step (update_prompts divides prompts_per_step)
+            logged = [e["dynamic_sampling/capped_streak"] for e in self.state.log_history
+                      if "dynamic_sampling/capped_streak" in e]
+            self._capped_streak = int(logged[-1]) if logged else 0
         self._capped_streak = self._capped_streak + 1 if filled_any > 0 else 0
         limit = self.method.dynamic_sampling.max_capped_steps
         if filled:

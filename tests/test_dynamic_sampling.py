@@ -131,3 +131,10 @@ def test_merge_rows_refuses_unknown_keys():
         assert "tool_mask" in str(e)
     else:
         raise AssertionError("an unknown rollout key must not be dropped silently")
+
+
+def test_the_gpu_smoke_rounding_check_passes_on_cpu():
+    from pgpo.known_bugs import rounding_check
+
+    line = rounding_check("cpu")
+    assert "0.1x8: 7.4e-05" in line and "0.9x8: 6.0e-04" in line and "0.9x5: 0.0e+00" in line

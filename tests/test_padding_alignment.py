@@ -130,3 +130,11 @@ def test_a_processor_padding_on_the_right_is_refused_naming_trl_5785(trainer, mi
             trainer.generation_step(mixed_rows[0])
     finally:
         tokenizer.padding_side = "left"
+
+
+def test_the_gpu_smoke_padding_check_passes_and_sees_right_padding(tiny, tiny_data):
+    from pgpo.known_bugs import padding_check
+
+    _, processor = tiny
+    assert padding_check(processor, tiny_data) == "8 prompts of 5 lengths aligned; right padding flagged in 7"
+    assert processor.tokenizer.padding_side == "left"

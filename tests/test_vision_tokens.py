@@ -88,6 +88,14 @@ def test_an_untrained_policy_samples_vision_tokens_only_without_our_suppression(
         counts[suppress] = (row["faults/vision_token_completions"], row["faults/vision_tokens"])
     assert counts["trl"][0] >= 1 and counts["trl"][1] >= 1, counts
     assert counts["pgpo"] == (0.0, 0.0), counts
+    # scripts/gpu_smoke.sh's known_bugs line reads the same statistic from its runs: passes ours, fails TRL's
+    from pgpo.known_bugs import vision_token_check
+    from pgpo.processor import load_processor
+
+    processor = load_processor(tiny_dir)
+    assert "pgpo 0 in 1 steps" in vision_token_check(processor, [tmp_path / "pgpo"])
+    with pytest.raises(AssertionError, match=r"trl: \d+ vision token\(s\) sampled over 1 steps"):
+        vision_token_check(processor, [tmp_path / "trl"])
 
 
 @pytest.mark.slow
