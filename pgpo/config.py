@@ -68,7 +68,12 @@ class DynamicSamplingConfig:
     enabled: bool = False
     """On for DAPO and methods built on it."""
     max_rounds: int = 4
-    """Rollout rounds per step, the first included; then the batch is filled (and logged)."""
+    """Rollout rounds per step, the first included; then the batch is filled with groups without signal
+    (advantage 0: they add no gradient but count in the token mean), logged as dynamic_sampling/filled_groups."""
+    max_capped_steps: int = 5
+    """Stop with an error after this many consecutive rollout batches that reached max_rounds and were filled
+    (EasyR1 stops at its retry cap: the prompts are too easy or too hard for the policy); each one warns and is
+    counted (dynamic_sampling/capped, /capped_streak; a resumed run continues the streak); 0 = never stop."""
 
 
 @dataclass
@@ -312,6 +317,8 @@ def validate_method(method: MethodConfig, where: str) -> None:
         raise ConfigError(f"{where}: loss.importance_sampling_level must be token or sequence")
     if method.dynamic_sampling.max_rounds < 1:
         raise ConfigError(f"{where}: dynamic_sampling.max_rounds must be >= 1")
+    if method.dynamic_sampling.max_capped_steps < 0:
+        raise ConfigError(f"{where}: dynamic_sampling.max_capped_steps must be >= 0 (0: never stop)")
 
 
 def load_train_config(path: str | Path, overrides: dict | None = None,

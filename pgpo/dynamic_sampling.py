@@ -1,5 +1,12 @@
 """DAPO dynamic sampling on TRL rollout batches: keep only groups whose rewards differ, merge several rollout rounds
-into one batch. Pure tensor bookkeeping over the dict TRL's ``_generate_and_score_completions`` returns."""
+into one batch. Pure tensor bookkeeping over the dict TRL's ``_generate_and_score_completions`` returns.
+
+A group has a learning signal iff its rewards differ: max - min > REWARD_SPREAD_TOL, on the rewards themselves,
+never on the advantages. TRL's group mean is a float32 sum divided by G, so a group whose rewards are all 0.1 or
+all 0.9 gets advantages of 7e-5 to 6e-4 after the division by (std + 1e-4) at G = 8 (and exactly 0 at G = 5): a
+test on |advantage| keeps such zero-signal groups or not depending on the group size. Zero-signal groups also get
+advantage exactly 0 (zero_signal_advantages), not that rounding noise.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +22,23 @@ _PER_SAMPLE_LISTS = ("pixel_values", "image_grid_thw", "num_images", "rows")  # 
 _RECOMPUTED = ("num_items_in_batch",)
 
 
-def groups_with_signal(advantages: torch.Tensor, group_size: int, tol: float = 1e-6) -> torch.Tensor:
-    """True for each group whose advantages are not all ~0, i.e. whose rewards are not all equal. [B] -> [B/G]."""
-    return advantages.view(-1, group_size).abs().amax(dim=1) > tol
+REWARD_SPREAD_TOL = 1e-6
+"""Rewards of one group closer than this are equal (pgpo's rewards are multiples of 0.1 in [0, 1]; float32
+resolves them to 6e-8)."""
+
+
+def groups_with_signal(rewards: torch.Tensor, group_size: int, tol: float = REWARD_SPREAD_TOL) -> torch.Tensor:
+    """True for each group whose rewards differ: max - min > tol. A group with a NaN reward has none (pgpo
+    neutralises it: pgpo.trainer.check_rewards). rewards [B] (groups of group_size contiguous rows) -> [B/G]."""
+    grouped = rewards.view(-1, group_size)
+    spread = grouped.amax(dim=1) - grouped.amin(dim=1)
+    return (spread > tol) & ~torch.isnan(grouped).any(dim=1)
+
+
+def zero_signal_advantages(advantages: torch.Tensor, keep: torch.Tensor, group_size: int) -> torch.Tensor:
+    """advantages [B] with every row of a group without signal (keep [B/G] False) set to exactly 0."""
+    rows = keep.to(advantages.device).repeat_interleave(group_size)
+    return torch.where(rows, advantages, torch.zeros_like(advantages))
 
 
 def choose_groups(keeps: list[torch.Tensor], n_groups: int) -> tuple[list[tuple[int, int]], int]:

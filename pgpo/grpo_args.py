@@ -10,11 +10,13 @@ field is left to TRL's default.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from pgpo.config import MethodConfig, TrainConfig
+from pgpo.vision_tokens import sampling_kwargs
 
 REWARD_WEIGHTS = [0.9, 0.1]  # the paper: 0.9 x accuracy + 0.1 x format (pgpo.scoring.REWARD_FUNCS order)
 
@@ -50,8 +52,11 @@ NOT_OBJECTIVE = (  # GRPO-specific fields that do not change what is optimised (
 )
 
 
-def grpo_kwargs(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path) -> dict:
-    """GRPOConfig keyword arguments (batch sizes in TRL's per-device micro-step units)."""
+def grpo_kwargs(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, *,
+                vision_tokens: Mapping[str, int]) -> dict:
+    """GRPOConfig keyword arguments (batch sizes in TRL's per-device micro-step units). `vision_tokens`: the
+    checkpoint tokenizer's vision special tokens (pgpo.vision_tokens.vision_tokens), never sampled by either
+    engine."""
     r, o, loss = cfg.rollout, cfg.optim, method.loss
     per_step_devices = cfg.micro_batch * cfg.num_processes
     cuda = torch.cuda.is_available()
@@ -63,7 +68,9 @@ def grpo_kwargs(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path) 
         generation_batch_size=None,  # derived by TRL from steps_per_generation
         num_generations=r.num_generations, num_generations_eval=r.num_generations,
         temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, min_p=r.min_p or None,
-        repetition_penalty=r.repetition_penalty, generation_kwargs={}, chat_template_kwargs=None,
+        repetition_penalty=r.repetition_penalty, chat_template_kwargs=None,
+        # vision special tokens get probability 0 (TRL #3847): engine-specific keys (pgpo/vision_tokens.py)
+        generation_kwargs=sampling_kwargs(vision_tokens, use_vllm=r.use_vllm),
         max_completion_length=r.max_completion_length, vllm_max_model_length=r.max_model_len or None,
         shuffle_dataset=True,
         # -- the loss --
@@ -99,8 +106,9 @@ def grpo_kwargs(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path) 
     )
 
 
-def to_grpo_config(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path):
-    """The GRPOConfig of a recipe x method."""
+def to_grpo_config(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, *,
+                   vision_tokens: Mapping[str, int]):
+    """The GRPOConfig of a recipe x method (`vision_tokens`: see grpo_kwargs)."""
     from trl import GRPOConfig
 
-    return GRPOConfig(**grpo_kwargs(cfg, method, output_dir))
+    return GRPOConfig(**grpo_kwargs(cfg, method, output_dir, vision_tokens=vision_tokens))

@@ -55,7 +55,9 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     records = records if records is not None else load_split(cfg.data.train)
     if cfg.data.max_samples:
         records = records[:cfg.data.max_samples]
-    args = to_grpo_config(cfg, method, out)
+    from pgpo.vision_tokens import vision_tokens
+
+    args = to_grpo_config(cfg, method, out, vision_tokens=vision_tokens(processor))
     return PGPOTrainer(model=model, processing_class=processor, reward_funcs=list(REWARD_FUNCS), args=args,
                        train_dataset=to_trl_dataset(records), method=method, vllm_engine=vllm_engine_kwargs(cfg),
                        callbacks=[metrics_callback(out / "metrics.jsonl"), *live_callbacks(out, cfg, method)])

@@ -26,13 +26,18 @@ from pgpo.blind import BlindInputs
 from pgpo.components import resolve_components
 from pgpo.config import MethodConfig
 from pgpo.dependency import k3
-from pgpo.dynamic_sampling import choose_groups, groups_with_signal, merge_rows
+from pgpo.dynamic_sampling import choose_groups, groups_with_signal, merge_rows, zero_signal_advantages
 from pgpo.engine_gap import NAMESPACE as GAP
 from pgpo.engine_gap import logp_gap
 from pgpo.loss_terms import LossTermBatch
 from pgpo.registry import Entry
 from pgpo.shaping import ShapingBatch
 from pgpo.trl_bridge import TRLBridge  # refuses a TRL other than the pinned one
+from pgpo.vision_tokens import mask_completions, misaligned_visual_rows, replace_vision_tokens, vision_tokens
+
+
+class DynamicSamplingCapped(RuntimeError):
+    """Dynamic sampling filled too many consecutive batches at its round cap (dynamic_sampling.max_capped_steps)."""
 
 
 class PGPOTrainer(TRLBridge):
@@ -48,6 +53,8 @@ class PGPOTrainer(TRLBridge):
         self.loss_terms = [(term.entry, term.params) for term in components.loss_terms]
         view = components.blind_view
         self.blind_view, self.blind_params = (view.entry, view.params) if view else (None, None)
+        # suppressed at sampling (GRPOConfig.generation_kwargs); screened here in case one is sampled anyway
+        self.vision_ids = sorted(vision_tokens(self.processing_class).values())
 
     def log_stats(self, mode: str, component: Entry, stats: dict[str, float]) -> None:
         """A component's statistics (names relative to it) logged under its namespace: ``<namespace>/<name>``."""
@@ -60,8 +67,9 @@ class PGPOTrainer(TRLBridge):
         if training and self.method.dynamic_sampling.enabled:
             out = self._dynamic_sampling_rollout(inputs)
         else:
-            out = self.rollout(inputs)
+            out, _ = self._scored_rollout(inputs, "train" if training else "eval")
             out["rows"] = list(inputs)
+        self._check_visual_alignment(out)
         if out.get("old_per_token_logps") is not None:  # else the loss forward scores the rollout (after_loss)
             self._log_engine_gap(out, out["old_per_token_logps"], "train" if training else "eval")
         return self._shape_advantages(out, "train" if training else "eval")
@@ -74,6 +82,58 @@ class PGPOTrainer(TRLBridge):
             for name, value in logp_gap(engine, trainer_logps, batch["completion_mask"]).items():
                 self.log_metric(mode, f"{GAP}/{name}", value)
 
+    def _check_visual_alignment(self, out: dict) -> None:
+        """The batch's image marks on its image tokens, per row (TRL #5785: a processor padding on the right
+        misplaces them silently; build_trainer pads on the left). An error, not a repair: the rollout's own
+        forward already ran on the batch."""
+        if "mm_token_type_ids" not in out or "image_grid_thw" not in out:
+            return
+        config = getattr(self.model, "module", self.model).config
+        image_processor = getattr(self.processing_class, "image_processor", None)
+        problems = misaligned_visual_rows(
+            out["prompt_ids"], out["mm_token_type_ids"], out["image_grid_thw"],
+            out.get("num_images") or [1] * out["prompt_ids"].size(0), config.image_token_id,
+            getattr(config, "video_token_id", None), getattr(image_processor, "merge_size", 2))
+        if problems:
+            side = getattr(getattr(self.processing_class, "tokenizer", None), "padding_side", "?")
+            raise RuntimeError(
+                f"step {self.state.global_step}: the rollout's multimodal token types are not on its image tokens "
+                f"({len(problems)} row(s); {problems[0]}). TRL pads prompt_ids on the left; the processor's "
+                f"tokenizer pads on the {side!r} (TRL #5785): set processor.tokenizer.padding_side = 'left'")
+
+    # -- vision tokens sampled anyway (pgpo/vision_tokens.py): replaced before any forward, completion masked ------
+    def screen_completions(self, completion_ids):
+        """Every vision token in a sampled completion becomes the pad id before TRL's first forward (one image
+        placeholder too many would crash it)."""
+        return replace_vision_tokens(completion_ids, self.vision_ids, self.pad_token_id)
+
+    def drop_screened(self, out, hits):
+        """A completion that held a vision token is masked out of the loss (not all its tokens are the policy's
+        samples any more), counted in faults/vision_token_completions and faults/vision_tokens (all processes).
+        num_items_in_batch, TRL's all-process count of loss tokens, is recounted on every process."""
+        mode = "train" if self.model.training else "eval"
+        device = out["completion_mask"].device
+        flagged = torch.tensor(hits, device=device) > 0
+        out["completion_mask"] = mask_completions(out["completion_mask"], flagged)
+        out["num_items_in_batch"] = self.accelerator.gather(out["completion_mask"].sum()).sum()
+        counts = self.accelerator.gather(torch.tensor([[float(flagged.sum()), float(sum(hits))]], device=device))
+        self.log_metric(mode, "faults/vision_token_completions", counts[:, 0].sum().item())
+        self.log_metric(mode, "faults/vision_tokens", counts[:, 1].sum().item())
+        if flagged.any():
+            warnings.warn(f"step {self.state.global_step}: {int(flagged.sum())} completion(s) sampled a vision "
+                          f"token ({sum(hits)} token(s)): replaced by padding and masked out of the loss",
+                          stacklevel=2)
+        return out
+
+    def _scored_rollout(self, rows: list[dict], mode: str) -> tuple[dict, torch.Tensor]:
+        """TRL's rollout, its groups without signal (rewards all equal: pgpo.dynamic_sampling.groups_with_signal)
+        given advantage exactly 0 instead of TRL's float32 rounding noise. Returns it and [B/G] has-signal flags."""
+        out = self.rollout(rows)
+        g = self.num_generations if mode == "train" else self.num_generations_eval
+        keep = groups_with_signal(out.pop("rewards"), g)
+        out["advantages"] = zero_signal_advantages(out["advantages"], keep, g)
+        return out, keep
+
     # -- DAPO dynamic sampling ---------------------------------------------------------------------------------
     def _dynamic_sampling_rollout(self, inputs):
         g = self.num_generations
@@ -81,10 +141,10 @@ class PGPOTrainer(TRLBridge):
         batches, keeps, needed = [], [], 0  # needed: the round this process alone would have stopped at
         while True:
             rows = inputs if not batches else self._draw_prompts(n_groups, len(batches))
-            batch = self.rollout(rows)
+            batch, keep = self._scored_rollout(rows, "train")
             batch["rows"] = list(rows)
             batches.append(batch)
-            keeps.append(groups_with_signal(batch["advantages"], g))
+            keeps.append(keep)
             kept = sum(int(k.sum()) for k in keeps)
             needed = needed or (len(batches) if kept >= n_groups else 0)
             short = torch.tensor([float(kept < n_groups)], device=self.accelerator.device)
@@ -102,11 +162,42 @@ class PGPOTrainer(TRLBridge):
         every = self.accelerator.gather(mine)
         spread = [(f"{name}_{fn.__name__}", fn(every[:, i]).item()) for i, name in
                   enumerate(("rounds", "rounds_needed", "tokens")) for fn in (torch.min, torch.max)]
+        capped = self._count_capped(filled, kept, drawn, n_groups)
         for name, value in [("rounds", len(batches)), ("dropped_groups", drawn - kept), ("filled_groups", filled),
                             ("kept_fraction", kept / drawn), ("processes", every.size(0)),
-                            ("num_items_in_batch", out["num_items_in_batch"].item()), *spread]:
+                            ("num_items_in_batch", out["num_items_in_batch"].item()), ("capped", capped),
+                            ("capped_streak", self._capped_streak), *spread]:
             self.log_metric("train", f"dynamic_sampling/{name}", value)
         return out
+
+    # consecutive rollout batches that reached max_rounds and were filled (any process); None until the first one
+    # of this trainer object, which resumes it from the logged history (a resumed run continues the streak)
+    _capped_streak: int | None = None
+
+    def _count_capped(self, filled: int, kept: int, drawn: int, n_groups: int) -> float:
+        """1.0 if some process had to fill its batch with zero-signal groups this step (the round cap), else 0;
+        after dynamic_sampling.max_capped_steps such steps in a row (0: never) the run stops with an error.
+        Every process takes the same decision (the count is gathered)."""
+        filled_any = self.accelerator.gather(torch.tensor([float(filled)], device=self.accelerator.device)).max()
+        if self._capped_streak is None:  # one rollout batch per logged step (update_prompts divides prompts_per_step)
+            logged = [e["dynamic_sampling/capped_streak"] for e in self.state.log_history
+                      if "dynamic_sampling/capped_streak" in e]
+            self._capped_streak = int(logged[-1]) if logged else 0
+        self._capped_streak = self._capped_streak + 1 if filled_any > 0 else 0
+        limit = self.method.dynamic_sampling.max_capped_steps
+        if filled:
+            warnings.warn(f"step {self.state.global_step}: dynamic sampling reached max_rounds with {kept} of "
+                          f"{n_groups} groups whose rewards differ: {filled} zero-advantage group(s) fill the batch "
+                          f"({self._capped_streak} such step(s) in a row; limit {limit or 'none'})", stacklevel=2)
+        if limit and self._capped_streak >= limit:
+            raise DynamicSamplingCapped(
+                f"dynamic sampling: {self._capped_streak} consecutive steps (the last: step "
+                f"{self.state.global_step + 1}) reached max_rounds={self.method.dynamic_sampling.max_rounds} with "
+                f"fewer than {n_groups} groups whose rewards differ ({kept} of {drawn} drawn on this process), so "
+                f"their batches were filled with zero-advantage groups: the prompts are too easy or too hard for "
+                f"this policy. Raise dynamic_sampling.max_rounds, or set dynamic_sampling.max_capped_steps=0 to "
+                f"keep training on filled batches (counted in dynamic_sampling/filled_groups)")
+        return float(filled_any > 0)
 
     def _draw_prompts(self, n_groups: int, round_: int) -> list[dict]:
         """n_groups fresh prompts from the training set, each repeated G times (TRL's generation-batch layout).

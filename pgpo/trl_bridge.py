@@ -8,7 +8,11 @@ implements (plus one fix of TRL's colocated vLLM prompts, explained below the ta
 | TRL private                                   | what we rely on                                               | hook        |
 |-----------------------------------------------|---------------------------------------------------------------|-------------|
 | `_generate_and_score_completions(inputs)`     | returns the rollout dict (ids, masks, [B] advantages, ...)    | generation_step / rollout |
-| `_calculate_rewards(...)`                     | returns [global B, reward funcs]; NaN = unscorable -> adv 0   | check_rewards |
+| `_generate(prompts)`                          | called once per rollout, before any forward; its 2nd item is  | screen_completions / |
+|                                               | this process's completion ids (lists), in rollout-row order   | drop_screened |
+| `_calculate_rewards(...)`                     | returns [global B, reward funcs]; NaN = unscorable -> adv 0;  | check_rewards, |
+|                                               | TRL sums them with `reward_weights` (sum_then_normalize) and  | out["rewards"] |
+|                                               | keeps this process's rows `process_index * B` onwards         |             |
 | `_compute_loss(model, inputs)`                | calls `_get_per_token_logps_and_entropies` exactly once and   | before_loss / after_loss |
 |                                               | reads `inputs["advantages"]` AFTER that forward               |             |
 | `_get_per_token_logps_and_entropies(...)`     | [B,T] log-probs of the sampled tokens (its fused LM head)     | policy_logprobs |
@@ -167,6 +171,9 @@ def chunked_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor, valid: 
 # outside the loss (policy_logprobs, TRL's old log-probs) sees None.
 _LOSS_FORWARD: contextvars.ContextVar[Callable[[torch.Tensor], None] | None] = contextvars.ContextVar(
     "pgpo_loss_forward", default=None)
+# While rollout runs, where TRL's private steps report to it: "hits" (per-completion counts of
+# screen_completions, from _generate) and "rewards" ([global B, funcs], from _calculate_rewards); None outside.
+_ROLLOUT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("pgpo_rollout", default=None)
 
 
 class TRLBridge(GRPOTrainer):
@@ -191,8 +198,52 @@ class TRLBridge(GRPOTrainer):
         return self.generation_step(inputs)
 
     def rollout(self, rows: list[dict]) -> dict:
-        """TRL's rollout of `rows` (G copies per prompt): sampling, rewards, [B] group-relative advantages."""
-        return super()._generate_and_score_completions(rows)
+        """TRL's rollout of `rows` (G copies per prompt): sampling, rewards, [B] group-relative advantages, plus
+        ``out["rewards"]``: [B] the rewards those advantages were computed from (this process's rows, weighted as
+        TRL weights them, NaN = unscorable). The completions screen_completions changed go to drop_screened."""
+        record: dict[str, list] = {"hits": [], "rewards": []}
+        token = _ROLLOUT.set(record)
+        try:
+            out = super()._generate_and_score_completions(rows)
+        finally:
+            _ROLLOUT.reset(token)
+        if len(record["hits"]) != 1 or len(record["rewards"]) != 1:
+            raise RuntimeError(f"TRL's rollout called _generate {len(record['hits'])} and _calculate_rewards "
+                               f"{len(record['rewards'])} times (expected 1 each): the TRL contract of "
+                               f"pgpo/trl_bridge.py is broken (trl=={TRL_PIN} expected)")
+        out["rewards"] = self._weighted_rewards(record["rewards"][0], len(rows))
+        return self.drop_screened(out, record["hits"][0])
+
+    def _weighted_rewards(self, rewards: torch.Tensor, local: int) -> torch.Tensor:
+        """[global B, funcs] -> [local] this process's rows, summed with TRL's reward_weights exactly as TRL's
+        sum_then_normalize does before its group mean (NaN where every function is NaN: unscorable)."""
+        if self.multi_objective_aggregation != "sum_then_normalize":  # pgpo/grpo_args.py fixes it
+            raise NotImplementedError(f"rollout rewards under {self.multi_objective_aggregation!r}")
+        total = (rewards * self.reward_weights.to(rewards.device).unsqueeze(0)).nansum(dim=1)
+        total[torch.isnan(rewards).all(dim=1)] = torch.nan
+        start = self.accelerator.process_index * local
+        return total[start:start + local]
+
+    def _generate(self, prompts):
+        """TRL 1.16 samples here and returns (prompt_ids, completion_ids, ...) with completion_ids a list of
+        this process's token-id lists in rollout-row order; it decodes the texts for the rewards before returning
+        and runs no forward on them until _generate_and_score_completions pads them. screen_completions may
+        replace tokens (same lengths) before that first forward."""
+        result = list(super()._generate(prompts))
+        result[1], hits = self.screen_completions(result[1])
+        record = _ROLLOUT.get()
+        if record is not None:
+            record["hits"].append(hits)
+        return tuple(result)
+
+    def screen_completions(self, completion_ids: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+        """Hook: sampled completions (token-id lists) before any forward sees them, and per completion how many
+        tokens were replaced (same lengths); the counts reach drop_screened."""
+        return completion_ids, [0] * len(completion_ids)
+
+    def drop_screened(self, out: dict, hits: list[int]) -> dict:
+        """Hook: the rollout dict of a rollout whose completions had `hits` tokens replaced each ([B] ints)."""
+        return out
 
     def generation_step(self, inputs: list[dict]) -> dict:
         """Hook: the rollout dict of one generation batch (`inputs`: dataset rows, G copies per prompt); token
@@ -203,7 +254,11 @@ class TRLBridge(GRPOTrainer):
         """TRL returns the rewards gathered over processes ([global B, reward funcs]) before it normalises them
         into advantages, and turns a NaN row into advantage 0: check_rewards may mark rows NaN."""
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        return self.check_rewards(rewards, "train" if self.model.training else "eval")
+        rewards = self.check_rewards(rewards, "train" if self.model.training else "eval")
+        record = _ROLLOUT.get()
+        if record is not None:
+            record["rewards"].append(rewards)
+        return rewards
 
     def check_rewards(self, rewards: torch.Tensor, mode: str) -> torch.Tensor:
         """Hook: the rewards TRL turns into advantages (NaN = unscorable: advantage 0)."""

@@ -10,6 +10,9 @@
 #   blind_bf16   blind pass (image masked out of attention) == forward with the visual span deleted and the
 #                original positions kept, on the GPU in bf16 (tolerance 0.05 on completion log-probs)
 #   blind_fp32   the same in fp32 (tolerance 1e-3), where the check is sharp enough to catch a position shift
+#   known_bugs   python -m pgpo.known_bugs: TRL #3847 (no vision token sampled in the three training runs: vLLM
+#                suppressed them), TRL #5785 (image marks on image tokens; right padding detected), dynamic
+#                sampling vs float rounding (equal-reward groups dropped with advantage exactly 0, on the GPU)
 # Usage: bash scripts/gpu_smoke.sh [--cpu-dry] [--skip-install] [--list] [--work DIR]
 #   --cpu-dry       no GPU: build the tiny model and data for real, validate every train/eval command's recipe
 #                   and --set overrides without running them, run the blind check on CPU (fp32); install SKIPs
@@ -20,10 +23,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-CHECKS=(install build_tiny train_pgpo train_vppo train_papo eval_vllm blind_bf16 blind_fp32)
+CHECKS=(install build_tiny train_pgpo train_vppo train_papo eval_vllm blind_bf16 blind_fp32 known_bugs)
 TRAIN_METHODS=(pgpo vppo papo)
 declare -A TIMEOUT=([install]=1800 [build_tiny]=180 [train_pgpo]=240 [train_vppo]=240 [train_papo]=240
-                    [eval_vllm]=300 [blind_bf16]=180 [blind_fp32]=180)
+                    [eval_vllm]=300 [blind_bf16]=180 [blind_fp32]=180 [known_bugs]=180)
 
 DRY=0; INSTALL=1; WORK=""
 while [ $# -gt 0 ]; do
@@ -156,6 +159,12 @@ else
     --dtype bfloat16 --tol 0.05
   run_check blind_fp32 "$PY" -m pgpo.blind_check --model "$WORK/model" --data "$WORK/data" --device cuda \
     --dtype float32 --tol 1e-3
+fi
+if [ "$DRY" = 1 ]; then  # no training ran: the checks of the processor and of the rounding, on CPU
+  run_check known_bugs "$PY" -m pgpo.known_bugs --model "$WORK/model" --data "$WORK/data"
+else
+  run_check known_bugs "$PY" -m pgpo.known_bugs --model "$WORK/model" --data "$WORK/data" --device cuda \
+    --runs "${TRAIN_METHODS[@]/#/$WORK/runs/}"
 fi
 
 echo "gpu_smoke: $PASSED passed, $FAILED failed, $SKIPPED skipped ($([ "$DRY" = 1 ] && echo cpu-dry || echo gpu)); logs in $LOGS"

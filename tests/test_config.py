@@ -53,7 +53,7 @@ def test_vppo_rolls_out_eight_per_prompt_on_the_paper_profile_only(path):
     assert load_train_config(REPO / "workflows/config/train/tiny.yaml", None, vppo).rollout.num_generations == 8
     assert load_train_config(path, {"rollout": {"num_generations": 4}}, vppo).rollout.num_generations == 4  # CLI
     cfg = load_train_config(path, None, vppo)
-    args = to_grpo_config(cfg, vppo, "/tmp/unused")
+    args = to_grpo_config(cfg, vppo, "/tmp/unused", vision_tokens={})
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps * cfg.num_processes == 128 * 8
     assert args.per_device_train_batch_size * args.steps_per_generation * cfg.num_processes == 384 * 8
 
@@ -122,7 +122,7 @@ def test_paper_recipes_load_and_translate(path):
             r.max_completion_length, r.use_vllm) == (384, 128, 5, 1.0, 0.99, 2048, True)
     assert (cfg.optim.lr, cfg.optim.scheduler, cfg.epochs) == (1e-6, "constant", 2)
     assert (REPO / cfg.accelerate_config).exists()
-    args = to_grpo_config(cfg, load_method("pgpo"), "/tmp/unused")
+    args = to_grpo_config(cfg, load_method("pgpo"), "/tmp/unused", vision_tokens={})
     # 128 prompts x 5 completions per optimizer step over 8 GPUs x micro-batch 8; 384 prompts per rollout
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps * cfg.num_processes == 128 * 5
     assert args.per_device_train_batch_size * args.steps_per_generation * cfg.num_processes == 384 * 5

@@ -1,16 +1,80 @@
-"""DAPO dynamic sampling bookkeeping: which groups are kept, and merging rounds with different paddings."""
+"""DAPO dynamic sampling bookkeeping: which groups are kept (on the rewards' spread, whatever the group size),
+and merging rounds with different paddings."""
 
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pgpo.dynamic_sampling import choose_groups, groups_with_signal, merge_rows
+from pgpo.dynamic_sampling import (REWARD_SPREAD_TOL, choose_groups, groups_with_signal, merge_rows,
+                                   zero_signal_advantages)
 
 PAD = 0
 
 
-def test_groups_with_signal():
-    adv = torch.tensor([0.0, 0.0, 1e-9, 0.0, 0.7, -0.7, 0.0, 0.0])
-    assert groups_with_signal(adv, 2).tolist() == [False, False, True, False]
-    assert groups_with_signal(adv, 4).tolist() == [False, True]
+def test_groups_with_signal_on_the_rewards():
+    rewards = torch.tensor([0.1, 0.1, 0.1, 0.1 + 1e-7, 0.0, 1.0, 0.9, float("nan")])
+    assert groups_with_signal(rewards, 2).tolist() == [False, False, True, False]  # NaN: neutralised group
+    assert groups_with_signal(rewards, 4).tolist() == [False, False]
+    assert groups_with_signal(rewards[:6], 3).tolist() == [False, True]
+
+
+def _trl_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """TRL 1.16's group-relative advantages (sum_then_normalize, scale_rewards group), as it computes them."""
+    from trl.trainer.utils import nanstd
+
+    grouped = rewards.view(-1, group_size)
+    mean = torch.nanmean(grouped, dim=1).repeat_interleave(group_size)
+    std = nanstd(grouped, dim=1).repeat_interleave(group_size)
+    return (rewards - mean) / (std + 1e-4)
+
+
+def test_the_old_advantage_test_depended_on_the_group_size():
+    """The float32 group mean leaves 7e-5 (all 0.1) and 6e-4 (all 0.9) at G = 8 and nothing at G = 5: the old
+    keep test, max|advantage| > 1e-6, kept those zero-signal groups at 8 and dropped them at 5."""
+    weights = torch.tensor([0.9, 0.1])
+    for per_func, noise in (([0.0, 1.0], 7.45e-5), ([1.0, 0.0], 5.96e-4)):  # 0.9 x accuracy + 0.1 x format
+        for g, expected in ((8, noise), (5, 0.0)):
+            rewards = (torch.tensor([per_func] * g) * weights).nansum(dim=1)
+            old = _trl_advantages(rewards, g).abs().amax().item()
+            assert old == __import__("pytest").approx(expected, rel=1e-2, abs=0), (per_func, g, old)
+            assert groups_with_signal(rewards, g).tolist() == [False]  # the rule now: no spread, no signal
+            adv = zero_signal_advantages(_trl_advantages(rewards, g), groups_with_signal(rewards, g), g)
+            assert (adv == 0).all()
+
+
+_REWARD = st.sampled_from([0.0, 0.1, 0.9, 1.0]) | st.floats(0.0, 1.0, width=32)
+
+
+@st.composite
+def _groups(draw):
+    """Groups of one size G in [2, 16]: each either constant (any reward) or with two rewards > tol apart."""
+    g = draw(st.integers(2, 16))
+    groups, differ = [], []
+    for _ in range(draw(st.integers(1, 6))):
+        values = [draw(_REWARD)] * g
+        if draw(st.booleans()):
+            other = draw(_REWARD.filter(lambda v, base=values[0]: abs(v - base) > 1e-5))
+            values[draw(st.integers(0, g - 1))] = other
+        groups.append(values)
+        differ.append(len(set(values)) > 1)
+    return g, groups, differ
+
+
+@settings(max_examples=300, deadline=None)
+@given(_groups())
+def test_a_group_is_kept_iff_its_rewards_differ_whatever_its_size(case):
+    g, groups, differ = case
+    rewards = torch.tensor([v for values in groups for v in values], dtype=torch.float32)
+    keep = groups_with_signal(rewards, g)
+    assert keep.tolist() == differ
+    spread = rewards.double().view(-1, g).amax(1) - rewards.double().view(-1, g).amin(1)
+    assert keep.tolist() == (spread > REWARD_SPREAD_TOL).tolist()
+    # TRL's advantages of the same rewards; zero-signal groups get exactly 0, the others are untouched
+    trl = _trl_advantages(rewards, g)
+    adv = zero_signal_advantages(trl, keep, g)
+    rows = keep.repeat_interleave(g)
+    assert (adv[~rows] == 0).all() and torch.equal(adv[rows], trl[rows])
+    assert (adv.view(-1, g)[keep].abs().amax(1) > 1e-2).all()  # a kept group carries a real signal
 
 
 def test_choose_groups_prefers_kept_then_fills_in_order():
@@ -67,3 +131,10 @@ def test_merge_rows_refuses_unknown_keys():
         assert "tool_mask" in str(e)
     else:
         raise AssertionError("an unknown rollout key must not be dropped silently")
+
+
+def test_the_gpu_smoke_rounding_check_passes_on_cpu():
+    from pgpo.known_bugs import rounding_check
+
+    line = rounding_check("cpu")
+    assert "0.1x8: 7.4e-05" in line and "0.9x8: 6.0e-04" in line and "0.9x5: 0.0e+00" in line

@@ -10,7 +10,7 @@ from pgpo.config import REPO
 
 SCRIPT = REPO / "scripts" / "gpu_smoke.sh"
 CHECKS = ["install", "build_tiny", "train_pgpo", "train_vppo", "train_papo", "eval_vllm", "blind_bf16",
-          "blind_fp32"]
+          "blind_fp32", "known_bugs"]
 
 
 def _run(*args, python="python", timeout=300):
@@ -36,9 +36,11 @@ def test_cpu_dry_runs_what_a_cpu_can_and_validates_the_gpu_commands(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert _results(done.stdout) == {"install": "SKIP", "build_tiny": "PASS", "train_pgpo": "PASS",
                                      "train_vppo": "PASS", "train_papo": "PASS", "eval_vllm": "PASS",
-                                     "blind_bf16": "SKIP", "blind_fp32": "PASS"}
+                                     "blind_bf16": "SKIP", "blind_fp32": "PASS", "known_bugs": "PASS"}
     assert done.stdout.splitlines()[-1] == \
-        f"gpu_smoke: 6 passed, 0 failed, 2 skipped (cpu-dry); logs in {tmp_path}/logs"
+        f"gpu_smoke: 7 passed, 0 failed, 2 skipped (cpu-dry); logs in {tmp_path}/logs"
+    known = (tmp_path / "logs" / "known_bugs.log").read_text()
+    assert known.count("PASS ") == 3 and "right padding flagged" in known and "0.9x8: 6.0e-04" in known
     # the commands the GPU run executes, as validated: vLLM colocate rollouts in bf16, 3 steps; vLLM eval, 4 questions
     for method in ("pgpo", "vppo", "papo"):
         log = (tmp_path / "logs" / f"train_{method}.log").read_text()
@@ -55,7 +57,7 @@ def test_a_failing_check_fails_the_script(tmp_path):
     assert done.returncode == 1
     assert _results(done.stdout)["build_tiny"] == "FAIL" and "blind_fp32" in _results(done.stdout)
     assert f"FAIL build_tiny (exit 1; log {tmp_path}/logs/build_tiny.log)" in done.stdout
-    assert done.stdout.splitlines()[-1].startswith("gpu_smoke: 0 passed, 6 failed, 2 skipped")
+    assert done.stdout.splitlines()[-1].startswith("gpu_smoke: 0 passed, 7 failed, 2 skipped")
 
 
 @pytest.mark.slow

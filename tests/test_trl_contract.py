@@ -40,6 +40,9 @@ def test_every_grpo_config_field_is_classified():
 
 RECIPES = ["tiny", "paper_3b", "paper_7b"]
 METHODS = available_methods()  # every Table 1 row, however many
+# the real Qwen2.5-VL vocabulary's vision tokens (tests/fixtures/qwen; derived there in tests/test_vision_tokens.py)
+QWEN_VISION = {"<|vision_start|>": 151652, "<|vision_end|>": 151653, "<|vision_pad|>": 151654,
+               "<|image_pad|>": 151655, "<|video_pad|>": 151656}
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -51,7 +54,7 @@ def test_no_objective_field_is_left_to_trl_defaults(recipe):
     for name in METHODS:
         method = load_method(name)
         cfg = load_train_config(REPO / f"workflows/config/train/{recipe}.yaml", method=method)
-        kwargs = grpo_kwargs(cfg, method, "/tmp/unused")
+        kwargs = grpo_kwargs(cfg, method, "/tmp/unused", vision_tokens=QWEN_VISION)
         missing = [f for f in OBJECTIVE_FIELDS if f not in kwargs]
         assert not missing, f"{recipe} x {name}: left to TRL's default: {missing}"
         args = GRPOConfig(**kwargs)
@@ -67,7 +70,7 @@ def test_the_paper_objective_is_easyr1s():
 
     method = load_method("pgpo")
     cfg = load_train_config(REPO / "workflows/config/train/paper_7b.yaml", method=method)
-    k = grpo_kwargs(cfg, method, "/tmp/unused")
+    k = grpo_kwargs(cfg, method, "/tmp/unused", vision_tokens=QWEN_VISION)
     assert k["vllm_importance_sampling_correction"] is False and k["delta"] == 3.0
     assert (k["epsilon"], k["epsilon_high"], k["beta"], k["num_iterations"]) == (0.2, 0.28, 0.0, 1)
     assert (k["importance_sampling_level"], k["loss_type"], k["mask_truncated_completions"]) == ("token", "dapo",
@@ -75,6 +78,8 @@ def test_the_paper_objective_is_easyr1s():
     assert (k["temperature"], k["top_p"], k["top_k"], k["num_generations"]) == (1.0, 0.99, 0, 5)
     assert k["reward_weights"] == [0.9, 0.1] and k["vllm_max_model_length"] == 9216
     assert (cfg.model.min_pixels, cfg.model.max_pixels) == (200704, 1003520)
+    # no vision token is ever sampled (TRL #3847): vLLM's SamplingParams field, by token text
+    assert k["generation_kwargs"] == {"bad_words": list(QWEN_VISION)}
 
 
 def test_overridden_private_methods_still_have_the_signatures_the_bridge_assumes():
@@ -85,6 +90,7 @@ def test_overridden_private_methods_still_have_the_signatures_the_bridge_assumes
         "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
         "_compute_loss": ["self", "model", "inputs"],
         "_load_from_checkpoint": ["self", "resume_from_checkpoint", "model"],
+        "_generate": ["self", "prompts"],
     }
     for name, params in expected.items():
         assert list(inspect.signature(getattr(GRPOTrainer, name)).parameters) == params, name
@@ -95,6 +101,17 @@ def test_overridden_private_methods_still_have_the_signatures_the_bridge_assumes
     src = inspect.getsource(GRPOTrainer._compute_loss)
     assert src.index("_get_per_token_logps_and_entropies(") < src.index('inputs["advantages"]')
     assert src.count("_get_per_token_logps_and_entropies(") == 1
+    # the rollout samples through _generate once, before any forward (screen_completions replaces tokens there)
+    src = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert src.count("self._generate(") == 1
+    assert src.index("self._generate(") < src.index("_get_per_token_logps_and_entropies(")
+    assert "return prompt_ids, completion_ids, " in inspect.getsource(GRPOTrainer._generate)
+    # out["rewards"] (pgpo/trl_bridge.py _weighted_rewards): TRL's weighting and its process slice, as the bridge
+    # restates them (tests/test_dynamic_sampling_steps.py compares the result with TRL's logged reward)
+    assert src.count("self._calculate_rewards(") == 1
+    assert "rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)" in src
+    assert "rewards[unscorable_mask] = torch.nan" in src and "torch.isnan(rewards_per_func).all(dim=1)" in src
+    assert "self.accelerator.process_index * len(prompts)," in src
 
 
 def test_the_vllm_engine_receives_the_extra_arguments(monkeypatch):
