@@ -269,3 +269,23 @@ def test_scalars_are_coerced_and_bad_types_named():
         load_train_config(REPO / "workflows/config/train/tiny.yaml", {"optim": {"lr": "fast"}})
     with pytest.raises(ConfigError, match=r"rollout.use_vllm: expected true or false"):
         load_train_config(REPO / "workflows/config/train/tiny.yaml", {"rollout": {"use_vllm": "yes please"}})
+
+
+def test_rollout_engine_fields_reach_trl_and_the_engine():
+    """rollout.vllm_server_host/port go to GRPOConfig (server mode), vllm_enforce_eager to the colocated engine;
+    an unknown vllm_mode or a port outside 1..65535 is refused naming the field."""
+    from pgpo.grpo_args import grpo_kwargs
+    from pgpo.train import vllm_engine_kwargs
+
+    method = load_method("pgpo")
+    raw = {"rollout": {"use_vllm": True, "vllm_mode": "server", "vllm_server_host": "10.0.0.2",
+                       "vllm_server_port": 8123, "vllm_enforce_eager": True}}
+    cfg = load_train_config(REPO / "workflows/config/train/tiny.yaml", raw, method=method)
+    k = grpo_kwargs(cfg, method, "/tmp/unused", vision_tokens={})
+    assert (k["vllm_mode"], k["vllm_server_host"], k["vllm_server_port"]) == ("server", "10.0.0.2", 8123)
+    assert vllm_engine_kwargs(cfg)["enforce_eager"] is True
+    default = load_train_config(REPO / "workflows/config/train/tiny.yaml", {"rollout": {"use_vllm": True}})
+    assert default.rollout.vllm_server_host == "127.0.0.1" and "enforce_eager" not in vllm_engine_kwargs(default)
+    for bad in ({"vllm_mode": "remote"}, {"vllm_server_port": 0}):
+        with pytest.raises(ConfigError, match="rollout.vllm_mode must be colocate or server"):
+            load_train_config(REPO / "workflows/config/train/tiny.yaml", {"rollout": bad})
