@@ -47,3 +47,15 @@ def encoded(tiny, tiny_data):
     texts = [p + c for p, c in zip(prompt_texts(processor, records), completions)]
     enc = processor(images=load_images(records), text=texts, padding=True, return_tensors="pt")
     return enc, 6  # the last 6 tokens of every row are completion tokens
+
+
+@pytest.fixture(scope="session")
+def quick_workflow(tmp_path_factory):
+    """The quick profile's reproduce_table1 + table7 + dependency_report through the local executor, run once per
+    session (test_workflow checks it; test_slurm compares the Slurm executor's table1.csv with it).
+    Returns (workdir, results root, snakemake's log)."""
+    from workflow_run import QUICK, snakemake
+
+    work = tmp_path_factory.mktemp("quick")
+    proc = snakemake(work, "--cores", "2", "reproduce_table1", "table7", "dependency_report", "--configfile", QUICK)
+    return work, work / "results/quick", proc.stdout + proc.stderr
