@@ -9,7 +9,8 @@
 #   --fake-gpus   scheduling only: the node claims 8 H100s (gres files linked to /dev/null), 64 CPUs and ~1 TB,
 #                 and a prolog holds every allocated job before its script starts until it is cancelled: jobs
 #                 are scheduled with the paper profile's requests and never run. Cancel them with scancel.
-#   down          stop exactly the daemons `up` started (their PID files), remove the configs it wrote.
+#   down          cancel the cluster's jobs, stop exactly the daemons `up` started (their PID files), remove the
+#                 configs it wrote.
 #   status        exit 0 and print the node line when our cluster is up, exit 1 otherwise.
 # Why /etc/slurm/slurm.conf and not a private SLURM_CONF: the executor plugin's job step
 # (snakemake-executor-plugin-slurm-jobstep 0.6.1) removes SLURM_CONF from the environment of its inner srun, so
@@ -166,6 +167,19 @@ up() {  # $1 = mode
 }
 
 down() {
+  local ids
+  if alive "$STATE/slurmctld.pid" slurmctld; then
+    # our cluster's jobs first: a job's slurmstepd outlives slurmd and would keep running without a cluster
+    ids=$(squeue -h -o %i 2>/dev/null || true)
+    if [ -n "$ids" ]; then
+      # shellcheck disable=SC2086
+      scancel $ids 2>/dev/null || true
+      for _ in $(seq 1 100); do
+        [ -z "$(squeue -h -t running,completing,configuring -o %i 2>/dev/null)" ] && break
+        sleep 0.1
+      done
+    fi
+  fi
   stop "$STATE/slurmd.pid" slurmd
   stop "$STATE/slurmctld.pid" slurmctld
   stop "$STATE/munge/munged.pid" munged  # only the munged `up` started has its PID file here

@@ -102,11 +102,11 @@ def cluster(*up_args, workdir: Path):
     if reason:
         pytest.skip(reason)
     was_up = slurm_local("status", check=False).returncode == 0
-    up = slurm_local("up", *up_args, check=False)
-    if up.returncode != 0 and was_up:
-        pytest.skip(f"a local cluster is already up in another mode: {up.stderr.strip()}")
-    assert up.returncode == 0, up.stdout + up.stderr
     try:
+        up = slurm_local("up", *up_args, check=False)
+        if up.returncode != 0 and was_up:
+            pytest.skip(f"a local cluster is already up in another mode: {up.stderr.strip()}")
+        assert up.returncode == 0, up.stdout + up.stderr
         yield
     finally:
         ids = jobs_in(workdir)
@@ -114,6 +114,56 @@ def cluster(*up_args, workdir: Path):
             subprocess.run(["scancel", *ids], check=False)
         if not was_up:
             slurm_local("down")
+
+
+def pid_of(name: str) -> int:
+    return int(Path(f"/var/tmp/pgpo-slurm-local/{name}.pid").read_text())
+
+
+def alive(pid: int, name: str) -> bool:
+    comm = Path(f"/proc/{pid}/comm")
+    return comm.exists() and comm.read_text().strip() == name
+
+
+@pytest.mark.slow
+def test_the_cluster_script_refuses_a_foreign_config_is_idempotent_and_stops_only_its_own_daemons(tmp_path):
+    reason = why_no_cluster()
+    if reason:
+        pytest.skip(reason)
+    if slurm_local("status", check=False).returncode == 0:
+        pytest.skip("a local cluster is up already (its owner's): not taking it down")
+    conf = Path("/etc/slurm/slurm.conf")
+    munge_answers = subprocess.run("munge -n | unmunge", shell=True, capture_output=True, check=False).returncode == 0
+    theirs = None  # a munged that is not the script's (started here when none runs): `down` must leave it running
+    try:
+        conf.parent.mkdir(exist_ok=True)
+        conf.write_text("# a cluster's own config\nClusterName=theirs\n")
+        refused = slurm_local("up", check=False)
+        assert refused.returncode == 1 and "was not written by this script: not touching it" in refused.stderr
+        assert conf.read_text() == "# a cluster's own config\nClusterName=theirs\n"
+        conf.unlink()
+        if not munge_answers:
+            subprocess.run(["install", "-d", "-o", "munge", "-g", "munge", "/run/munge", str(tmp_path / "m")],
+                           check=True)
+            subprocess.run(["runuser", "-u", "munge", "--", "munged", f"--pid-file={tmp_path}/m/munged.pid",
+                            f"--log-file={tmp_path}/m/munged.log"], check=True)
+            theirs = int((tmp_path / "m/munged.pid").read_text())
+        first = slurm_local("up")
+        daemons = {name: pid_of(name) for name in ("slurmctld", "slurmd")}
+        again = slurm_local("up")  # already up: the same daemons, the node idle
+        assert again.stdout == first.stdout and {n: pid_of(n) for n in daemons} == daemons
+        assert not Path("/var/tmp/pgpo-slurm-local/munge/munged.pid").exists()  # the running munged was reused
+        assert slurm_local("status").stdout.startswith("up (cpu): localhost idle")
+        slurm_local("down")
+        assert not any(alive(pid, name) for name, pid in daemons.items()) and not conf.exists()
+        assert theirs is None or alive(theirs, "munged")
+        assert slurm_local("status", check=False).returncode == 1 and slurm_local("down").returncode == 0
+    finally:
+        if conf.exists() and not conf.read_text().startswith(HEADER):
+            conf.unlink()
+        slurm_local("down", check=False)
+        if theirs is not None and alive(theirs, "munged"):
+            os.kill(theirs, signal.SIGTERM)
 
 
 def slurm_logs(workdir: Path) -> str:
