@@ -57,5 +57,7 @@ def quick_workflow(tmp_path_factory):
     from workflow_run import QUICK, snakemake
 
     work = tmp_path_factory.mktemp("quick")
-    proc = snakemake(work, "--cores", "2", "reproduce_table1", "table7", "dependency_report", "--configfile", QUICK)
+    # 4-6 min on 2 quiet cores; the timeout leaves room for a machine shared with other work (15+ min seen)
+    proc = snakemake(work, "--cores", "2", "reproduce_table1", "table7", "dependency_report", "--configfile", QUICK,
+                     timeout=2400)
     return work, work / "results/quick", proc.stdout + proc.stderr
