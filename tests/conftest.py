@@ -61,3 +61,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "vllm_cpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def quick_workflow(tmp_path_factory):
+    """The quick profile's reproduce_table1 + table7 + dependency_report through the local executor, run once per
+    session (test_workflow checks it; test_slurm compares the Slurm executor's table1.csv with it).
+    Returns (workdir, results root, snakemake's log)."""
+    from workflow_run import QUICK, snakemake
+
+    work = tmp_path_factory.mktemp("quick")
+    # 4-6 min on 2 quiet cores; the timeout leaves room for a machine shared with other work (15+ min seen)
+    proc = snakemake(work, "--cores", "2", "reproduce_table1", "table7", "dependency_report", "--configfile", QUICK,
+                     timeout=2400)
+    return work, work / "results/quick", proc.stdout + proc.stderr

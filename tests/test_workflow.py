@@ -14,38 +14,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from workflow_run import PAPER, QUICK, snakemake
 
 from pgpo.config import REPO
 
 pytestmark = pytest.mark.slow
-QUICK = str(REPO / "workflows/config/quick.yaml")
 METHODS = sorted(p.stem for p in (REPO / "baselines").glob("*.yaml"))  # every Table 1 row (6: grpo ... vppo)
-PAPER = str(REPO / "workflows/config/paper.yaml")
-
-
-def unactivated_path() -> str:
-    """PATH without any directory holding a `pgpo` script: the workflow must not need an activated venv."""
-    keep = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "pgpo").exists()]
-    return os.pathsep.join(keep)
-
-
-def snakemake(workdir, *args, timeout=900, snakefile=REPO / "Snakefile", check=True, env=None):
-    """`<venv python> -m snakemake` with the venv NOT on PATH (as `.venv/bin/snakemake` run unactivated)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), *args]
-    # cwd = workdir: `python -m` puts the working directory first on sys.path
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=workdir,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PATH": unactivated_path(), **(env or {})})
-    if check:
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return proc
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    """The quick profile's reproduce_table1 + table7 + dependency_report, run once for this module."""
-    work = tmp_path_factory.mktemp("quick")
-    proc = snakemake(work, "--cores", "2", "reproduce_table1", "table7", "dependency_report", "--configfile", QUICK)
-    return work, work / "results/quick", proc.stdout + proc.stderr
+def quick(quick_workflow):
+    """The quick profile's reproduce_table1 + table7 + dependency_report (a session fixture: test_slurm reuses it)."""
+    return quick_workflow
 
 
 def test_quick_dag_writes_table1_with_cis_and_provenance(quick):

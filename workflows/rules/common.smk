@@ -19,6 +19,10 @@ def _load(config):
     config.clear()
     config.update(resolved)
     validate(config, "../schemas/config.schema.yaml")
+    # The checks import the ML stack (~12 s of CPU). A cluster job re-parses this file twice (its submission and its
+    # job step), after the main process has checked the same config: check there only.
+    if not workflow.is_main_process:
+        return
     try:
         plan.check(config, REPO)
     except ConfigError as e:
