@@ -198,7 +198,7 @@ def child(a) -> dict:
     model = build_model(a.config, layers, a.vision_depth if a.child != "weights" else None)
     out["build_seconds"] = time.perf_counter() - start
     if a.child == "weights":
-        out.update(peak=rss() - before, params=sum(p.numel() for p in model.parameters()),
+        out.update(peak=rss() - before, seconds=out["build_seconds"], params=sum(p.numel() for p in model.parameters()),
                    layers=model.config.text_config.num_hidden_layers)
         return out
     add_fused_lm_head(model, temperature=1.0, outputs=("log_probs", "entropy"))  # what GRPOTrainer installs
