@@ -317,7 +317,7 @@ def report(a, full: ModelDims, results: dict, shape_info: dict | None) -> None:
                          visual_tokens=PAPER_MAX_PIXELS // (28 * 28), completion_tokens=a.completion,
                          images=1)
     run = full.truncated(layers=a.layers or full.layers, vision_depth=a.vision_depth or full.vision_depth)
-    est_run = estimate(run, shape, attention="cpu_sdpa", lm_head_kernel="torch")
+    est_run = estimate(run, shape, attention="sdpa", lm_head_kernel="torch")
     weights_dims = full.truncated(layers=a.weights_layers or full.layers, vision_depth=full.vision_depth)
     est_weights = estimate(weights_dims, shape)
     print(f"\nmodel {a.config}: {full.layers} text layers x hidden {full.hidden}, vocab {full.vocab}, vision "
@@ -347,7 +347,7 @@ def report(a, full: ModelDims, results: dict, shape_info: dict | None) -> None:
         rows[name] = {"measured": r["peak"], "estimate": est, "ratio": ratio, **r}
     paper = estimate(full, RolloutShape(rows=8, prompt_text_tokens=shape.prompt_text_tokens,
                                         visual_tokens=shape.visual_tokens, completion_tokens=a.completion),
-                     attention="flash", lm_head_kernel="triton")
+                     attention="flash_attention_2", lm_head_kernel="triton")
     print(f"\nestimate at full depth, paper micro-batch 8, flash attention + Triton LM head (GPU), GiB:")
     print("  " + ", ".join(f"{k} {v / GIB:.2f}" for k, v in paper.items()))
     if a.json:

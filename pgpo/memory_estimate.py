@@ -18,14 +18,15 @@ The counts are of the live tensors at each phase's peak (named in the functions 
 implementations this project runs: transformers 5.17's Qwen2.5-VL (RMSNorm in fp32, vision rotary in fp32, the
 MLP's gate/up/product), TRL 1.16's ChunkedLogProbFunction (tiles of 4,096 tokens x 32,768 vocabulary entries;
 on devices without Triton its torch fallback holds 3 fp32 copies of a tile, with Triton only the tile) and
-torch's attention kernels (`flash`: no [L, L] score matrix, as flash_attention_2 and CPU sdpa without a mask;
-`cpu_sdpa`: CPU sdpa with a padding mask, which holds fp32 scores per row and head). Used by
+the attention implementation (`flash_attention_2` and `sdpa` hold no [L, L] score matrix: torch's CPU sdpa
+runs its flash kernel with a padding mask too, measured: 39 MiB at L = 3,481 where the scores would be 740 MiB;
+`sdpa` gets a bool padding mask [rows, 1, L, L] from transformers, `eager` a dtype mask and the scores). Used by
 benchmarks/real_dimensions.py (measured / estimated, side by side) and meant for a GPU memory planner.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 TOKEN_CHUNK = 4096  # trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE (tokens per LM-head tile)
@@ -149,14 +150,19 @@ class Options:
 
     dtype_bytes: int = 2
     """Bytes per weight / activation element (bf16: 2)."""
-    attention: str = "flash"
-    """flash: no score matrix (flash_attention_2; CPU sdpa without a mask); cpu_sdpa: CPU sdpa with a padding mask
-    (fp32 scores [heads, L, L] of one row at a time)."""
+    attention: str = "flash_attention_2"
+    """flash_attention_2 (the paper recipe): no mask, no scores; sdpa: a bool padding mask [rows, 1, L, L], no
+    scores; eager: a dtype padding mask and, in the layer running, scores [rows, heads, L, L] (dtype, fp32 softmax,
+    dtype again)."""
+
+    def __post_init__(self):
+        if self.attention not in ("flash_attention_2", "sdpa", "eager"):
+            raise ValueError(f"attention must be flash_attention_2, sdpa or eager, got {self.attention!r}")
+        if self.lm_head_kernel not in ("triton", "torch"):
+            raise ValueError(f"lm_head_kernel must be triton or torch, got {self.lm_head_kernel!r}")
     lm_head_kernel: str = "triton"
     """triton: the fold is a kernel (only the bf16 tile exists), scoring only completion tokens; torch: TRL's
     fallback (3 fp32 copies of a tile alive), scoring every position."""
-    extras: dict = field(default_factory=dict)
-    """Reserved for planner inputs (not used in the counts)."""
 
 
 # -- the pieces -----------------------------------------------------------------------------------------------
@@ -178,20 +184,20 @@ def decoder_layer_peak(m: ModelDims, tokens: int, rows: int, length: int, o: Opt
 
     MLP phase: RMSNorm output (b) + gate activation, up projection and their product (3 x I x b).
     Attention phase: RMSNorm's fp32 input copy and normalised output (4 + 4 per H, then b), q/k/v (H + 2 kv) x b,
-    rotated q/k (H + kv) x b, output H x b; with cpu_sdpa a row's fp32 scores + softmax [heads, L, L] x 2."""
+    rotated q/k (H + kv) x b, output H x b; with eager attention the scores [rows, heads, L, L] (b + 4 + b)."""
     b, h, kv = o.dtype_bytes, m.hidden, m.kv_dim
     mlp = tokens * (h * b + 3 * m.intermediate * b)
     attention = tokens * (2 * h * FP32 + (h + 2 * kv) * b + (h + kv) * b + h * b)
-    if o.attention == "cpu_sdpa":
-        attention += 2 * m.heads * length * length * FP32
+    if o.attention == "eager":
+        attention += rows * m.heads * length * length * (2 * b + FP32)
     return max(mlp, attention)
 
 
 def decoder_static(m: ModelDims, tokens: int, rows: int, length: int, o: Options) -> int:
     """What lives through the whole decoder: the residual stream (in + out of a layer), the mRoPE cos/sin
-    (fp32, head_dim wide) and a padding mask [rows, 1, L, L] (bool) for sdpa."""
+    (fp32, head_dim wide) and the padding mask [rows, 1, L, L] (sdpa: bool, eager: dtype)."""
     head_dim = m.hidden // m.heads
-    mask = rows * length * length if o.attention == "cpu_sdpa" else 0
+    mask = rows * length * length * {"flash_attention_2": 0, "sdpa": 1, "eager": o.dtype_bytes}[o.attention]
     return 2 * tokens * m.hidden * o.dtype_bytes + 2 * tokens * head_dim * FP32 + mask
 
 
@@ -279,7 +285,7 @@ def optimizer(m: ModelDims, master_fp32: bool = True) -> int:
     return m.params() * FP32 * (3 if master_fp32 else 2)
 
 
-def estimate(m: ModelDims, s: RolloutShape, attention: str = "flash", lm_head_kernel: str = "triton",
+def estimate(m: ModelDims, s: RolloutShape, attention: str = "flash_attention_2", lm_head_kernel: str = "triton",
              dtype_bytes: int = 2) -> dict[str, int]:
     """Every component's estimate in bytes (see the module docstring)."""
     o = Options(dtype_bytes=dtype_bytes, attention=attention, lm_head_kernel=lm_head_kernel)

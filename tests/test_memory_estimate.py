@@ -125,3 +125,16 @@ def test_paper_micro_batch_fits_an_80gb_gpu_only_with_checkpointing(dims_7b):
     e = estimate(dims_7b, RolloutShape(8, 200, 1280, 2048))
     assert e["loss"] > 80 * GIB
     assert e["loss_gc"] - dims_7b.params() * 2 < 80 * GIB
+
+
+def test_attention_implementations_by_hand(dims_3b):
+    """sdpa adds only its bool padding mask (rows x L x L bytes; torch's CPU kernel holds no scores, measured);
+    eager adds a bf16 mask and, inside a layer, the scores [rows, heads, L, L] x (2 + 4 + 2) bytes."""
+    s = RolloutShape(rows=2, prompt_text_tokens=151, visual_tokens=1280, completion_tokens=2048)
+    flash, sdpa, eager = (estimate(dims_3b, s, attention=a) for a in ("flash_attention_2", "sdpa", "eager"))
+    assert sdpa["image_forward"] - flash["image_forward"] == 2 * 3481 * 3481
+    assert sdpa["blind"] - flash["blind"] == 2 * 2199 * 2199
+    scores = 2 * 16 * 3481 * 3481 * 8
+    assert eager["image_forward"] > scores > sdpa["image_forward"]  # the scores dominate a 3.5k-token row
+    with pytest.raises(ValueError, match="attention must be"):
+        estimate(dims_3b, s, attention="flash")
