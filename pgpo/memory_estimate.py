@@ -243,9 +243,10 @@ def saved_per_token_layer(m: ModelDims, o: Options) -> int:
 
 
 def saved_per_patch_block(m: ModelDims, o: Options) -> int:
-    """The same for one vision block per patch (its 4 linear inputs/outputs, 2 RMSNorms, q/k/v/out, MLP)."""
+    """The same for one vision block per patch: 2 RMSNorms, the whole qkv output (v, which attention saves, is a
+    view of it), the rotated q and k (bf16), the attention output, the MLP's 4 x Iv."""
     b, d = o.dtype_bytes, m.vision_hidden
-    return 2 * (d * FP32 + d * b) + 4 * d * b + 4 * m.vision_intermediate * b
+    return 2 * (d * FP32 + d * b) + 3 * d * b + 2 * d * b + d * b + 4 * m.vision_intermediate * b
 
 
 def lm_head_backward(m: ModelDims, head_n: int, o: Options) -> int:

@@ -16,6 +16,7 @@ from pgpo.memory_estimate import (
     decoder_layer_peak,
     estimate,
     lm_head_tile,
+    saved_per_patch_block,
     saved_per_token_layer,
 )
 
@@ -93,6 +94,9 @@ def test_per_token_layer_counts_by_hand(dims_3b):
     # saved for backward: 2 norms x (fp32 input 8192 + bf16 output 4096) + (q 2048 + k,v 2*256 + out 2048) * 2
     # + 4 * 11008 * 2 = 24,576 + 9,216 + 88,064
     assert saved_per_token_layer(dims_3b, Options()) == 121_856
+    # a vision block per patch: norms 2 * (1280 * 4 + 1280 * 2) + the qkv output 3 * 1280 * 2 (v is a view of it)
+    # + rotated q, k 2 * 1280 * 2 + output 1280 * 2 + MLP 4 * 3420 * 2 = 15,360 + 7,680 + 5,120 + 2,560 + 27,360
+    assert saved_per_patch_block(dims_3b, Options()) == 58_080
     # no grad, one token: MLP phase 2048*2 + 3*11008*2 = 70,144 > attention phase 30,208
     assert decoder_layer_peak(dims_3b, 1, 1, 1, Options()) == 70_144
 
