@@ -53,7 +53,7 @@ def test_the_paper_budget_gives_1280_visual_tokens(paper_prompt):
 def test_mrope_positions_of_the_real_grid_in_the_image_and_blind_passes(meta_3b, paper_prompt):
     """Text after the image continues at the image's first position + max(h, w) / merge = + 40 (grid 64 x 80);
     the blind pass drops the 1,282 visual columns and keeps every remaining token's 3-D position."""
-    processor, enc = paper_prompt
+    _, enc = paper_prompt
     cfg = meta_3b.config
     completion = torch.randint(0, 151000, (1, 16), generator=torch.Generator().manual_seed(0))
     ids = torch.cat([enc["input_ids"], completion], 1)
