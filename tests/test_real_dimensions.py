@@ -87,12 +87,7 @@ def test_vision_windows_on_grids_that_do_not_divide_into_windows():
         model = Qwen2_5_VLForConditionalGeneration(cfg)
     visual = model.model.visual.to_empty(device="cpu")
     torch.manual_seed(0)
-    for name, p in visual.named_parameters():
-        torch.nn.init.normal_(p, std=0.02) if p.dim() > 1 else torch.nn.init.ones_(p) if "norm" in name else \
-            torch.nn.init.zeros_(p)
-    rope = visual.rotary_pos_emb
-    rope.inv_freq.copy_(1.0 / (rope.theta if hasattr(rope, "theta") else 10000.0) ** (
-        torch.arange(0, rope.inv_freq.numel() * 2, 2, dtype=torch.float) / (rope.inv_freq.numel() * 2)))
+    visual.init_weights()  # random weights, unit norms, the rotary frequencies a meta build leaves empty
     grids = torch.tensor([[1, 10, 14], [1, 16, 6]])
     pixels = torch.randn(int(grids.prod(-1).sum()), 3 * 2 * 14 * 14, generator=torch.Generator().manual_seed(1))
 
