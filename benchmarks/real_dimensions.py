@@ -22,9 +22,12 @@ grids and sequence lengths): without gradient a layer's activations are freed be
 peak does not depend on depth (the estimate says so, and --check-depth measures it); with gradient it grows per
 layer, and the full-depth figure is the estimate scaled by the measured/estimated ratio at the truncated depth.
 
-    python benchmarks/real_dimensions.py --config tests/fixtures/qwen/config_3b.json --layers 2 --vision-depth 8
-    python benchmarks/real_dimensions.py --config tests/fixtures/qwen/config.json --layers 1 --vision-depth 8 \
-        --weights-layers 4      # 7B where RAM is short: weights measured on 4 layers, extrapolated per layer
+    python benchmarks/real_dimensions.py --config tests/fixtures/qwen/config_3b.json --layers 2 --vision-depth 8 \
+        --json benchmarks/results/real_dimensions_3b.json            # ~45 min on 2 shared cores
+    python benchmarks/real_dimensions.py --config tests/fixtures/qwen/config.json --layers 1 --vision-depth 2 \
+        --weights-layers 4 --components weights,vision,image_forward,blind,shaping,loss_gc
+        # 7B where RAM is short: weights measured on 4 layers and extrapolated per layer (exact counts)
+    python benchmarks/real_dimensions.py --from-json benchmarks/results/real_dimensions_3b.json   # re-render
 """
 
 from __future__ import annotations
