@@ -364,7 +364,7 @@ def report(a, full: ModelDims, results: dict, shape_info: dict | None) -> None:
     print("  " + ", ".join(f"{k} {v / GIB:.2f}" for k, v in paper.items()))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"args": vars(a), "rows": rows, "paper_estimate": paper}, f, indent=2)
+            json.dump({"args": vars(a), "results": results, "rows": rows, "paper_estimate": paper}, f, indent=2)
 
 
 if __name__ == "__main__":
