@@ -251,33 +251,37 @@ def saved_per_patch_block(m: ModelDims, o: Options) -> int:
 
 def lm_head_backward(m: ModelDims, head_n: int, o: Options) -> int:
     """TRL's chunked log-prob backward: fp32 accumulators for the head's weight gradient [V, H] and the hidden
-    gradient [N, H], their bf16 casts, the tile (+ 4 fp32 copies on the torch fallback), and the fp32 copies of a
-    weight chunk and a token chunk its fp32 accumulation makes outside CUDA."""
+    gradient [N, H], their bf16 casts, and the tile. On the torch fallback the fold of a tile holds 7 fp32 copies
+    at once (y, z, log p, p, the gradient, is_target - p, its product with the incoming gradient) and a bool one;
+    with Triton only the tile. Outside CUDA its fp32 accumulation also upcasts a weight chunk and a token chunk."""
     b, h = o.dtype_bytes, m.hidden
     weight = m.vocab * h * (FP32 + b)
     hidden = head_n * h * (FP32 + b)
-    tile = min(head_n, TOKEN_CHUNK) * VOCAB_CHUNK * (b + (4 * FP32 if o.lm_head_kernel == "torch" else 0))
+    tile = min(head_n, TOKEN_CHUNK) * VOCAB_CHUNK * (b + (7 * FP32 + 1 if o.lm_head_kernel == "torch" else 0))
     upcasts = (VOCAB_CHUNK + min(head_n, TOKEN_CHUNK)) * h * FP32 if o.lm_head_kernel == "torch" else 0
     return weight + hidden + tile + upcasts
 
 
 def loss_peak(m: ModelDims, s: RolloutShape, o: Options, checkpointing: bool) -> int:
-    """Forward + backward with gradient, every weight trainable. The peak is at the start of the backward: the
-    saved activations (every layer, or with checkpointing every layer's input plus one layer recomputed) and the
-    LM head's backward; the parameter gradients (dtype size) count at the end, whichever phase is larger."""
+    """Forward + backward with gradient, every weight trainable: the largest of three phases.
+
+    head: the backward starts at the LM head with every saved activation alive (every layer's, or with
+    checkpointing every layer's input) and the head's backward temporaries; recompute (checkpointing only): the
+    checkpoints, the head's gradient [V, H] and one recomputed text layer or vision block; end: every parameter
+    gradient (dtype size; a tied matrix receives two, summed) and a vision-tower-sized transient."""
     b, rows, length = o.dtype_bytes, s.rows, s.seq_len
     tokens, patches = rows * length, rows * s.images * s.visual_tokens * m.merge ** 2
     head_n = lm_head_tokens(m, rows, length, s.completion_tokens, o)
+    layer, block = tokens * saved_per_token_layer(m, o), patches * saved_per_patch_block(m, o)
     if checkpointing:
-        text = m.layers * tokens * m.hidden * b + tokens * saved_per_token_layer(m, o)
-        vision = m.vision_depth * patches * m.vision_hidden * b + patches * saved_per_patch_block(m, o)
+        saved = m.layers * tokens * m.hidden * b + m.vision_depth * patches * m.vision_hidden * b
     else:
-        text = m.layers * tokens * saved_per_token_layer(m, o)
-        vision = m.vision_depth * patches * saved_per_patch_block(m, o)
+        saved = m.layers * layer + m.vision_depth * block
     embeds = 2 * tokens * m.hidden * b + patches * m.vision_hidden * b
-    backward_start = text + vision + embeds + tokens * m.hidden * b + lm_head_backward(m, head_n, o)
-    grads = m.params() * b + (m.vocab * m.hidden * b if m.tied else 0)  # a tied matrix gets 2 gradients summed
-    return max(backward_start, grads + vision_peak(m, patches, o))
+    head = saved + embeds + tokens * m.hidden * b + lm_head_backward(m, head_n, o)
+    recompute = saved + embeds + m.vocab * m.hidden * b + max(layer, block) if checkpointing else 0
+    grads = m.params() * b + (m.vocab * m.hidden * b if m.tied else 0)
+    return max(head, recompute, grads + vision_peak(m, patches, o))
 
 
 def optimizer(m: ModelDims, master_fp32: bool = True) -> int:

@@ -15,6 +15,7 @@ from pgpo.memory_estimate import (
     RolloutShape,
     decoder_layer_peak,
     estimate,
+    lm_head_backward,
     lm_head_tile,
     saved_per_patch_block,
     saved_per_token_layer,
@@ -88,6 +89,15 @@ def test_lm_head_tile_by_hand():
     assert lm_head_tile(10_000, Options(lm_head_kernel="torch")) == 4096 * 32768 * 14 == 1_879_048_192
     assert lm_head_tile(10_000, Options(lm_head_kernel="triton")) == 4096 * 32768 * 2
     assert lm_head_tile(100, Options(lm_head_kernel="triton")) == 100 * 32768 * 2  # fewer tokens than a chunk
+
+
+def test_lm_head_backward_by_hand(dims_3b):
+    # fp32 + bf16 weight gradient [151936, 2048]; fp32 + bf16 hidden gradient [5000, 2048]; the bf16 tile
+    # [4096, 32768] + 7 fp32 copies + a bool one (torch fallback); fp32 upcasts of a weight and a token chunk
+    v, h = 151936, 2048
+    expected = v * h * 6 + 5000 * h * 6 + 4096 * 32768 * (2 + 29) + (32768 + 4096) * h * 4
+    assert lm_head_backward(dims_3b, 5000, Options(lm_head_kernel="torch")) == expected
+    assert lm_head_backward(dims_3b, 5000, Options()) == v * h * 6 + 5000 * h * 6 + 4096 * 32768 * 2
 
 
 def test_per_token_layer_counts_by_hand(dims_3b):
