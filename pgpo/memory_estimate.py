@@ -253,13 +253,13 @@ def lm_head_backward(m: ModelDims, head_n: int, o: Options) -> int:
     """TRL's chunked log-prob backward: fp32 accumulators for the head's weight gradient [V, H] and the hidden
     gradient [N, H], their bf16 casts, and the tile. On the torch fallback the fold of a tile holds 7 fp32 copies
     at once (y, z, log p, p, the gradient, is_target - p, its product with the incoming gradient) and a bool one;
-    with Triton only the tile. Outside CUDA its fp32 accumulation also upcasts a weight chunk and a token chunk."""
+    with Triton only the tile. Outside CUDA its fp32 accumulation also upcasts a weight chunk and a token chunk.
+    The casts to the dtype happen at its return, after the tiles are freed: the peak is the larger moment."""
     b, h = o.dtype_bytes, m.hidden
-    weight = m.vocab * h * (FP32 + b)
-    hidden = head_n * h * (FP32 + b)
+    accumulators = (m.vocab + head_n) * h * FP32
     tile = min(head_n, TOKEN_CHUNK) * VOCAB_CHUNK * (b + (7 * FP32 + 1 if o.lm_head_kernel == "torch" else 0))
     upcasts = (VOCAB_CHUNK + min(head_n, TOKEN_CHUNK)) * h * FP32 if o.lm_head_kernel == "torch" else 0
-    return weight + hidden + tile + upcasts
+    return accumulators + max(tile + upcasts, (m.vocab + head_n) * h * b)
 
 
 def loss_peak(m: ModelDims, s: RolloutShape, o: Options, checkpointing: bool) -> int:
