@@ -37,6 +37,7 @@ import argparse
 import ctypes
 import gc
 import json
+import math
 import os
 import subprocess
 import sys
@@ -347,7 +348,7 @@ def report(a, full: ModelDims, results: dict, shape_info: dict | None) -> None:
         ratio = r["peak"] / est if est and r["peak"] >= 16 * 2**20 else float("nan")
         depth_grows = name in ("weights", "loss", "loss_gc")
         at_full = est_full[name] * ratio if depth_grows else r["peak"]
-        at_full = r["peak"] if at_full != at_full else at_full  # nan: no ratio
+        at_full = r["peak"] if math.isnan(at_full) else at_full  # no ratio
         note = ""
         if name == "weights":
             note = f"{r['params']:,} params"

@@ -114,7 +114,8 @@ def test_per_token_layer_counts_by_hand(dims_3b):
 
 def test_forward_peaks_do_not_grow_with_depth_and_gradients_do(dims_3b):
     s = RolloutShape(rows=2, prompt_text_tokens=151, visual_tokens=1280, completion_tokens=2048)
-    shallow, deep = (estimate(dims_3b.truncated(n, n), s) for n in (2, 3))
+    # the benchmark's setting (CPU: sdpa, TRL's torch fallback), where the LM head's backward phase is the peak
+    shallow, deep = (estimate(dims_3b.truncated(n, n), s, attention="sdpa", lm_head_kernel="torch") for n in (2, 3))
     for name in ("vision", "image_forward", "blind", "shaping"):
         assert shallow[name] == deep[name], name
     tokens, patches = 2 * s.seq_len, 2 * 1280 * 4
