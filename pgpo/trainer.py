@@ -105,7 +105,10 @@ class PGPOTrainer(TRLBridge):
     def screen_completions(self, completion_ids):
         """Every vision token in a sampled completion becomes the pad id before TRL's first forward (one image
         placeholder too many would crash it)."""
-        return replace_vision_tokens(completion_ids, self.vision_ids, self.pad_token_id)
+        tok = getattr(self.processing_class, "tokenizer", self.processing_class)
+        # the pad id, unless a checkpoint pads with a vision token (then the end of sequence id)
+        replacement = next(t for t in (self.pad_token_id, tok.eos_token_id) if t not in self.vision_ids)
+        return replace_vision_tokens(completion_ids, self.vision_ids, replacement)
 
     def drop_screened(self, out, hits):
         """A completion that held a vision token is masked out of the loss (not all its tokens are the policy's

@@ -61,7 +61,8 @@ def hf_sampling_kwargs(tokens: Mapping[str, int]) -> dict:
 
 def vllm_sampling_kwargs(tokens: Mapping[str, int]) -> dict:
     """vLLM 0.31 SamplingParams arguments that give every vision token probability 0 (TRL 1.16 passes
-    generation_kwargs to ``SamplingParams(**...)`` in colocate mode and in the JSON payload of server mode).
+    generation_kwargs to ``SamplingParams(**...)`` in colocate mode, and in server mode into the JSON body of the
+    OpenAI-compatible request, whose completion and chat protocols both have a ``bad_words`` field).
 
     ``bad_words``: vLLM tokenizes each word (`SamplingParams.update_from_tokenizer`, ``encode(text,
     add_special_tokens=False)``) and sets the logit of a one-token word to -inf at every step

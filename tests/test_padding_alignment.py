@@ -92,7 +92,7 @@ def test_a_mixed_batch_keeps_image_marks_on_image_tokens_through_merge_and_blind
     from pgpo.dependency import blind_inputs, visual_span_mask
     from pgpo.dynamic_sampling import merge_rows
 
-    outs = [trainer.rollout(rows) for rows in mixed_rows]
+    outs = [trainer._scored_rollout(rows, "train")[0] for rows in mixed_rows]  # as dynamic sampling rolls out
     for out, rows in zip(outs, mixed_rows):
         out["rows"] = rows
     assert _check_independently(outs[0]) == [16, 16, 34, 34, 16, 16]
