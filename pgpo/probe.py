@@ -13,24 +13,13 @@ from pathlib import Path
 
 import torch
 
+from pgpo.answer_span import answer_token_mask
 from pgpo.data import DataError, Record, load_split
 from pgpo.dependency import blind_forward, completion_logprobs, k3
 from pgpo.progress import iterate
 from pgpo.rollout import load_images, prompt_texts
-from pgpo.scoring import grade, last_boxed
+from pgpo.scoring import grade
 from pgpo.shaping import normalised_dependency
-
-
-def answer_token_mask(tokenizer, ids: list[int]) -> list[bool]:
-    """True for tokens whose characters fall inside the last \\boxed{...} content of the decoded completion."""
-    text = tokenizer.decode(ids, skip_special_tokens=True)
-    content = last_boxed(text)
-    if content is None:
-        return [False] * len(ids)
-    end = text.rfind("}")
-    start = end - len(content)
-    bounds = [len(tokenizer.decode(ids[:i], skip_special_tokens=True)) for i in range(len(ids) + 1)]
-    return [bounds[i] < end and bounds[i + 1] > start for i in range(len(ids))]
 
 
 @torch.no_grad()
@@ -88,7 +77,8 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
             n = int(comp_mask[row].sum())
             ids = comp[row, :n].tolist()
             text = tok.decode(ids, skip_special_tokens=True)
-            is_answer = torch.tensor(answer_token_mask(tok, ids) + [False] * (t - n))
+            is_answer = torch.tensor(answer_token_mask(torch.tensor([ids]), torch.ones(1, len(ids)), tok)[0].tolist()
+                                     + [False] * (t - n))
             valid = comp_mask[row].bool()
             stats = per_task.setdefault(record.task, {"score": [], "s_answer": [], "s_other": [], "above": []})
             stats["score"].append(grade(text, record.answer, record.choices))

@@ -62,7 +62,7 @@ def test_tiny_tokenizer_marks_the_answer_tokens_only(tiny):
 def test_real_qwen_vocabulary_multi_token_answers(qwen_tokenizer):
     texts = ["<think>The area is 12 times 3.</think>\\boxed{36\\pi}", "Answer: \\boxed{\\frac{1}{2}} done.<|im_end|>",
              "<think>é à ü</think>\\boxed{ü}"]
-    ids, mask, marks = _mask(qwen_tokenizer, texts)
+    ids, _, marks = _mask(qwen_tokenizer, texts)
     assert _marked_text(qwen_tokenizer, ids[0], marks[0]) == "36\\pi"
     # a token that merges a box brace with the answer's first/last characters overlaps the answer: it is marked
     assert _marked_text(qwen_tokenizer, ids[1], marks[1]) == "{\\frac{1}{2}}"
