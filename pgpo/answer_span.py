@@ -2,9 +2,8 @@
 \\boxed{...} (the span pgpo.scoring.last_boxed grades). Shared by the oracle shaper, the answer-share statistics and
 the credit-assignment testbed's gates, so "the answer token" means one thing everywhere.
 
-Character spans are mapped to tokens through per-token decoding (cumulative lengths); a tokenizer whose per-token
-pieces do not concatenate to the full decode (byte-level pieces of a multi-byte character) falls back to decoding
-every prefix, which is exact but quadratic (completions are short).
+Character spans are mapped to tokens through per-token decoding (cumulative lengths, linear in the completion
+length: it runs on every training step); byte-level pieces of one multi-byte character are decoded together.
 """
 
 from __future__ import annotations
@@ -32,17 +31,29 @@ def answer_char_span(text: str) -> tuple[int, int] | None:
     return None
 
 
-def token_char_ends(ids: list[int], tokenizer) -> list[int]:
-    """End offset, in the decoded text of `ids`, of every token (decoded with special tokens kept)."""
-    pieces = [tokenizer.decode([t], skip_special_tokens=False) for t in ids]
+def token_char_spans(ids: list[int], tokenizer) -> list[tuple[int, int]]:
+    """[start, end) of every token's characters in the decoded text of `ids` (special tokens kept). Tokens that
+    decode only together (byte-level pieces of one multi-byte character: alone they decode to U+FFFD) share the
+    span of their run. Linear in len(ids); if the runs still do not add up to the full decode, every prefix is
+    decoded (exact, quadratic)."""
     full = tokenizer.decode(ids, skip_special_tokens=False)
-    if "".join(pieces) == full:
-        ends, total = [], 0
-        for p in pieces:
-            total += len(p)
-            ends.append(total)
-        return ends
-    return [len(tokenizer.decode(ids[:i + 1], skip_special_tokens=False)) for i in range(len(ids))]
+    spans: list[tuple[int, int]] = []
+    total, run = 0, []
+    for t in ids:
+        run.append(t)
+        piece = tokenizer.decode(run, skip_special_tokens=False)
+        if piece.endswith("\ufffd") and len(run) < 4:  # an incomplete UTF-8 character: take the next byte too
+            continue
+        spans += [(total, total + len(piece))] * len(run)
+        total, run = total + len(piece), []
+    if run:
+        piece = tokenizer.decode(run, skip_special_tokens=False)
+        spans += [(total, total + len(piece))] * len(run)
+        total += len(piece)
+    if total == len(full):
+        return spans
+    ends = [len(tokenizer.decode(ids[:i + 1], skip_special_tokens=False)) for i in range(len(ids))]
+    return list(zip([0, *ends[:-1]], ends))
 
 
 def answer_token_mask(completion_ids: torch.Tensor, completion_mask: torch.Tensor, tokenizer) -> torch.Tensor:
@@ -57,9 +68,7 @@ def answer_token_mask(completion_ids: torch.Tensor, completion_mask: torch.Tenso
         span = answer_char_span(text)
         if span is None or span[0] == span[1]:
             continue
-        begin = 0
-        for col, end in zip(cols, token_char_ends(ids, tokenizer)):
+        for col, (begin, end) in zip(cols, token_char_spans(ids, tokenizer)):
             if begin < span[1] and end > span[0] and end > begin:  # the token's characters overlap the answer
                 out[i, col] = True
-            begin = end
     return out

@@ -70,3 +70,20 @@ def test_real_qwen_vocabulary_multi_token_answers(qwen_tokenizer):
     # the box's own tokens (\boxed{ and }) are not the answer
     for i in range(2):  # never the \boxed word itself
         assert "boxed" not in _marked_text(qwen_tokenizer, ids[i], marks[i])
+
+
+def test_multi_byte_runs_stay_linear_and_exact(qwen_tokenizer, monkeypatch):
+    """Byte pieces of one character share a span, and a long completion never takes the quadratic path."""
+    from pgpo import answer_span
+
+    text = "<think>" + "é ü 中文 " * 200 + "</think>\\boxed{中}"
+    ids = qwen_tokenizer(text, add_special_tokens=False)["input_ids"]
+    spans = answer_span.token_char_spans(ids, qwen_tokenizer)
+    assert spans[-1][1] == len(qwen_tokenizer.decode(ids))
+    calls = []
+    decode = qwen_tokenizer.decode
+    monkeypatch.setattr(qwen_tokenizer, "decode", lambda x, **k: calls.append(len(x)) or decode(x, **k))
+    marks = answer_token_mask(torch.tensor([ids]), torch.ones(1, len(ids)), qwen_tokenizer)
+    # linear: two whole decodes, every other call a run of at most 4 pieces (the exact fallback decodes prefixes)
+    assert sorted(calls)[-3] <= 4 and max(calls) == len(ids)
+    assert decode(torch.tensor(ids)[marks[0]].tolist()) == "中"
