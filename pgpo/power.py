@@ -55,6 +55,15 @@ class Components:
         cell = (self.seed_question or 0.0) + self.sample / k
         return (self.seed or 0.0) / seeds + (self.question / questions + cell / (seeds * questions)) / self.benchmarks
 
+    def __add__(self, other: "Components") -> "Components":
+        """The components of the difference of two INDEPENDENT estimates (an unpaired comparison of two rows)."""
+        def plus(a, b):
+            return None if a is None or b is None else a + b
+
+        return Components(plus(self.seed, other.seed), self.question + other.question,
+                          plus(self.seed_question, other.seed_question), self.sample + other.sample, self.n_seeds,
+                          self.questions, self.benchmarks, self.k)
+
     def se_parts(self) -> dict[str, float]:
         """Each component's share of the standard error at the measured design (score units)."""
         s, q, b, k = self.n_seeds, self.questions, self.benchmarks, self.k
@@ -104,6 +113,13 @@ def estimate(arm: dict, ref: dict) -> Components:
                       int(round(np.mean(sizes))), n_bench, k)
 
 
+def row_components(row: dict) -> Components:
+    """One row's own components (its question term is the questions' difficulty, which pairing cancels):
+    `estimate` against a reference that scores 0 everywhere."""
+    zero = {s: [{"means": np.zeros_like(b["means"]), "samples": None, "k": b["k"]} for b in v] for s, v in row.items()}
+    return estimate(row, zero)
+
+
 def pooled(parts: list[Components]) -> Components:
     """The mean of several comparisons' components (same design)."""
     seeds = [p.seed for p in parts if p.seed is not None]
@@ -136,8 +152,8 @@ def needed(c: Components, difference: float, alpha: float = 0.05, power: float =
 
 
 # ---------------------------------------------------------------- a finished target
-def target_components(target: str | Path) -> tuple[dict[str, Components], list[str]]:
-    """(row - reference -> Components, notes) for every seeded row of a finished target, read from
+def target_components(target: str | Path) -> tuple[dict[str, Components], list[str], dict[str, Components]]:
+    """(row - reference -> Components, notes, the same comparisons unpaired) for every seeded row of a finished target, read from
     <target>.diff.json (written by its table step) and the per-sample results it points at (the Avg's
     benchmarks). A row whose one evaluation stands for every seed (the start model) is left out, said in a note."""
     from pgpo.paired_tables import load_questions
@@ -147,7 +163,7 @@ def target_components(target: str | Path) -> tuple[dict[str, Components], list[s
         raise FileNotFoundError(f"{path}: missing (run the target first: its table step writes it)")
     view = json.loads(path.read_text())
     benchmarks = view["average_over"] or view["benchmarks"]
-    out, notes, old = {}, [], set()
+    out, unpaired, notes, old = {}, {}, [], set()
     for label, row in view["rows"].items():
         if row.get("shared_evaluation"):
             notes.append(f"{label}: one evaluation for every seed: left out of the components")
@@ -156,6 +172,7 @@ def target_components(target: str | Path) -> tuple[dict[str, Components], list[s
         ref = {s: [load_questions(d, b) for b in benchmarks] for s, d in row["reference_dirs"].items()}
         old |= {q["path"] for side in (arm, ref) for qs in side.values() for q in qs if q["samples"] is None}
         out[f"{label} - {row['reference']}"] = estimate(arm, ref)
+        unpaired[f"{label} - {row['reference']}"] = row_components(arm) + row_components(ref)
     if not out:
         raise DataError(f"{path}: no row with seeded runs compared with a reference: nothing to estimate")
     if old:
@@ -165,15 +182,16 @@ def target_components(target: str | Path) -> tuple[dict[str, Components], list[s
     if next(iter(out.values())).n_seeds == 1:
         notes.append("1 seed: the seed component is not estimable (taken as 0: the seeds needed are a lower bound) "
                      "and seed x question is counted as question")
-    return out, notes
+    return out, notes, unpaired
 
 
 def report(target: str | Path, difference: float, alpha: float = 0.05, power: float = 0.8) -> str:
     """The planner's printout: components (as standard-error shares of the measured design, in points), then the
     design that detects `difference` (a fraction: 0.02 = 2 points)."""
-    parts, notes = target_components(target)
+    parts, notes, unpaired = target_components(target)
     c = pooled(list(parts.values()))
     plan = needed(c, difference, alpha, power)
+    apart = needed(pooled(list(unpaired.values())), difference, alpha, power)
     pt = 100.0
     lines = [f"{target}: {len(parts)} paired comparison(s), {c.n_seeds} seed(s) x {c.questions} questions x "
              f"{c.benchmarks} benchmark(s) x k={c.k} samples", "",
@@ -189,6 +207,9 @@ def report(target: str | Path, difference: float, alpha: float = 0.05, power: fl
         v = plan[key]
         lines.append(f"  {v} {unit} (with {keep})" if v is not None else
                      f"  no number of {unit} alone (with {keep}): the other terms exceed the budget")
+    lines += [f"  unpaired (two rows' own intervals, question difficulty not cancelled): SE now "
+              f"{apart['se_now'] * pt:.2f}, smallest detectable {apart['mde80_now'] * pt:.2f} points; "
+              + (f"{apart['seeds']} seeds" if apart["seeds"] else "no number of seeds") + f" at {c.questions} questions"]
     lines += ["", "per comparison (SE shares in points: seed, question, seed x question, sampling):"]
     for name, p in parts.items():
         lines.append(f"  {name}: " + ", ".join(f"{v * pt:.2f}" for v in p.se_parts().values()))

@@ -61,6 +61,16 @@ def test_the_planner_se_is_the_paired_interval_se():
     assert needed(c, 0.02)["mde80_now"] == pytest.approx(r["mde80"], rel=1e-9)
 
 
+def test_unpaired_components_keep_the_question_difficulty_that_pairing_cancels():
+    from pgpo.power import row_components
+
+    arm, ref, _ = simulate(np.random.default_rng(5), n_seeds=6, questions=(200, 200))
+    apart = row_components(arm) + row_components(ref)
+    # difficulty ~ U(0.3, 0.7) per question, in both rows: variance 0.4^2 / 12 each, on top of the paired terms
+    assert apart.question == pytest.approx(estimate(arm, ref).question + 2 * 0.4 ** 2 / 12, rel=0.25)
+    assert needed(apart, 0.02)["seeds"] is None and needed(estimate(arm, ref), 0.02)["seeds"] is not None
+
+
 def test_needed_design_meets_the_budget_and_one_less_does_not():
     c = Components(seed=2e-5, question=0.004, seed_question=0.002, sample=0.4, n_seeds=2, questions=50,
                    benchmarks=7, k=8)
@@ -105,6 +115,7 @@ def test_pgpo_power_prints_components_and_the_design(tmp_path, capsys):
         assert f"  {line}" in out
     assert "to detect 5.00 points (80% power, 5% two-sided, paired):" in out
     assert " seeds (with 40 questions, k=8)" in out and "note: base: one evaluation for every seed" in out
+    assert "  unpaired (two rows' own intervals, question difficulty not cancelled): SE now" in out
 
 
 def test_old_results_without_samples_get_the_bernoulli_estimate_and_a_note(tmp_path, capsys):
@@ -120,5 +131,5 @@ def test_old_results_without_samples_get_the_bernoulli_estimate_and_a_note(tmp_p
 def estimate_from(target):
     from pgpo.power import target_components
 
-    parts, _ = target_components(target)
+    parts, _, _ = target_components(target)
     return parts["arm - ref"]
