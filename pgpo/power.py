@@ -190,6 +190,8 @@ def report(target: str | Path, difference: float, alpha: float = 0.05, power: fl
     design that detects `difference` (a fraction: 0.02 = 2 points)."""
     parts, notes, unpaired = target_components(target)
     c = pooled(list(parts.values()))
+    if c.variance(c.n_seeds, c.questions, c.k) == 0:
+        notes.append("every measured component is 0 (every score equal, e.g. no answer right): nothing to plan from")
     plan = needed(c, difference, alpha, power)
     apart = needed(pooled(list(unpaired.values())), difference, alpha, power)
     pt = 100.0
