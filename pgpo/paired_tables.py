@@ -18,8 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from pgpo.data import DataError
-from pgpo.paired import (PairingError, block_means, curve_auc, detect_factor, paired_question_difference,
-                         paired_seed_difference)
+from pgpo.paired import (
+    PairingError,
+    block_means,
+    curve_auc,
+    detect_factor,
+    paired_question_difference,
+    paired_seed_difference,
+)
 
 
 def load_questions(eval_dir: str | Path, benchmark: str) -> dict:
@@ -56,8 +62,8 @@ def _scores(by_seed: dict, columns: list[str], cache: dict) -> dict:
 
 
 def _check_same_questions(arm: dict, ref: dict, label: str, reference: str) -> None:
-    for s in arm:
-        for a, r in zip(arm[s], ref.get(s, [])):
+    for s, records in arm.items():
+        for a, r in zip(records, ref.get(s, [])):
             if a["ids"] != r["ids"]:
                 raise PairingError(f"row {label!r} vs {reference!r}, seed {s}: {a['path']} and {r['path']} hold "
                                    f"different questions (ids or order differ): they cannot be paired")
@@ -176,9 +182,9 @@ def markdown(view: dict, curves: dict, title: str, columns: list[str], names: di
              note: str = "") -> str:
     head = [names.get(c, c) for c in columns]
     lines = [f"# {title}: paired differences to the reference row", "",
-             "arm - reference in points (avg@k %), paired by question and seed: mean over seeds [95% interval, "
+             ("arm - reference in points (avg@k %), paired by question and seed: mean over seeds [95% interval, "
              "two-level bootstrap: seeds, then questions drawn once for both arms]; p = exact sign-flip test over "
-             "the per-seed differences of the last column.", ""]
+             "the per-seed differences of the last column."), ""]
     if note:
         lines += [note, ""]
     if view:
@@ -191,8 +197,8 @@ def markdown(view: dict, curves: dict, title: str, columns: list[str], names: di
                          + f" | {_p(last)} | {last['mde80'] * 100:.2f} |")
         lines += ["", detection_line(view)]
     for key in sorted({k for row in curves.values() for k in row}):
-        lines += ["", f"## Training curve `{key}`: mean level (area under the curve / steps) and block means, "
-                      "arm - reference, seeds as blocks", ""]
+        lines += ["", (f"## Training curve `{key}`: mean level (area under the curve / steps) and block means, "
+                      "arm - reference, seeds as blocks"), ""]
         for label, row in curves.items():
             c = row.get(key)
             if c is None:
@@ -254,8 +260,8 @@ def write_diff(view: dict, curves: dict, prefix: str | Path, title: str, columns
 
 def html_fragment(view: dict, columns: list[str], names: dict[str, str], note: str = "") -> str:
     """The difference view as an HTML section for the table's page."""
-    parts = ["<h3>Paired differences to the reference row</h3><p>arm - reference in points, paired by question and "
-             "seed [95% interval]; p: exact sign-flip test over seeds (last column).</p>"]
+    parts = [("<h3>Paired differences to the reference row</h3><p>arm - reference in points, paired by question and "
+             "seed [95% interval]; p: exact sign-flip test over seeds (last column).</p>")]
     if note:
         parts.append(f"<p>{html.escape(note)}</p>")
     if view:

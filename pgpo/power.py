@@ -55,7 +55,7 @@ class Components:
         cell = (self.seed_question or 0.0) + self.sample / k
         return (self.seed or 0.0) / seeds + (self.question / questions + cell / (seeds * questions)) / self.benchmarks
 
-    def __add__(self, other: "Components") -> "Components":
+    def __add__(self, other: Components) -> Components:
         """The components of the difference of two INDEPENDENT estimates (an unpaired comparison of two rows)."""
         def plus(a, b):
             return None if a is None or b is None else a + b
@@ -110,7 +110,7 @@ def estimate(arm: dict, ref: dict) -> Components:
             u.append(max(0.0, var_col - s2 / k))
     seed = max(0.0, float(seed_means.var(ddof=1)) - ms_share) if n_seeds > 1 else None
     return Components(seed, float(np.mean(u)), float(np.mean(w)) if w else None, float(np.mean(samp)), n_seeds,
-                      int(round(np.mean(sizes))), n_bench, k)
+                      round(np.mean(sizes)), n_bench, k)
 
 
 def row_components(row: dict) -> Components:
@@ -153,9 +153,10 @@ def needed(c: Components, difference: float, alpha: float = 0.05, power: float =
 
 # ---------------------------------------------------------------- a finished target
 def target_components(target: str | Path) -> tuple[dict[str, Components], list[str], dict[str, Components]]:
-    """(row - reference -> Components, notes, the same comparisons unpaired) for every seeded row of a finished target, read from
-    <target>.diff.json (written by its table step) and the per-sample results it points at (the Avg's
-    benchmarks). A row whose one evaluation stands for every seed (the start model) is left out, said in a note."""
+    """(row - reference -> Components, notes, the same comparisons unpaired) for every seeded row of a finished
+    target, read from <target>.diff.json (written by its table step) and the per-sample results it points at (the
+    Avg's benchmarks). A row whose one evaluation stands for every seed (the start model) is left out, said in a
+    note."""
     from pgpo.paired_tables import load_questions
 
     path = Path(f"{target}.diff.json")
@@ -177,7 +178,7 @@ def target_components(target: str | Path) -> tuple[dict[str, Components], list[s
         raise DataError(f"{path}: no row with seeded runs compared with a reference: nothing to estimate")
     if old:
         notes.append(f"{len(old)} result file(s) have no per-sample scores (written before they were kept; e.g. "
-                     f"{sorted(old)[0]}): their sampling variance is the Bernoulli p(1-p)k/(k-1) of 0/1 scores; "
+                     f"{min(old)}): their sampling variance is the Bernoulli p(1-p)k/(k-1) of 0/1 scores; "
                      f"`pgpo score --run <eval dir>` rewrites them with the scores")
     if next(iter(out.values())).n_seeds == 1:
         notes.append("1 seed: the seed component is not estimable (taken as 0: the seeds needed are a lower bound) "
@@ -195,13 +196,13 @@ def report(target: str | Path, difference: float, alpha: float = 0.05, power: fl
     plan = needed(c, difference, alpha, power)
     apart = needed(pooled(list(unpaired.values())), difference, alpha, power)
     pt = 100.0
-    lines = [f"{target}: {len(parts)} paired comparison(s), {c.n_seeds} seed(s) x {c.questions} questions x "
-             f"{c.benchmarks} benchmark(s) x k={c.k} samples", "",
-             "variance components of the Avg difference (pooled over the comparisons), as their share of the "
-             "standard error at this design, in points:"]
+    lines = [(f"{target}: {len(parts)} paired comparison(s), {c.n_seeds} seed(s) x {c.questions} questions x "
+             f"{c.benchmarks} benchmark(s) x k={c.k} samples"), "",
+             ("variance components of the Avg difference (pooled over the comparisons), as their share of the "
+             "standard error at this design, in points:")]
     lines += [f"  {name:16s} {v * pt:6.2f}" for name, v in c.se_parts().items()]
-    lines += [f"  {'total SE':16s} {plan['se_now'] * pt:6.2f}   -> smallest detectable now: "
-              f"{plan['mde80_now'] * pt:.2f} points", "",
+    lines += [(f"  {'total SE':16s} {plan['se_now'] * pt:6.2f}   -> smallest detectable now: "
+              f"{plan['mde80_now'] * pt:.2f} points"), "",
               f"to detect {difference * pt:.2f} points ({power:.0%} power, {alpha:.0%} two-sided, paired):"]
     for key, unit, keep in (("seeds", "seeds", f"{c.questions} questions, k={c.k}"),
                             ("questions", "questions per benchmark", f"{c.n_seeds} seeds, k={c.k}"),
@@ -211,7 +212,8 @@ def report(target: str | Path, difference: float, alpha: float = 0.05, power: fl
                      f"  no number of {unit} alone (with {keep}): the other terms exceed the budget")
     lines += [f"  unpaired (two rows' own intervals, question difficulty not cancelled): SE now "
               f"{apart['se_now'] * pt:.2f}, smallest detectable {apart['mde80_now'] * pt:.2f} points; "
-              + (f"{apart['seeds']} seeds" if apart["seeds"] else "no number of seeds") + f" at {c.questions} questions"]
+              + (f"{apart['seeds']} seeds" if apart["seeds"] else "no number of seeds")
+              + f" at {c.questions} questions"]
     lines += ["", "per comparison (SE shares in points: seed, question, seed x question, sampling):"]
     for name, p in parts.items():
         lines.append(f"  {name}: " + ", ".join(f"{v * pt:.2f}" for v in p.se_parts().values()))

@@ -9,8 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgpo.paired import (PairingError, block_means, curve_auc, detect_factor, paired_question_difference,
-                         paired_seed_difference, sign_flip_p, steps_to_gain)
+from pgpo.paired import (
+    PairingError,
+    block_means,
+    curve_auc,
+    detect_factor,
+    paired_question_difference,
+    paired_seed_difference,
+    sign_flip_p,
+    steps_to_gain,
+)
 
 
 # ---------------------------------------------------------------- sign flip: hand counts
