@@ -238,6 +238,7 @@ def cmd_track(a):
 
 def cmd_table(a):
     from pgpo.figures import write_figures
+    from pgpo.paired_tables import build_and_write
     from pgpo.plan import TableSpec
     from pgpo.tables import build_table, table_records, write_table, write_table_html
     from pgpo.tracking import log_table
@@ -252,15 +253,23 @@ def cmd_table(a):
     names = {b: meta[b].meta.get("paper_column", b.removeprefix("tiny_")) if b in meta else b for b in spec.benchmarks}
     figures = dict(spec.figures)  # kind -> file, planned with the rule's outputs (pgpo.plan.figure_files)
     files = write_table(table, spec.out, spec.title, names, bars=figures.pop("bars", None) is not None)
-    files.append(write_table_html(table, f"{spec.out}.html", spec.title, names))
-    files += write_figures(dataclasses.asdict(spec), table, figures)
+    diff_files, diff_records, diff_html = build_and_write(dataclasses.asdict(spec), names)
+    files.append(write_table_html(table, f"{spec.out}.html", spec.title, names, diff_html))
+    files += diff_files + write_figures(dataclasses.asdict(spec), table, figures)
     if tracking:
-        log_table(spec.root, tracking["parent_run_id"], files, table_records(table))
+        log_table(spec.root, tracking["parent_run_id"], files, table_records(table), {"diff.json": diff_records})
     for p in table["provenance"]:
         if p["n_failed"]:
             print(f"pgpo table: warning: {p['n_failed']} failed or ungradable item(s) in {p['result']}",
                   file=sys.stderr)
     print(Path(spec.out).with_suffix(".md").read_text())
+    print(diff_files[0].read_text())
+
+
+def cmd_power(a):
+    from pgpo.power import report
+
+    print(report(a.target, a.difference, a.alpha, a.power), end="")
 
 
 def cmd_dependency_report(a):
@@ -406,6 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", required=True, help="JSON of pgpo.plan.TableSpec: rows, benchmarks, average_over, "
                    "tracking, out, title, trainings, labels, warmstart, figures (kind -> file)")
     s.set_defaults(fn=cmd_table)
+
+    s = add("power", "variance components of a finished target's paired comparisons and the seeds / questions / "
+            "samples needed to detect a difference")
+    s.add_argument("--target", required=True, help="<root>/<target>, e.g. results/tiny/table1 (reads its "
+                   ".diff.json and the per-sample results it names)")
+    s.add_argument("--difference", type=float, required=True, help="the difference to detect, as a fraction "
+                   "(0.02 = 2 points)")
+    s.add_argument("--alpha", type=float, default=0.05, help="two-sided level")
+    s.add_argument("--power", type=float, default=0.8, help="power")
+    s.set_defaults(fn=cmd_power)
 
     s = add("dependency-report", "token visual dependency heatmap (HTML/PNG) and sparsity stats")
     s.add_argument("--checkpoint", required=True, help="checkpoint directory (or a hub id)")

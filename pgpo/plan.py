@@ -152,6 +152,57 @@ def table_rows(config: dict, target: str, repo: Path) -> dict[str, list[str]]:
     return rows
 
 
+def row_seeds(config: dict, target: str, repo: Path) -> dict[str, list[int | None]]:
+    """Row label -> the training seed of each of its evaluation directories (table_rows' order); None for the
+    start model's one evaluation."""
+    out: dict[str, list[int | None]] = {}
+    if target in ("table1", "table7"):
+        for size in config["sizes"]:
+            out[run_label(config, size, "base")] = [None]
+    for t in trainings(config, target, repo):
+        out.setdefault(run_label(config, t.size, t.variant or t.method), []).append(t.seed)
+    return out
+
+
+def curve_runs(config: dict, target: str, repo: Path) -> dict[str, dict[str, str]]:
+    """Row label -> seed (as text: a JSON key) -> training run directory (its metrics.jsonl holds the curves)."""
+    out: dict[str, dict[str, str]] = {}
+    for t in trainings(config, target, repo):
+        out.setdefault(run_label(config, t.size, t.variant or t.method), {})[str(t.seed)] = t.run_dir
+    return out
+
+
+def reference_name(config: dict, target: str) -> str | None:
+    """The reference row of a target's difference view as the config names it (a method, or an ablation variant)."""
+    return (config.get("paired") or {}).get("reference", {}).get(target)
+
+
+def reference_rows(config: dict, target: str, repo: Path) -> tuple[dict[str, str], str]:
+    """(row label -> its reference row's label, a note): every row is compared with the reference row of its own
+    model size; the reference rows are left out. The note says why there is no comparison when the reference is
+    not a row of this table (e.g. `methods` leaves it out), instead of a silently empty view."""
+    name = reference_name(config, target)
+    if not name:
+        return {}, f"no reference row configured (paired.reference.{target}): no differences"
+    rows = table_rows(config, target, repo)
+    sizes = {run_label(config, size, "base"): size for size in config["sizes"]} if target != "ablation_thresholds" \
+        else {}
+    for t in trainings(config, target, repo):
+        sizes[run_label(config, t.size, t.variant or t.method)] = t.size
+    out, absent = {}, []
+    for label in rows:
+        ref = run_label(config, sizes[label], name)
+        if ref not in rows:
+            absent.append(ref)
+        elif ref != label:
+            out[label] = ref
+    note = ""
+    if absent:
+        note = (f"reference row {sorted(set(absent))} (paired.reference.{target}: {name!r}) is not a row of this "
+                f"table (rows: {list(rows)}): no differences for its model size")
+    return out, note
+
+
 def eval_dir_of(config: dict, t: Training) -> str:
     return f"{config['root']}/eval/{t.name}" if t.variant is None else \
         f"{config['root']}/eval/{t.size}/ablation/{t.variant}/s{t.seed}"
@@ -234,6 +285,11 @@ class TableSpec(_Spec):
     labels: dict[str, dict] = field(default_factory=dict)
     warmstart: str | None = None  # warmstart.json of the tiny profile's start model
     figures: dict[str, str] = field(default_factory=dict)  # kind -> file (pgpo.figures draws exactly these)
+    seeds: dict[str, list] = field(default_factory=dict)  # row label -> seed of each evaluation dir (None: start)
+    reference: dict[str, str] = field(default_factory=dict)  # row label -> its reference row (difference view)
+    reference_note: str = ""  # why a row has no reference, when one is missing
+    curve_runs: dict[str, dict[str, str]] = field(default_factory=dict)  # row -> seed -> training run directory
+    paired: dict = field(default_factory=dict)  # the config's `paired` block: bootstrap, curves, curve_block
 
 
 def track_spec(config: dict, target: str, repo: Path) -> TrackSpec:
@@ -247,10 +303,19 @@ def track_spec(config: dict, target: str, repo: Path) -> TrackSpec:
 def table_spec(config: dict, target: str, repo: Path) -> TableSpec:
     runs, root = trainings(config, target, repo), config["root"]
     warm = checkpoint_marker(config, next(iter(config["sizes"])), "base")
+    reference, note = reference_rows(config, target, repo)
+    paired = {k: v for k, v in (config.get("paired") or {}).items() if k != "reference"}
     return TableSpec(root, target, title(config, target), table_rows(config, target, repo), benchmarks(config),
                      list(config["average_over"]), f"{root}/tracking/{target}.json", f"{root}/{target}",
                      {t.name: t.run_dir for t in runs}, {t.name: t.labels() for t in runs}, (warm or [None])[0],
-                     figure_files(config, target))
+                     figure_files(config, target), row_seeds(config, target, repo), reference, note,
+                     curve_runs(config, target, repo), paired)
+
+
+def diff_files(config: dict, target: str) -> dict[str, str]:
+    """The difference view's files a table step writes (pgpo.paired_tables): kind -> path."""
+    root = config["root"]
+    return {f"diff_{ext}": f"{root}/{target}.diff.{ext}" for ext in ("md", "csv", "json")}
 
 
 def figure_files(config: dict, target: str) -> dict[str, str]:
@@ -316,6 +381,21 @@ def check(config: dict, repo: Path | None = None) -> None:
                 load_method(method, nest(overrides))
             except ConfigError as e:
                 raise ConfigError(f"{config['ablation']['grid']}: variant {variant!r}: {e}") from None
+    for target, name in ((config.get("paired") or {}).get("reference") or {}).items():
+        if target not in TARGETS:
+            raise ConfigError(f"paired.reference.{target}: unknown target (known: {list(TARGETS)})")
+        if target == "ablation_thresholds":
+            if "ablation" not in config:
+                continue  # no ablation in this profile: nothing to compare
+            variants = list(ablation_grid(config, repo))
+            # a method name that is no variant (the schema default with a grid of other names) is said in the
+            # view's note, like a method left out of `methods`; anything else is a typo
+            if name not in variants and name not in known:
+                close = difflib.get_close_matches(name, variants, n=1)
+                raise ConfigError(f"paired.reference.{target}: {name!r} is not a variant of the ablation grid "
+                                  f"{variants}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        else:
+            _known_method(name, f"paired.reference.{target}", known)
     report = config.get("dependency_report")
     if report and report.get("size") not in config["sizes"]:
         raise ConfigError(f"dependency_report.size: {report.get('size')!r} is not one of {list(config['sizes'])}")

@@ -160,8 +160,10 @@ def write_table(table: dict, prefix: str | Path, title: str, column_names: dict[
     return [md, csv_path, png]
 
 
-def write_table_html(table: dict, path: str | Path, title: str, column_names: dict[str, str] | None = None) -> Path:
-    """The .md table as one self-contained HTML page (what `snakemake --report` can show inline)."""
+def write_table_html(table: dict, path: str | Path, title: str, column_names: dict[str, str] | None = None,
+                     extra_html: str = "") -> Path:
+    """The .md table as one self-contained HTML page (what `snakemake --report` can show inline); `extra_html`: a
+    section below it (the paired difference view)."""
     names = column_names or {}
     cols = table["benchmarks"] + (["avg"] if table["average_over"] else [])
     cell = "<td style='padding:2px 8px;text-align:right'>"
@@ -175,7 +177,7 @@ def write_table_html(table: dict, path: str | Path, title: str, column_names: di
                     f"<h3>{html.escape(title)}</h3><p>avg@k in %, mean over seeds [95% CI over seeds and "
                     f"questions]</p><table border=1 style='border-collapse:collapse;font-family:sans-serif'><tr>"
                     f"<th>row</th>{''.join(f'<th>{html.escape(names.get(c, c))}</th>' for c in cols)}</tr>"
-                    f"{body}</table>{note}</body></html>\n")
+                    f"{body}</table>{note}{extra_html}</body></html>\n")
     return path
 
 

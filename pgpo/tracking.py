@@ -152,12 +152,17 @@ def _ingest(root, target, trainings, evaluations, benchmarks, labels) -> dict:
     return {"experiment_id": exp_id, "parent_run_id": parent, "runs": ids}
 
 
-def log_table(root: str | Path, parent_run_id: str, files: list[Path], table_rows: list[dict]) -> None:
+def log_table(root: str | Path, parent_run_id: str, files: list[Path], table_rows: list[dict],
+              more_tables: dict[str, list[dict]] | None = None) -> None:
     """Attach a finished table (rows as dicts, via log_table) and every file of it (md, csv, each figure's png)
-    to the parent run, as artifacts under their own names."""
+    to the parent run, as artifacts under their own names; `more_tables`: artifact file -> rows of another table
+    (the paired differences: diff.json)."""
     client = _client(root)
     client.log_table(parent_run_id, data={k: [r[k] for r in table_rows] for k in table_rows[0]},
                      artifact_file="table.json")
+    for artifact, rows in (more_tables or {}).items():
+        if rows:
+            client.log_table(parent_run_id, data={k: [r[k] for r in rows] for k in rows[0]}, artifact_file=artifact)
     missing = [str(f) for f in files if not Path(f).is_file()]
     if missing:
         raise FileNotFoundError(f"pgpo table: files to log to MLflow run {parent_run_id} do not exist: {missing}")

@@ -37,6 +37,8 @@ def test_avg_at_k_is_the_mean_of_per_question_means(tmp_path):
             row(2, "1", ["\\boxed{2}"] * 4)]  # 0.0
     r = score_benchmark(write_run(tmp_path, rows, 4), bootstrap_samples=2000)
     assert [q["mean"] for q in r["per_question"]] == [0.75, 0.25, 0.0]
+    # every sample's score, in sample order (the power planner's sampling variance)
+    assert [q["samples"] for q in r["per_question"]] == [[1, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 0]]
     assert r["avg_at_k"] == pytest.approx(1.0 / 3)
     assert (r["k"], r["n_questions"], r["n_samples"]) == (4, 3, 12)
     assert r["standard_error"] == pytest.approx(np.std([0.75, 0.25, 0.0], ddof=1) / math.sqrt(3))
@@ -50,6 +52,7 @@ def test_failed_generations_are_counted_listed_and_score_zero(tmp_path):
     rows = [row(0, "4", ["\\boxed{4}", FAILED_PREFIX + "OSError: image missing"]), row(1, "4", ["\\boxed{4}"] * 2)]
     r = score_benchmark(write_run(tmp_path, rows, 2))
     assert r["n_failed"] == 1 and r["failed_question_ids"] == ["q0"]
+    assert r["per_question"][0]["samples"] == [1.0, 0.0]  # the failed generation's 0 is in its place
     assert r["avg_at_k"] == pytest.approx(0.75)
 
 

@@ -172,7 +172,8 @@ def test_pgpo_table_writes_the_declared_figures_and_no_bars_for_a_sweep(tmp_path
             "labels": labels, "warmstart": None, "benchmarks": ["x", "y"], "average_over": ["x", "y"],
             "tracking": None, "out": str(out), "figures": figures}
     assert main(["table", "--spec", json.dumps(spec)]) == 0
-    assert sorted(p.name for p in out.parent.iterdir()) == ["abl.csv", "abl.curves.png", "abl.heatmap.png",
+    assert sorted(p.name for p in out.parent.iterdir()) == ["abl.csv", "abl.curves.png", "abl.diff.csv",
+                                                            "abl.diff.json", "abl.diff.md", "abl.heatmap.png",
                                                             "abl.html", "abl.md"]
     page = (out.parent / "abl.html").read_text()
     assert "<th style='text-align:left;padding:2px 8px'>a0.4-b2.0</th>" in page and "avg = mean over x, y" in page

@@ -48,6 +48,47 @@ def test_quick_dag_writes_table1_with_cis_and_provenance(quick):
     assert set(report["suites"]) >= {"count", "all"} and (root / "reports/dependency.html").exists()
 
 
+def test_quick_dag_writes_the_paired_difference_views(quick):
+    """Every table target has its difference-to-reference view (reference rows named in the config), each row with
+    every benchmark and Avg, a sign-flip p, the detectable difference, the training-curve differences, in the
+    HTML page and in MLflow; `pgpo power` reads the finished target."""
+    work, root, _ = quick
+    from pgpo import plan
+
+    config = plan.load_profile(QUICK)
+    for target, n_cols in (("table1", 9), ("table7", 9)):
+        name = config["paired"]["reference"][target]
+        rows = list(plan.table_rows(config, target, REPO))
+        md = (root / f"{target}.diff.md").read_text()
+        for row in rows:
+            assert (f"| {row} | {name} |" in md or f"| {row} (one evaluation, shared by every seed) | {name} |" in md) \
+                == (row != name), (target, row)
+        assert "Smallest difference this design detects (80% power, 5% two-sided" in md
+        assert "## Training curve `reward`" in md
+        recs = list(csv.DictReader((root / f"{target}.diff.csv").read_text().splitlines()))
+        questions = [r for r in recs if r["n_questions"]]
+        assert len(questions) == (len(rows) - 1) * n_cols
+        avg = next(r for r in questions if r["row"] != "base" and r["column"] == "avg")
+        assert avg["n_seeds"] == "2" and float(avg["p_value"]) in (0.5, 1.0)  # 2 seeds: p is 0.5 or 1
+        assert float(avg["ci95_low"]) <= float(avg["mean"]) <= float(avg["ci95_high"])
+        assert any(r["column"].startswith("reward: mean level, steps 1-1") for r in recs)
+        assert "<h3>Paired differences to the reference row</h3>" in (root / f"{target}.html").read_text()
+    from mlflow.tracking import MlflowClient
+
+    from pgpo.tracking import store
+
+    parent = json.loads((root / "tracking/table1.json").read_text())["parent_run_id"]
+    logged = {a.path for a in MlflowClient(tracking_uri=store(root)[0]).list_artifacts(parent)}
+    assert {"table1.diff.md", "table1.diff.csv", "table1.diff.json", "diff.json"} <= logged
+    result = json.loads((root / "eval/tiny/base/tiny_count.json").read_text())
+    assert all(len(q["samples"]) == result["k"] for q in result["per_question"])
+    proc = subprocess.run([sys.executable, "-m", "pgpo.cli", "power", "--target", str(root / "table1"),
+                           "--difference", "0.05"], check=False, capture_output=True, text=True, timeout=300,
+                          cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 seed(s) x 3 questions x 7 benchmark(s) x k=2 samples" in proc.stdout and "total SE" in proc.stdout
+
+
 def test_quick_dag_draws_the_figures_logs_them_and_one_report_holds_them(quick):
     work, root, _ = quick
     figures = ["table1.png", "table1.curves.png", "table7.png", "table7.curves.png", "warmstart.png"]

@@ -1,6 +1,7 @@
 """Score: re-grade logged samples with pgpo.scoring (CPU, no model) and write one result JSON per benchmark.
 
-avg@k = mean over questions of the per-question mean over its k samples. Reported with the standard error over
+avg@k = mean over questions of the per-question mean over its k samples; every per-question entry also keeps its
+k sample scores in sample order (`samples`: variance components need them; older results lack them). Reported with the standard error over
 questions and a bootstrap 95% interval (questions resampled). Every sample is accounted for: graded ok,
 no \\boxed{} answer, verifier timeout, verifier error, or generation failed (the last three score 0 and are
 counted); a question whose gold answer cannot be graded is listed and left out of the mean, never guessed.
@@ -61,19 +62,27 @@ def read_samples(path: Path, k: int) -> list[dict]:
     return rows
 
 
-def grade_question(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str = "pgpo") -> float:
-    """Mean grade of one question's responses (with the named grader, pgpo.graders); counts each status."""
+def grade_samples(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str = "pgpo") -> list[float]:
+    """The grade of each of one question's responses, in sample order (with the named grader, pgpo.graders; a
+    failed generation scores 0); counts each status."""
     grade_detailed = get_grader(grader)
     choices = list(row.get("choices") or []) or None
-    total = 0.0
+    scores = []
     for response in row["responses"]:
         if response.startswith(FAILED_PREFIX):
             counts["generation_failed"] += 1
+            scores.append(0.0)
             continue
         g = grade_detailed(response, str(row["answer"]), choices, abs_tol)
         counts[g.status] += 1
-        total += g.score
-    return total / len(row["responses"])
+        scores.append(float(g.score))
+    return scores
+
+
+def grade_question(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str = "pgpo") -> float:
+    """Mean grade of one question's responses (with the named grader, pgpo.graders); counts each status."""
+    scores = grade_samples(row, counts, abs_tol, grader)
+    return sum(scores) / len(scores)
 
 
 def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, seed: int = 0,
@@ -102,7 +111,9 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
             invalid.append({"id": row["id"], "problem": f"gold answer {row['answer']!r} names none of {choices}"})
             continue
         row_counts: Counter = Counter()
-        per_question.append({"id": row["id"], "mean": grade_question(row, row_counts, abs_tol, grader)})
+        # the per-sample scores too: the power planner separates sampling from question variance with them
+        scores = grade_samples(row, row_counts, abs_tol, grader)
+        per_question.append({"id": row["id"], "mean": sum(scores) / len(scores), "samples": scores})
         counts.update(row_counts)
         if row_counts["generation_failed"]:
             failed.append(row["id"])

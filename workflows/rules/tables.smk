@@ -1,6 +1,7 @@
 # Tracking and tables. Results JSONs are the source of truth; `track_<target>` mirrors them into MLflow (one local
-# writer), `table_<target>` writes <root>/<target>.md/.csv/.html and its figures and attaches them to the target's
-# parent run. Tables and figures are report() outputs: `snakemake --report report.html` shows them in one page.
+# writer), `table_<target>` writes <root>/<target>.md/.csv/.html, the paired differences to the reference row
+# (<target>.diff.md/.csv/.json) and its figures, and attaches them to the target's parent run. Tables and figures
+# are report() outputs: `snakemake --report report.html` shows them in one page.
 
 REPORT_CATEGORY = {"table1": "Table 1", "table7": "Table 7", "ablation_thresholds": "Threshold ablation"}
 
@@ -13,7 +14,8 @@ def table_outputs(target):
     """Named outputs of table_<target>: the table files, then every figure, the viewable ones marked for the report."""
     out = {"md": f"{ROOT}/{target}.md", "csv": f"{ROOT}/{target}.csv",
            "html": report(f"{ROOT}/{target}.html", caption="../report/table.rst", category=REPORT_CATEGORY[target],
-                          subcategory="results")}
+                          subcategory="results"),
+           **plan.diff_files(config, target)}  # the difference-to-reference view (its HTML is in the table's page)
     for kind, path in plan.figure_files(config, target).items():
         caption, sub = FIGURE_REPORT[kind]
         category = "Warm start" if kind == "warmstart" else REPORT_CATEGORY[target]
