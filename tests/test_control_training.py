@@ -183,8 +183,10 @@ def test_placebo_shaped_in_micro_batches_equals_the_whole_batch(tiny_dir, tiny_d
             seen[chunk["row"]] = chunk["advantages"]
         grads[micro] = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
         advantages[micro] = seen
-    assert torch.equal(advantages[4], advantages[16])
-    assert torch.allclose(grads[4], grads[16], rtol=1e-4, atol=1e-8)
+    # equal up to the float noise of the loss forward's log-probs at another batch size (S comes from them); a
+    # different permutation would move whole weights
+    assert torch.allclose(advantages[4], advantages[16], atol=1e-5)
+    assert ((grads[4] - grads[16]).norm() / grads[16].norm()).item() < 1e-4 and grads[16].norm() > 0
     plain = out["advantages"][:, None] * out["completion_mask"]
     assert not torch.allclose(advantages[16], plain)  # the weights moved something
 
