@@ -12,10 +12,11 @@ pytestmark = pytest.mark.slow
 ORACLE = REPO / "baselines/variants/dapo_oracle.yaml"
 
 
-def _signal_rewards():
-    """The untrained tiny model earns nothing: accuracy alternates 0/1 inside the count task's groups instead."""
+def _signal_rewards(tasks=("count",)):
+    """The untrained tiny model earns nothing: accuracy alternates 0/1 inside the groups of `tasks` (None: every
+    task) instead, 0 elsewhere."""
     def accuracy_reward(completions, task, **_):
-        return [float(i % 2) if t == "count" else 0.0 for i, t in enumerate(task)]
+        return [float(i % 2) if tasks is None or t in tasks else 0.0 for i, t in enumerate(task)]
 
     def format_reward(completions, **_):
         return [1.0] * len(completions)
@@ -33,12 +34,13 @@ def _cfg(model, tiny_data, **over):
 
 @pytest.fixture(scope="module")
 def checkpoint(tiny_dir, tiny_data, tmp_path_factory):
-    """One DAPO step from the tiny model: checkpoint-1 holds the optimizer's second moments."""
+    """One DAPO step (every group with signal) from the tiny model: checkpoint-1 holds the optimizer's second
+    moments."""
     import pgpo.scoring
     from pgpo.train import train
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(pgpo.scoring, "REWARD_FUNCS", _signal_rewards())
+    mp.setattr(pgpo.scoring, "REWARD_FUNCS", _signal_rewards(None))
     out = tmp_path_factory.mktemp("ckpt")
     try:
         train(_cfg(tiny_dir, tiny_data), load_method("dapo"), out)
@@ -94,10 +96,10 @@ def test_group_gradients_are_the_training_loss_gradient(checkpoint, tiny_data, t
     tokens = float(rollout["completion_mask"].sum())
     per_group = group_gradients(trainer, load_method("dapo"), rollout, 4, tokens / 4)
     whole = group_gradients(trainer, load_method("dapo"), rollout, 1, tokens)
-    assert torch.allclose(per_group.mean(0), whole[0], rtol=1e-4, atol=1e-9) and whole.abs().sum() > 0
+    assert ((per_group.mean(0) - whole[0]).norm() / whole[0].norm()).item() < 1e-5 and whole.abs().sum() > 0
     v, source = adam_second_moments(trainer, checkpoint)
     assert v is not None and source.startswith("Adam second moments") and (v >= 0).all()
-    assert v.numel() == sum(p.numel() for _, p in trainable(trainer.model)) and v.sum() > 0
+    assert v.numel() == sum(p.numel() for _, p in trainable(trainer.model)) and (v > 0).float().mean() > 0.5
     assert adam_second_moments(trainer, tmp_path)[0] is None  # no optimizer.pt: the caller falls back
 
 
