@@ -185,7 +185,7 @@ def _finite(x):
 
 
 def _fmt(cell: dict) -> str:
-    value, ci = cell["value"], cell.get("ci95")
+    value, ci = cell["value"], cell.get("ci95") or cell.get("range95")
     if value is None:
         return "n/a"
     text = f"{value:.4g}"
@@ -199,7 +199,8 @@ def markdown(result: dict) -> str:
              f"({result['prompts_drawn']} prompts drawn), {result['parameters']} parameters")
     about = (f"Checkpoint `{result['checkpoint']}`, data `{result['data']}`, seed {result['seed']}, "
              f"{result['raw']['bootstrap']} paired bootstrap draws over groups. Preconditioner: "
-             f"{result['preconditioner']}. Noise scale = tr(cov) / |E g|^2, in groups.")
+             f"{result['preconditioner']}. Noise scale = tr(cov) / |E g|^2, in groups. Brackets: 95% paired bootstrap "
+             "intervals; for split-half, the 2.5-97.5% range over random splits.")
     lines = [title, "", about, ""]
     for view in ("raw", "adam"):
         header = (f"| method | signal | noise | noise scale | split-half | cos(means) with {ref} | "
