@@ -319,3 +319,46 @@ def test_the_bridge_installs_the_pad_fix_on_trls_vllm_generation():
     call = inspect.getsource(GRPOTrainer._generate_single_turn)
     assert "_, completion_ids, logprobs, _ = self.vllm_generation.generate(" in call  # prompt ids discarded
     assert "send_one_pad_per_image(self.vllm_generation)" in inspect.getsource(TRLBridge.__init__)
+
+
+@pytest.mark.slow
+def test_rewards_per_function_and_the_loss_forward_entropies_reach_their_hooks(trainer):
+    """rollout_rewards receives TRL's [B, functions] rewards with reward_func_names as column names (in the order
+    of the reward functions), once per rollout; after_loss receives the loss forward's [b,T] entropies, which are
+    TRL's own (compute_entropy=True) for that micro-batch."""
+    from pgpo.scoring import REWARD_FUNCS
+
+    rows = [trainer.train_dataset[i] for i in range(2) for _ in range(4)]
+    trainer.model.train()
+    seen = []
+    trainer.rollout_rewards = lambda rewards, names, mode: seen.append((rewards.clone(), names, mode))
+    try:
+        out = trainer.rollout(rows)
+    finally:
+        del trainer.rollout_rewards
+    assert len(seen) == 1 and seen[0][1] == [f.__name__ for f in REWARD_FUNCS] and seen[0][2] == "train"
+    assert seen[0][0].shape == (8, len(REWARD_FUNCS))
+    weights = trainer.reward_weights.to(seen[0][0].device)
+    assert torch.allclose((seen[0][0] * weights).nansum(1), out["rewards"], equal_nan=True)
+    captured = []
+    original = trainer.after_loss
+
+    def after_loss(model, inputs, loss, logps, entropies=None):
+        captured.append(entropies)
+        return original(model, inputs, loss, logps, entropies)
+
+    trainer.after_loss = after_loss
+    try:
+        trainer._compute_loss(trainer.model, {**out, "advantages": torch.ones(8)})
+    finally:
+        del trainer.after_loss
+    ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+    mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+    with torch.no_grad():
+        _, entropies, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, ids, mask, out["completion_ids"].size(1), batch_size=8, compute_entropy=True,
+            pixel_values=out["pixel_values"], image_grid_thw=out["image_grid_thw"],
+            mm_token_type_ids=out["mm_token_type_ids"], num_images=out.get("num_images"))
+    valid = out["completion_mask"].bool()
+    assert len(captured) == 1 and captured[0].shape == valid.shape
+    assert torch.allclose(captured[0][valid], entropies[valid], atol=1e-5) and entropies[valid].mean() > 0
