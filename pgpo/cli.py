@@ -422,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "attribute docstrings of MethodConfig and of every registered component's parameters")
     s.add_argument("--write", action="store_true", help="regenerate the field table of baselines/README.md")
     s.set_defaults(fn=cmd_methods)
+
+    from pgpo.testbed.cli import add_testbed_commands  # issue 21's credit-assignment testbed: its own module
+
+    add_testbed_commands(add("testbed", "the credit-assignment testbed: data, warm-start, gates, record, table"),
+                         _Formatter)
     return p
 
 
