@@ -106,9 +106,8 @@ def check(config: dict, repo: Path) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     for arm, method in tb["arms"].items():
-        path = Path(method)
         try:
-            load_method(str(repo / path) if path.suffix in (".yaml", ".yml") else method)
+            load_method(str(repo / method) if method.endswith((".yaml", ".yml")) else method)
         except ConfigError as e:
             raise ConfigError(f"testbed.arms.{arm}: {e}") from None
     for variant, spec in tb["runs"].items():
@@ -131,5 +130,15 @@ def check(config: dict, repo: Path) -> None:
             raise ConfigError(f"testbed.gates ({variant}): {e}") from None
     if tb["accuracy_curve"] not in tb["curves"]:
         raise ConfigError(f"testbed.accuracy_curve {tb['accuracy_curve']!r} is not a key of testbed.curves")
-    if not Path(repo, tb["train_config"]).exists():
+    recipe = Path(repo, tb["train_config"])
+    if not recipe.exists():
         raise ConfigError(f"testbed.train_config: {tb['train_config']} does not exist")
+    from pgpo.config import load_train_config
+    from pgpo.plan import nest
+
+    for arm, method in tb["arms"].items():
+        spec = str(repo / method) if method.endswith((".yaml", ".yml")) else method
+        try:
+            load_train_config(recipe, nest(tb.get("train_set", {})), load_method(spec))
+        except ConfigError as e:
+            raise ConfigError(f"testbed.train_set {tb.get('train_set')} on arm {arm}: {e}") from None

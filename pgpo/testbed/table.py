@@ -140,8 +140,8 @@ def plot_seed_curves(records: dict, curves: list[str], path: Path) -> None:
                     c = r["curves"][curve]
                     ax.plot(c["steps"], c["values"], color=colours[arm], alpha=0.6, lw=1,
                             label=arm if n == 0 else None)
-            ax.set_title(f"{variant}: {next(iter(next(iter(records[variant].values())).values()))['curves'][curve]['metric']}",
-                         fontsize=8)
+            first = next(iter(next(iter(records[variant].values())).values()))
+            ax.set_title(f"{variant}: {first['curves'][curve]['metric']}", fontsize=8)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
             if i == 0 and j == 0:
@@ -158,8 +158,7 @@ def write_testbed_table(spec: dict) -> list[Path]:
             for row in compare(variant, arms, spec["reference"], spec["bootstrap"])]
     out = Path(spec["out"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    md, csv_path, html_path, png = (out.with_suffix(s) for s in (".md", ".csv", ".html", ".curves.png"))
-    png = Path(f"{out}.curves.png")
+    md, csv_path, html_path, png = (Path(f"{out}{s}") for s in (".md", ".csv", ".html", ".curves.png"))
     md.write_text(markdown(rows, spec["reference"], spec["profile"], _gate_lines(spec["gate_reports"])))
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
