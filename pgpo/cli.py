@@ -127,6 +127,23 @@ def cmd_train(a):
         print(f"{method.name}: {run['global_steps']} steps in {run['wall_seconds']} s -> {Path(a.out) / 'final'}")
 
 
+def cmd_gradient_diagnostic(a):
+    from pgpo.config import load_method, load_train_config
+    from pgpo.gradient_diagnostic import diagnose
+
+    check_checkpoint(a.checkpoint, "--checkpoint", hub=False)
+    methods = [load_method(m) for m in a.method]
+    reference = load_method(a.reference).name
+    if reference not in [m.name for m in methods]:
+        methods.append(load_method(a.reference))
+    overrides = {**_overrides(a.set), "model": {"path": a.checkpoint}, "data": {"train": a.data}}
+    cfg = load_train_config(a.config, overrides)
+    result = diagnose(cfg, methods, reference, a.groups, Path(a.out), seed=a.seed, bootstrap=a.bootstrap,
+                      max_memory_gb=a.max_memory_gb)
+    print((Path(a.out) / "gradient_diagnostic.md").read_text())
+    return result
+
+
 def cmd_probe(a):
     from pgpo.probe import probe, write_probe
     from pgpo.tiny.synthetic import TASKS
@@ -336,6 +353,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="YAML with WarmStartConfig fields")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a WarmStartConfig field")
     s.set_defaults(fn=cmd_warm_start)
+
+    s = add("gradient-diagnostic", "per-group gradients of several methods on the same rollouts of one checkpoint: "
+            "signal, noise, noise scale, split-half agreement, alignment with a reference (raw and Adam)")
+    s.add_argument("--checkpoint", required=True, help="model folder (a training checkpoint-N/ also gives its Adam "
+                   "second moments)")
+    s.add_argument("--data", required=True, help="the split whose prompts are rolled out (train.jsonl)")
+    s.add_argument("--method", action="append", required=True, help="a method (name in baselines/ or YAML path); "
+                   "repeat for each estimator")
+    s.add_argument("--reference", required=True, help="the method the others are aligned with (added if not "
+                   "among --method), e.g. baselines/variants/dapo_oracle.yaml")
+    s.add_argument("--groups", type=int, default=16, help="prompt groups with reward signal to collect")
+    s.add_argument("--config", default="workflows/config/train/tiny.yaml", help="training recipe YAML (rollout "
+                   "and loss settings)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field")
+    s.add_argument("--seed", type=int, default=0, help="seed of the prompt order, the sampling and the bootstrap")
+    s.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap draws over groups")
+    s.add_argument("--max-memory-gb", type=float, default=4.0, help="refuse runs whose gradients need more memory")
+    s.add_argument("--out", required=True, help="folder for gradient_diagnostic.json and .md")
+    s.set_defaults(fn=cmd_gradient_diagnostic)
 
     s = add("train", "RL training of one method (resumes from the last checkpoint in --out)")
     s.add_argument("--method", required=True, help="a name in baselines/ or a method YAML path")

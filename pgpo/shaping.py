@@ -7,6 +7,9 @@ pgpo.registry.Registry.register). ``needs_blind_view=True`` gives it the token v
 view) in ``batch.dependency``. ``per_response=True`` declares that a response's token advantages depend only on
 that response (its advantage, mask and S): the trainer may then shape each micro-batch inside the loss, from the
 loss forward's own log-probs, instead of running an extra image-conditioned pass per generation step.
+Every batch also carries the answer tokens (``batch.answer_mask``) and one seed per response (``batch.seeds``,
+drawn through ``batch.generator(row)``), so a shaper that draws random numbers draws the same per response whether
+the trainer shapes whole batches or micro-batches.
 """
 
 from __future__ import annotations
@@ -80,6 +83,20 @@ class ShapingBatch:
     """[B,T] token visual dependency S (None if the shaper needs none)."""
     gather: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
     """Concatenates a tensor over all processes."""
+    answer_mask: torch.Tensor | None = None
+    """[B,T] bool, True on the tokens carrying the content of the response's last \\boxed{} (pgpo.answer_span);
+    None where the framework could not compute it (no tokenizer)."""
+    seeds: torch.Tensor | None = None
+    """[B] int64, one seed per response from (run seed, optimizer step, process, row of the generation batch): the
+    same response gets the same seed whether it is shaped with its whole batch or in a micro-batch, in a rerun or
+    after a resume. Draw through ``generator(row)``."""
+
+    def generator(self, row: int) -> torch.Generator:
+        """A CPU torch.Generator seeded for response `row` (the framework's per-response seed)."""
+        if self.seeds is None:
+            raise ValueError("this shaper draws random numbers but the batch has no per-response seeds "
+                             "(ShapingBatch.seeds is None: build the batch through the trainer)")
+        return torch.Generator().manual_seed(int(self.seeds[row]))
 
 
 @dataclass
@@ -124,9 +141,8 @@ class PGPOParams:
             raise ValueError(f"pgpo: eps must be a small positive constant, got {self.eps}")
 
 
-@SHAPERS.register("pgpo", params=PGPOParams, needs_blind_view=True, per_response=True, stats_namespace="weights")
-def pgpo(batch: ShapingBatch, params: PGPOParams) -> ShapingResult:
-    """PGPO: A~_{i,t} = A_i * w~_t with w~ from pgpo_token_weights."""
+def _pgpo_weights(batch: ShapingBatch, params: PGPOParams) -> tuple[torch.Tensor, dict[str, float]]:
+    """PGPO's token weights of the batch [B,T] and their statistics (shared by pgpo and its placebo)."""
     mask = batch.completion_mask
     importance, spread = normalised_dependency(batch.dependency, mask, params.eps)
     w = weights_from_importance(importance, spread, mask, params.tau, params.beta, params.eps, params.normalize)
@@ -139,7 +155,67 @@ def pgpo(batch: ShapingBatch, params: PGPOParams) -> ShapingResult:
         "sum_over_length_mean": (sums / lengths).mean().item(),
         "sum_minus_length_absmax": (sums - valid.sum(-1)).abs().max().item(),
     }
+    return w, stats
+
+
+@SHAPERS.register("pgpo", params=PGPOParams, needs_blind_view=True, per_response=True, stats_namespace="weights")
+def pgpo(batch: ShapingBatch, params: PGPOParams) -> ShapingResult:
+    """PGPO: A~_{i,t} = A_i * w~_t with w~ from pgpo_token_weights."""
+    w, stats = _pgpo_weights(batch, params)
     return ShapingResult(batch.advantages[:, None].to(w.dtype) * w, stats)
+
+
+# -- controls for the credit-assignment testbed: where the weight goes, with the mass held fixed ---------------------
+def oracle_token_weights(answer_mask: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """All of a response's weight on its answer tokens. answer_mask, mask [B,T] -> weights [B,T].
+
+    Mass-conserving like PGPO: a response of n tokens with a answer tokens gets n / a on each answer token and 0
+    elsewhere (sum n). A response without answer tokens keeps weight 1 everywhere (the plain advantage). Padding 0.
+    """
+    valid = mask.bool()
+    answer = answer_mask.bool() & valid
+    n = valid.sum(-1, keepdim=True).to(torch.float32)
+    a = answer.sum(-1, keepdim=True).to(torch.float32)
+    w = torch.where(a > 0, torch.where(answer, n / a.clamp_min(1.0), 0.0), 1.0)
+    return torch.where(valid, w, 0.0)
+
+
+@SHAPERS.register("oracle", per_response=True)
+def oracle(batch: ShapingBatch, params: None) -> ShapingResult:
+    """Oracle credit assignment: A~_{i,t} = A_i * n_i / |answer_i| on the answer tokens, 0 elsewhere (what PGPO
+    would do with a perfect dependency score on a task whose only image-dependent tokens are the answer)."""
+    if batch.answer_mask is None:
+        raise ValueError("oracle: the batch has no answer mask (ShapingBatch.answer_mask is None)")
+    w = oracle_token_weights(batch.answer_mask, batch.completion_mask)
+    valid = batch.completion_mask.bool()
+    responses = valid.any(-1)  # an all-padding row is no response
+    without = ~(batch.answer_mask.bool() & valid).any(-1) & responses
+    stats = {"no_answer_responses": float(without.sum()),
+             "no_answer_fraction": float(without.sum()) / max(int(responses.sum()), 1)}
+    return ShapingResult(batch.advantages[:, None].to(w.dtype) * w, stats)
+
+
+def shuffle_within_responses(weights: torch.Tensor, mask: torch.Tensor, batch: ShapingBatch) -> torch.Tensor:
+    """Each response's weights permuted over its own valid tokens with its own generator (batch.generator(row)):
+    the same multiset per response (same sparsity and mass), on other tokens. [B,T] -> [B,T], padding stays 0."""
+    out = torch.zeros_like(weights)
+    for row in range(weights.size(0)):
+        cols = mask[row].bool().nonzero().flatten()
+        perm = torch.randperm(cols.numel(), generator=batch.generator(row)).to(cols.device)
+        out[row, cols] = weights[row, cols[perm]]
+    return out
+
+
+@SHAPERS.register("placebo", params=PGPOParams, needs_blind_view=True, per_response=True)
+def placebo(batch: ShapingBatch, params: PGPOParams) -> ShapingResult:
+    """PGPO's weights (PGPO's parameters, from the same blind view) shuffled within each response: the same
+    sparsity and mass as PGPO, on the wrong tokens. Separates "PGPO reweights tokens" from "PGPO finds the
+    grounded ones"."""
+    w, stats = _pgpo_weights(batch, params)
+    shuffled = shuffle_within_responses(w, batch.completion_mask, batch)
+    stats["moved_fraction"] = ((shuffled != w) & batch.completion_mask.bool()).float().sum().item() / max(
+        batch.completion_mask.bool().sum().item(), 1)
+    return ShapingResult(batch.advantages[:, None].to(w.dtype) * shuffled, stats)
 
 
 # -- VPPO (arXiv 2510.09285) ---------------------------------------------------------------------------------------

@@ -13,6 +13,11 @@ batch-level shaper (VPPO) on an aligned step pays an extra image-conditioned pas
 optimizer: a NaN reward or NaN rollout log-prob takes its group's advantage to 0, a non-finite loss gives its
 micro-batch a zero gradient (all counted under faults/). Resume loads checkpoint weights strictly. Methods differ
 only by their YAML; nothing here reads a method's name.
+
+Every shaper also gets the answer tokens and per-response seeds (``_attach_shaping_inputs``), and every method logs
+where its credit went (pgpo/token_credit.py): ``rollout_all/<reward>`` over every sampled rollout before the
+dynamic-sampling filter, ``entropy/answer`` and ``entropy/non_answer`` from the loss forward, and
+``credit/answer_share`` from the shaped token advantages.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import warnings
 
 import torch
 
+from pgpo.answer_span import answer_token_mask
 from pgpo.blind import BlindInputs
 from pgpo.components import resolve_components
 from pgpo.config import MethodConfig
@@ -32,6 +38,7 @@ from pgpo.engine_gap import logp_gap
 from pgpo.loss_terms import LossTermBatch
 from pgpo.registry import Entry
 from pgpo.shaping import ShapingBatch
+from pgpo.token_credit import answer_share, entropy_split, response_seeds, reward_means
 from pgpo.trl_bridge import TRLBridge  # refuses a TRL other than the pinned one
 from pgpo.vision_tokens import mask_completions, misaligned_visual_rows, replace_vision_tokens, vision_tokens
 
@@ -47,14 +54,20 @@ class PGPOTrainer(TRLBridge):
 
     def __init__(self, *args, method: MethodConfig, **kwargs):
         super().__init__(*args, **kwargs)
+        self.use_method(method)
+        # suppressed at sampling (GRPOConfig.generation_kwargs); screened here in case one is sampled anyway
+        self.vision_ids = sorted(vision_tokens(self.processing_class).values())
+
+    def use_method(self, method: MethodConfig) -> None:
+        """Run `method`'s components (shaper, loss terms, blind view) from now on. The recipe (GRPOConfig: loss
+        type, clipping) stays the one the trainer was built with: a caller swapping methods on one model (the
+        gradient diagnostic) checks that their loss settings agree."""
         self.method = method
         components = resolve_components(method, method.name or "method")
         self.shaper, self.shaper_params = components.shaper.entry, components.shaper.params
         self.loss_terms = [(term.entry, term.params) for term in components.loss_terms]
         view = components.blind_view
         self.blind_view, self.blind_params = (view.entry, view.params) if view else (None, None)
-        # suppressed at sampling (GRPOConfig.generation_kwargs); screened here in case one is sampled anyway
-        self.vision_ids = sorted(vision_tokens(self.processing_class).values())
 
     def log_stats(self, mode: str, component: Entry, stats: dict[str, float]) -> None:
         """A component's statistics (names relative to it) logged under its namespace: ``<namespace>/<name>``."""
@@ -220,6 +233,7 @@ class PGPOTrainer(TRLBridge):
     def _shape_advantages(self, out: dict, mode: str) -> dict:
         mask = out["completion_mask"]
         rows = out.pop("rows")
+        self._attach_shaping_inputs(out)
         self._shape_in_loss = False
         if self.blind_view is None:
             self._neutralise_nonfinite(out, mask, mode, out.get("old_per_token_logps"),
@@ -260,12 +274,28 @@ class PGPOTrainer(TRLBridge):
         self.log_metric(mode, "dependency/max", dependency[valid].max().item() if valid.any() else 0.0)
         return dependency
 
+    def _attach_shaping_inputs(self, out: dict) -> None:
+        """Per response, what every shaper may use besides its advantage: the answer tokens (pgpo.answer_span) and
+        a seed from (run seed, optimizer step, process, row). Both are [B] / [B,T] tensors of the rollout batch, so
+        TRL shuffles and splits them with their responses: a micro-batch shaped in the loss sees the same."""
+        tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+        out["answer_mask"] = answer_token_mask(out["completion_ids"], out["completion_mask"], tokenizer)
+        out["shaping_seeds"] = response_seeds(self.args.seed, self.state.global_step,
+                                              self.accelerator.process_index, out["completion_ids"].size(0),
+                                              device=out["completion_ids"].device)
+
     def _apply_shaper(self, out: dict, mask, dependency, mode: str) -> dict:
         batch = ShapingBatch(out["advantages"], mask, dependency if self.shaper.needs_blind_view else None,
-                             gather=self.accelerator.gather)
+                             gather=self.accelerator.gather, answer_mask=out.get("answer_mask"),
+                             seeds=out.get("shaping_seeds"))
         result = self.shaper.fn(batch, self.shaper_params)
         self.log_stats(mode, self.shaper, result.stats)
         out["advantages"] = result.token_advantages
+        if out.get("answer_mask") is not None:
+            # where the shaped credit went: the same statistic for every method (shaped per batch or micro-batch)
+            share = answer_share(result.token_advantages, out["answer_mask"], mask)
+            if share is not None:
+                self.log_metric(mode, "credit/answer_share", share)
         return out
 
     def before_loss(self, logps: torch.Tensor, inputs: dict) -> None:
@@ -305,10 +335,15 @@ class PGPOTrainer(TRLBridge):
         return self.policy_logprobs(out, micro)
 
     # -- the loss of one micro-batch (with gradient) ------------------------------------------------------------
-    def after_loss(self, model, inputs, loss, logps):
+    def after_loss(self, model, inputs, loss, logps, entropies=None):
         """TRL's loss (+ the method's loss terms, in name order, logged as loss_terms/<name>); a non-finite loss
-        never reaches the optimizer."""
+        never reaches the optimizer. Logs the forward's mean entropy on answer and on other tokens."""
         mode = "train" if self.model.training else "eval"
+        if entropies is not None and inputs.get("answer_mask") is not None:
+            for name, value in zip(("answer", "non_answer"),
+                                   entropy_split(entropies, inputs["answer_mask"], inputs["completion_mask"])):
+                if value is not None:
+                    self.log_metric(mode, f"entropy/{name}", value)
         if inputs.get("old_per_token_logps") is None:
             # TRL computed no old log-probs: one optimizer step per generation, so every loss forward of this
             # generation runs the weights the rollout was sampled with (its gap is comparable)
@@ -332,6 +367,13 @@ class PGPOTrainer(TRLBridge):
         warnings.warn(f"step {self.state.global_step}: non-finite loss ({loss.item()}) with {int(bad_rows.sum())} "
                       "completion(s) of non-finite log-probs: micro-batch skipped (zero gradient)", stacklevel=2)
         return sum((p * 0.0).sum() for p in model.parameters() if p.requires_grad)
+
+    def rollout_rewards(self, rewards, names, mode):
+        """rollout_all/<reward>: each reward function's mean over every sampled rollout of every process, all
+        dynamic-sampling rounds included (one entry per round; rounds are equal in size, so the step's mean is the
+        mean over all of them), before the filter keeps the groups with signal."""
+        for name, value in reward_means(rewards, names).items():
+            self.log_metric(mode, f"rollout_all/{name}", value)
 
     # -- faults: a NaN reward neutralises its group --------------------------------------------------------------
     def check_rewards(self, rewards, mode):

@@ -15,7 +15,9 @@ implements (plus one fix of TRL's colocated vLLM prompts, explained below the ta
 |                                               | keeps this process's rows `process_index * B` onwards         |             |
 | `_compute_loss(model, inputs)`                | calls `_get_per_token_logps_and_entropies` exactly once and   | before_loss / after_loss |
 |                                               | reads `inputs["advantages"]` AFTER that forward               |             |
-| `_get_per_token_logps_and_entropies(...)`     | [B,T] log-probs of the sampled tokens (its fused LM head)     | policy_logprobs |
+| `_get_per_token_logps_and_entropies(...)`     | [B,T] log-probs of the sampled tokens (its fused LM head);    | policy_logprobs |
+|                                               | in the loss, [B,T] entropies second (compute_entropy=True)    | after_loss  |
+| `reward_func_names`                           | one name per reward column, in _calculate_rewards' order      | rollout_rewards |
 | `_load_from_checkpoint(path, model)`          | transformers' resume entry point                              | (fixed here) |
 | `_load_optimizer_and_scheduler(path)`         | transformers' optimizer resume (its cpu:0 map fails)          | (fixed here) |
 | `trl.generation.vllm_generation.LLM`          | the engine class TRL instantiates in colocate mode            | vllm_engine |
@@ -166,10 +168,11 @@ def chunked_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor, valid: 
 
 
 
-# While _compute_loss runs (and only then), the function TRL's loss forward hands its [b,T] log-probs to. A context
-# variable, set and reset by _compute_loss itself: no trainer attribute carries it between calls, and a forward run
-# outside the loss (policy_logprobs, TRL's old log-probs) sees None.
-_LOSS_FORWARD: contextvars.ContextVar[Callable[[torch.Tensor], None] | None] = contextvars.ContextVar(
+# While _compute_loss runs (and only then), the function TRL's loss forward hands its [b,T] log-probs and entropies
+# to. A context variable, set and reset by _compute_loss itself: no trainer attribute carries it between calls, and
+# a forward run outside the loss (policy_logprobs, TRL's old log-probs) sees None.
+LossForwardObserver = Callable[[torch.Tensor, "torch.Tensor | None"], None]
+_LOSS_FORWARD: contextvars.ContextVar[LossForwardObserver | None] = contextvars.ContextVar(
     "pgpo_loss_forward", default=None)
 # While rollout runs, where TRL's private steps report to it: "hits" (per-completion counts of
 # screen_completions, from _generate) and "rewards" ([global B, funcs], from _calculate_rewards); None outside.
@@ -212,7 +215,13 @@ class TRLBridge(GRPOTrainer):
                                f"{len(record['rewards'])} times (expected 1 each): the TRL contract of "
                                f"pgpo/trl_bridge.py is broken (trl=={TRL_PIN} expected)")
         out["rewards"] = self._weighted_rewards(record["rewards"][0], len(rows))
+        self.rollout_rewards(record["rewards"][0], list(self.reward_func_names),
+                             "train" if self.model.training else "eval")
         return self.drop_screened(out, record["hits"][0])
+
+    def rollout_rewards(self, rewards: torch.Tensor, names: list[str], mode: str) -> None:
+        """Hook: every rollout's rewards, per function ([global B, functions], NaN = unscorable, columns named by
+        `names`), once per rollout call: before any filter such as dynamic sampling's."""
 
     def _weighted_rewards(self, rewards: torch.Tensor, local: int) -> torch.Tensor:
         """[global B, funcs] -> [local] this process's rows, summed with TRL's reward_weights exactly as TRL's
@@ -284,17 +293,18 @@ class TRLBridge(GRPOTrainer):
         result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
         observe = _LOSS_FORWARD.get()
         if observe is not None:
-            observe(result[0])
+            observe(result[0], result[1])
         return result
 
     # -- loss ---------------------------------------------------------------------------------------------------
     def _compute_loss(self, model, inputs):
         """TRL's loss of one micro-batch, with before_loss seeing its forward's log-probs before TRL reads
         ``inputs["advantages"]``, and after_loss receiving the loss and those same log-probs (no second pass)."""
-        captured = []
+        captured, entropies = [], []
 
-        def observe(logps: torch.Tensor) -> None:
+        def observe(logps: torch.Tensor, entropy: torch.Tensor | None) -> None:
             captured.append(logps)
+            entropies.append(entropy)
             if len(captured) == 1:
                 # TRL reads inputs["advantages"] after this forward: a hook may set token advantages from it
                 self.before_loss(logps, inputs)
@@ -307,14 +317,16 @@ class TRLBridge(GRPOTrainer):
         if len(captured) != 1:
             raise RuntimeError(f"TRL's _compute_loss ran {len(captured)} log-prob forwards (expected 1): "
                                f"the TRL contract of pgpo/trl_bridge.py is broken (trl=={TRL_PIN} expected)")
-        return self.after_loss(model, inputs, loss, captured[0])
+        return self.after_loss(model, inputs, loss, captured[0], entropies[0])
 
     def before_loss(self, logps: torch.Tensor, inputs: dict) -> None:
         """Hook: the loss forward's [b,T] log-probs (with gradient) before TRL computes its loss; token
         advantages set in ``inputs["advantages"]`` here are the ones TRL's loss uses."""
 
-    def after_loss(self, model, inputs: dict, loss: torch.Tensor, logps: torch.Tensor) -> torch.Tensor:
-        """Hook: the micro-batch's loss to back-propagate, from TRL's and the forward's log-probs (with gradient)."""
+    def after_loss(self, model, inputs: dict, loss: torch.Tensor, logps: torch.Tensor,
+                   entropies: torch.Tensor | None = None) -> torch.Tensor:
+        """Hook: the micro-batch's loss to back-propagate, from TRL's and the forward's log-probs (with gradient);
+        `entropies` [b,T]: the policy's per-token entropies from that same forward (TRL's, at its temperature)."""
         return loss
 
     def update_tokens(self, inputs: dict, mode: str) -> torch.Tensor:

@@ -109,7 +109,7 @@ def test_invalid_tau_beta_are_rejected_with_the_field(bad):
 
 
 def test_unknown_shaper_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"known: \['identity', 'pgpo'"):
+    with pytest.raises(ConfigError, match=r"known: \['identity', 'oracle', 'pgpo', 'placebo', 'vppo'\]"):
         load_method("pgpo", {"shaper": {"name": "nope"}})
 
 
