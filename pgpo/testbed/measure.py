@@ -163,9 +163,11 @@ def _answer_shares(model, components, clamp_max, tok, chunk, k, temperature, pro
         if clamp_max > 0:
             dependency = dependency.clamp(max=clamp_max)
     shaper = components.shaper
-    result = shaper.entry.fn(ShapingBatch(torch.ones(comp.size(0)), comp_mask,
-                                          dependency if shaper.entry.needs_blind_view else None), shaper.params)
-    mass = result.token_advantages.abs() * comp_mask
     answer = answer_token_mask(comp, comp_mask, tok)
+    # the framework's per-response inputs (answer tokens, a seed per response) for shapers that read them
+    batch = ShapingBatch(torch.ones(comp.size(0)), comp_mask, dependency if shaper.entry.needs_blind_view else None,
+                         answer_mask=answer, seeds=seed * 100003 + torch.arange(comp.size(0), dtype=torch.int64))
+    result = shaper.entry.fn(batch, shaper.params)
+    mass = result.token_advantages.abs() * comp_mask
     total = mass.sum(-1)
     return [(mass[i][answer[i]].sum() / total[i]).item() if total[i] > 0 else 0.0 for i in range(comp.size(0))]
