@@ -125,6 +125,15 @@ def test_the_blind_loss_never_sees_the_image_and_the_seeing_loss_does(tiny, tb_d
                               one["image_grid_thw"], t)
         summed = _summed_loss(model, one, True)[0].item()
     assert -logps.sum().item() == pytest.approx(summed, rel=1e-4)
+    # answer_weight: the answer token (one per target here) counts w times, nothing else changes
+    from pgpo.answer_span import answer_token_mask
+
+    batch = _batch(processor, records)
+    answer = answer_token_mask(batch["input_ids"], (batch["labels"] != -100).long(), processor.tokenizer)
+    assert answer.sum(-1).tolist() == [1, 1, 1]
+    with torch.no_grad():
+        (l1, w1), (l5, w5) = (_summed_loss(model, batch, False, answer, w) for w in (1.0, 5.0))
+    assert w5 - w1 == 12 and l1.item() == pytest.approx(seeing[0], rel=1e-5) and l5.item() > l1.item()
 
 
 def test_the_testbed_warm_start_learns_and_records_its_text_only_share(tiny_dir, tb_data, tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from pgpo.answer_span import answer_token_mask
 from pgpo.data import Record, load_split
 from pgpo.dependency import blind_inputs
 from pgpo.progress import iterate
@@ -37,12 +38,17 @@ class TestbedWarmStartConfig(WarmStartConfig):
     """The variant whose warm-start split (warmstart_<variant>.jsonl) is learned."""
     text_only_share: float = 0.15
     """Share of examples trained through the blind view with a uniformly random answer of their skill."""
+    answer_weight: float = 1.0
+    """Loss weight of the answer token(s) relative to every other target token (the L filler tokens carry an
+    irreducible ln W nats each and would otherwise drown the one token that needs the image)."""
 
     def __post_init__(self):
         if not self.variant:
             raise ValueError("variant: required (the data folder's warmstart_<variant>.jsonl)")
         if not 0.0 <= self.text_only_share < 1.0:
             raise ValueError(f"text_only_share must be in [0, 1), got {self.text_only_share}")
+        if self.answer_weight <= 0.0:
+            raise ValueError(f"answer_weight must be > 0, got {self.answer_weight}")
         if not 0.0 <= self.label_noise <= 1.0:
             raise ValueError(f"label_noise must be in [0, 1], got {self.label_noise}")
 
@@ -64,18 +70,25 @@ def variant_length(data_dir: str | Path, variant: str) -> int:
     return int(config["variants"][variant]["length"])
 
 
-def _summed_loss(model, batch: dict, blind: bool) -> tuple[torch.Tensor, int]:
-    """Summed token cross-entropy of the targets and their count; `blind`: through the attention-mask blind view."""
+def _summed_loss(model, batch: dict, blind: bool, answer: torch.Tensor | None = None,
+                 answer_weight: float = 1.0) -> tuple[torch.Tensor, float]:
+    """Weighted summed token cross-entropy of the targets and the summed weight (1 per target token, answer_weight
+    on the tokens `answer` [B,L] marks); `blind`: through the attention-mask blind view."""
     labels = batch["labels"]
-    n = int((labels[:, 1:] != -100).sum())
     if blind:
         inputs = blind_inputs(model, batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"],
                               batch["image_grid_thw"], logits_to_keep=labels.size(1), drop=False)
         inputs.pop("label_mask")
-        loss = model(**inputs, labels=labels).loss
     else:
-        loss = model(**batch).loss
-    return loss * n, n
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs).logits[:, :-1].float()
+    target = labels[:, 1:]
+    valid = target != -100
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.clamp_min(0), reduction="none")
+    weight = valid.float()
+    if answer is not None and answer_weight != 1.0:
+        weight = weight + (answer_weight - 1.0) * (answer[:, 1:] & valid).float()
+    return (ce * weight).sum(), float(weight.sum())
 
 
 def testbed_warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
@@ -116,7 +129,9 @@ def testbed_warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str
         total, count = torch.zeros(()), 0
         for rows, is_blind in ((seeing, False), (blind, True)):
             if rows:
-                summed, n = _summed_loss(model, supervised_batch(processor, rows), is_blind)
+                batch = supervised_batch(processor, rows)
+                answer = answer_token_mask(batch["input_ids"], (batch["labels"] != -100).long(), processor.tokenizer)
+                summed, n = _summed_loss(model, batch, is_blind, answer, cfg.answer_weight)
                 total, count = total + summed, count + n
         loss = total / max(count, 1)
         if not math.isfinite(loss.item()):
