@@ -30,13 +30,25 @@ def cmd_data(a):
     print(f"testbed data written to {out}")
 
 
+def _sets(pairs: list[str]) -> dict:
+    """--set KEY=VALUE pairs (values as YAML scalars); pgpo.cli's own helper is not imported (no import circle)."""
+    import yaml
+
+    bad = [p for p in pairs if "=" not in p]
+    if bad:
+        raise SystemExit(f"pgpo testbed: --set expects KEY=VALUE, got {bad[0]!r}")
+    return {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in pairs)}
+
+
 def cmd_warm_start(a):
-    from pgpo.cli import _overrides, check_checkpoint
+    from pathlib import Path
+
     from pgpo.testbed.warmstart import TestbedWarmStartConfig, testbed_warm_start
     from pgpo.yamlconf import build_dataclass
 
-    check_checkpoint(a.model, "--model")
-    raw = {**_overrides(a.set), "variant": a.variant}
+    if not (Path(a.model) / "config.json").is_file():
+        raise SystemExit(f"pgpo testbed warm-start: --model {a.model}: no config.json there (not a model folder)")
+    raw = {**_sets(a.set), "variant": a.variant}
     try:
         cfg = build_dataclass(TestbedWarmStartConfig, raw, "--set")
     except ValueError as e:
