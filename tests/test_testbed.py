@@ -221,6 +221,9 @@ def test_gate_ranges_and_message():
     assert "format = 0.9 not in [0.95, +inf]" in msg and "accuracy/count = 0.25 not in [0.3, 0.7]" in msg
     assert "random48" in msg and "filler_entropy" not in msg
     assert not evaluate({"filler_entropy": float("nan")}, {"filler_entropy": [None, None]})[0]["passed"]
+    assert GateSpec(thresholds={"format": ["1.5", "null"]}).thresholds == {"format": [1.5, None]}  # --config text
+    with pytest.raises(ValueError, match="gates.format: bound 'high' is not a number or null"):
+        GateSpec(thresholds={"format": [0.9, "high"]})
     with pytest.raises(ValueError, match="unknown gate"):
         GateSpec(thresholds={"entropy": [3, None]})
     with pytest.raises(ValueError, match="needs gates.weights_method"):

@@ -50,8 +50,19 @@ class GateSpec:
         for name, rng in self.thresholds.items():
             if not (isinstance(rng, (list, tuple)) and len(rng) == 2):
                 raise ValueError(f"gates.{name}: expected [low, high] (null for unbounded), got {rng!r}")
+            self.thresholds[name] = [_bound_value(b, name) for b in rng]
         if "answer_share" in self.thresholds and not self.weights_method:
             raise ValueError("gates.answer_share needs gates.weights_method (whose token weights are measured)")
+
+
+def _bound_value(b, name: str) -> float | None:
+    """A range bound as a number, or None (unbounded). Command-line overrides may arrive as text ('null', '1.5')."""
+    if b is None or (isinstance(b, str) and b.strip().lower() in ("null", "none", "~", "")):
+        return None
+    try:
+        return float(b)
+    except (TypeError, ValueError):
+        raise ValueError(f"gates.{name}: bound {b!r} is not a number or null") from None
 
 
 def check_range(value: float, rng) -> bool:
