@@ -1,0 +1,144 @@
+"""The credit_testbed target's plan: which runs, and the specs its rules pass to `pgpo testbed ...`.
+
+Pure functions of the workflow config's `testbed` section (workflows/config/testbed.yaml). Arms, the reference
+arm, variants and seeds all come from there: nothing here knows a method. Layout under <root>/testbed/:
+
+    data/                                   the suites (pgpo testbed data)
+    <variant>/warmstart/                    the variant's warm start (model folder + warmstart.json)
+    <variant>/gate_report.json, gates.json  the gates' measurements; gates.json only when they pass
+    <variant>/runs/<arm>-s<seed>/           an RL run (pgpo train --out)
+    <variant>/records/<arm>-s<seed>.json    its record
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from pgpo.config import ConfigError
+
+SECTION_KEYS = {"skills", "variants", "data", "warmstart", "gates", "gate_overrides", "arms", "reference", "runs",
+                "train_config", "train_set", "curves", "accuracy_curve", "gain", "block", "forced", "bootstrap"}
+
+
+def section(config: dict) -> dict:
+    if "testbed" not in config:
+        raise ConfigError("the credit_testbed target needs a `testbed` section (workflows/config/testbed.yaml)")
+    return config["testbed"]
+
+
+def base(config: dict) -> str:
+    return f"{config['root']}/testbed"
+
+
+def runs(config: dict) -> list[tuple[str, str, int]]:
+    """Every (variant, arm, seed) RL run, in config order. Every arm of a variant shares its seeds."""
+    tb = section(config)
+    return [(v, arm, int(seed)) for v, spec in tb["runs"].items() for arm in spec["arms"] for seed in spec["seeds"]]
+
+
+def variants(config: dict) -> list[str]:
+    return list(section(config)["runs"])
+
+
+def filler_length(config: dict, variant: str) -> int:
+    return int(section(config)["variants"][variant]["length"])
+
+
+def data_spec(config: dict) -> str:
+    tb = section(config)
+    return json.dumps({"variants": tb["variants"], "skills": tb["skills"], "data": tb.get("data", {})})
+
+
+def gate_spec(config: dict, variant: str) -> str:
+    """The GateSpec JSON of a variant: testbed.gates with testbed.gate_overrides.<variant> over its thresholds."""
+    tb = section(config)
+    gates = copy.deepcopy(tb["gates"])
+    gates["thresholds"] = {**gates.get("thresholds", {}), **tb.get("gate_overrides", {}).get(variant, {})}
+    return json.dumps(gates)
+
+
+def method_of(config: dict, arm: str) -> str:
+    return section(config)["arms"][arm]
+
+
+def record_path(config: dict, variant: str, arm: str, seed: int) -> str:
+    return f"{base(config)}/{variant}/records/{arm}-s{seed}.json"
+
+
+def record_spec(config: dict, variant: str, arm: str, seed: int) -> str:
+    tb = section(config)
+    return json.dumps({"arm": arm, "seed": int(seed), "variant": variant, "curves": tb["curves"],
+                       "accuracy_curve": tb["accuracy_curve"], "gain": tb["gain"], "block": tb["block"],
+                       "forced": tb["forced"]})
+
+
+def table_spec(config: dict) -> str:
+    tb = section(config)
+    root = config["root"]
+    return json.dumps({
+        "root": root, "profile": config["profile"], "reference": tb["reference"], "out": f"{root}/credit_testbed",
+        "records": [record_path(config, v, a, s) for v, a, s in runs(config)],
+        "gate_reports": {v: f"{base(config)}/{v}/gate_report.json" for v in variants(config)},
+        "bootstrap": tb.get("bootstrap", 10000), "curves": list(tb["curves"]),
+        "accuracy_curve": tb["accuracy_curve"]})
+
+
+def table_outputs(config: dict) -> dict[str, str]:
+    out = f"{config['root']}/credit_testbed"
+    return {"md": f"{out}.md", "csv": f"{out}.csv", "html": f"{out}.html", "curves": f"{out}.curves.png",
+            "tracking": f"{out}.tracking.json"}
+
+
+def check(config: dict, repo: Path) -> None:
+    """Everything a testbed job would reject later, named now (no model loads)."""
+    from pgpo.config import load_method
+    from pgpo.testbed.data import parse_variants
+    from pgpo.testbed.gates import GateSpec
+
+    tb = section(config)
+    unknown = sorted(set(tb) - SECTION_KEYS)
+    if unknown:
+        raise ConfigError(f"testbed: unknown key(s) {unknown}; known: {sorted(SECTION_KEYS)}")
+    try:
+        declared = parse_variants(tb.get("variants"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for arm, method in tb["arms"].items():
+        try:
+            load_method(str(repo / method) if method.endswith((".yaml", ".yml")) else method)
+        except ConfigError as e:
+            raise ConfigError(f"testbed.arms.{arm}: {e}") from None
+    for variant, spec in tb["runs"].items():
+        if variant not in declared:
+            raise ConfigError(f"testbed.runs.{variant}: not a declared variant ({sorted(declared)})")
+        bad = [a for a in spec.get("arms", []) if a not in tb["arms"]]
+        if bad or not spec.get("arms"):
+            raise ConfigError(f"testbed.runs.{variant}.arms: {bad or 'none'} not in testbed.arms {sorted(tb['arms'])}")
+        if tb["reference"] not in spec["arms"]:
+            raise ConfigError(f"testbed.runs.{variant}: the reference arm {tb['reference']!r} is not among its arms")
+        if not spec.get("seeds"):
+            raise ConfigError(f"testbed.runs.{variant}.seeds: at least one seed")
+    for variant in list(tb.get("gate_overrides", {})):
+        if variant not in declared:
+            raise ConfigError(f"testbed.gate_overrides.{variant}: not a declared variant")
+    for variant in tb["runs"]:
+        try:
+            GateSpec(**json.loads(gate_spec(config, variant)))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"testbed.gates ({variant}): {e}") from None
+    if tb["accuracy_curve"] not in tb["curves"]:
+        raise ConfigError(f"testbed.accuracy_curve {tb['accuracy_curve']!r} is not a key of testbed.curves")
+    recipe = Path(repo, tb["train_config"])
+    if not recipe.exists():
+        raise ConfigError(f"testbed.train_config: {tb['train_config']} does not exist")
+    from pgpo.config import load_train_config
+    from pgpo.plan import nest
+
+    for arm, method in tb["arms"].items():
+        spec = str(repo / method) if method.endswith((".yaml", ".yml")) else method
+        try:
+            load_train_config(recipe, nest(tb.get("train_set", {})), load_method(spec))
+        except ConfigError as e:
+            raise ConfigError(f"testbed.train_set {tb.get('train_set')} on arm {arm}: {e}") from None

@@ -1,0 +1,54 @@
+"""The credit_testbed target in MLflow: experiment `<profile>/credit_testbed`, a parent run holding the paired
+table and the curves figure, one child run per RL run (the training run's params and curves, plus the record's
+summary metrics and labels arm / seed / variant). Keys are the records' (variant, arm, seed), so re-running the
+table step replaces changed runs and never duplicates (pgpo.tracking.upsert)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+SUMMARY = ("auc", "forced_mean", "filler_entropy", "filler_word_entropy", "format")
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def mirror(spec: dict, records: dict, rows: list[dict], files: list[Path]) -> dict:
+    from filelock import FileLock
+
+    from pgpo.tracking import store
+
+    store(spec["root"])  # creates the store folder the lock lives in
+    with FileLock(str(Path(spec["root"]).resolve() / "mlflow" / "mlflow.db.lock"), timeout=600):
+        return _mirror(spec, records, rows, files)
+
+
+def _mirror(spec, records, rows, files) -> dict:
+    from pgpo.mlflow_store import client_for, experiment
+    from pgpo.provenance import code_version
+    from pgpo.tracking import log_table, tracking_uri, upsert
+    from pgpo.tracking_records import Record, system_tags, train_record
+
+    uri, artifacts = tracking_uri(spec["root"])
+    client = client_for(uri)
+    exp_id = experiment(client, f"{Path(spec['root']).name}/credit_testbed", artifacts)
+    parent = upsert(client, exp_id, "credit_testbed/parent", "parent", "credit_testbed", None, Record({}, [], {}, []),
+                    {"target": "credit_testbed", "reference": spec["reference"]},
+                    system_tags("pgpo testbed table", code_version(), None))
+    ids = {}
+    for variant, arms in records.items():
+        for arm, seeds in arms.items():
+            for seed, rec in seeds.items():
+                run = train_record(Path(rec["run"]))
+                run.metrics += [(k, float(rec[k]), 0, run.end_ms) for k in SUMMARY if rec.get(k) is not None]
+                if rec["steps_to_gain"] is not None:
+                    run.metrics.append(("steps_to_gain", float(rec["steps_to_gain"]), 0, run.end_ms))
+                params = {**run.params, "arm": arm, "variant": variant, "seed": seed}
+                key = f"credit_testbed/{variant}/{arm}-s{seed}"
+                ids[key] = upsert(client, exp_id, key, _hash([rec, [str(f) for f in run.files]]),
+                                  f"{variant} {arm} s{seed}", parent, run, params, {**run.tags, "kind": "testbed"})
+    log_table(spec["root"], parent, files, rows)
+    return {"experiment_id": exp_id, "parent_run_id": parent, "runs": ids}

@@ -1,0 +1,154 @@
+"""The testbed's supervised warm start: the format, the variant's filler, each skill to mid accuracy, and a
+text-only mode.
+
+A `text_only_share` of the examples go through the blind view: the visual tokens (and vision markers) masked out of
+attention with every text token at its original mRoPE position (pgpo.dependency.blind_inputs, the construction the
+attention_mask blind view uses in training), with an answer drawn uniformly from the skill's answers. The model
+thus learns what to say without the image (the same filler, a uniform answer), so PGPO's blind pass is on
+distribution: S is about 0 on filler and template and large only on the answer token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pgpo.answer_span import answer_token_mask
+from pgpo.data import Record, load_split
+from pgpo.dependency import blind_inputs
+from pgpo.progress import iterate
+from pgpo.rollout import accuracy, sample
+from pgpo.warmstart import WarmStartConfig, noisy_answers
+from pgpo.warmstart import _batch as supervised_batch
+
+
+@dataclass
+class TestbedWarmStartConfig(WarmStartConfig):
+    """Warm start of one testbed variant (the fields of the tiny warm start, plus these)."""
+
+    variant: str = ""
+    """The variant whose warm-start split (warmstart_<variant>.jsonl) is learned."""
+    text_only_share: float = 0.15
+    """Share of examples trained through the blind view with a uniformly random answer of their skill."""
+    answer_weight: float = 1.0
+    """Loss weight of the answer token(s) relative to every other target token (the L filler tokens carry an
+    irreducible ln W nats each and would otherwise drown the one token that needs the image)."""
+
+    def __post_init__(self):
+        if not self.variant:
+            raise ValueError("variant: required (the data folder's warmstart_<variant>.jsonl)")
+        if not 0.0 <= self.text_only_share < 1.0:
+            raise ValueError(f"text_only_share must be in [0, 1), got {self.text_only_share}")
+        if self.answer_weight <= 0.0:
+            raise ValueError(f"answer_weight must be > 0, got {self.answer_weight}")
+        if not 0.0 <= self.label_noise <= 1.0:
+            raise ValueError(f"label_noise must be in [0, 1], got {self.label_noise}")
+
+
+def skill_answers(records: list[Record]) -> dict[str, list[str]]:
+    """Every answer of each skill, in first-seen order (the support of the text-only mode's random answer)."""
+    out: dict[str, list[str]] = {}
+    for r in records:
+        if r.answer not in out.setdefault(r.task, []):
+            out[r.task].append(r.answer)
+    return out
+
+
+def variant_length(data_dir: str | Path, variant: str) -> int:
+    """L of a variant, from the data's MANIFEST (what the warm-start targets were written with)."""
+    config = json.loads((Path(data_dir) / "MANIFEST.json").read_text())["config"]
+    if variant not in config["variants"]:
+        raise ValueError(f"{data_dir}: no variant {variant!r}; the data has {sorted(config['variants'])}")
+    return int(config["variants"][variant]["length"])
+
+
+def _summed_loss(model, batch: dict, blind: bool, answer: torch.Tensor | None = None,
+                 answer_weight: float = 1.0) -> tuple[torch.Tensor, float]:
+    """Weighted summed token cross-entropy of the targets and the summed weight (1 per target token, answer_weight
+    on the tokens `answer` [B,L] marks); `blind`: through the attention-mask blind view."""
+    labels = batch["labels"]
+    if blind:
+        inputs = blind_inputs(model, batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"],
+                              batch["image_grid_thw"], logits_to_keep=labels.size(1), drop=False)
+        inputs.pop("label_mask")
+    else:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs).logits[:, :-1].float()
+    target = labels[:, 1:]
+    valid = target != -100
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.clamp_min(0), reduction="none")
+    weight = valid.float()
+    if answer is not None and answer_weight != 1.0:
+        weight = weight + (answer_weight - 1.0) * (answer[:, 1:] & valid).float()
+    return (ce * weight).sum(), float(weight.sum())
+
+
+def testbed_warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
+                       cfg: TestbedWarmStartConfig) -> dict:
+    """Fine-tune model_dir on data_dir/warmstart_<variant>.jsonl; save to out_dir with warmstart.json (the curve of
+    held-out greedy accuracy per skill, as the tiny warm start writes it)."""
+    from transformers import AutoModelForImageTextToText
+
+    from pgpo.processor import load_processor
+
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    data_dir = Path(data_dir)
+    length = variant_length(data_dir, cfg.variant)
+    processor = load_processor(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    clean = load_split(data_dir / f"warmstart_{cfg.variant}.jsonl")
+    answers = skill_answers(clean)
+    train = noisy_answers(clean, cfg.label_noise, random.Random(cfg.seed + 1))
+    skills = list(answers)
+    held = [r for s in skills for r in load_split(data_dir / f"suite_{s}.jsonl")[:cfg.eval_items]]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    order: list[int] = []
+    curve, start, blind_seen = [], time.perf_counter(), 0
+    for step in iterate(range(1, cfg.steps + 1), desc="testbed warm-start", unit="step"):
+        if len(order) < cfg.batch_size:
+            order += rng.sample(range(len(train)), len(train))
+        picked = [train[order.pop()] for _ in range(cfg.batch_size)]
+        seeing, blind = [], []
+        for r in picked:  # per example: through the blind view with a random answer, or with its image
+            if rng.random() < cfg.text_only_share:
+                blind.append(dataclasses.replace(r, answer=rng.choice(answers[r.task])))
+            else:
+                seeing.append(r)
+        blind_seen += len(blind)
+        model.train()
+        total, count = torch.zeros(()), 0
+        for rows, is_blind in ((seeing, False), (blind, True)):
+            if rows:
+                batch = supervised_batch(processor, rows)
+                answer = answer_token_mask(batch["input_ids"], (batch["labels"] != -100).long(), processor.tokenizer)
+                summed, n = _summed_loss(model, batch, is_blind, answer, cfg.answer_weight)
+                total, count = total + summed, count + n
+        loss = total / max(count, 1)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"testbed warm start diverged at step {step} (loss {loss.item()}); "
+                                     f"lower lr={cfg.lr}")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
+        if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
+            acc = accuracy(held, sample(model, processor, held, k=1, temperature=0.0, max_new_tokens=length + 16))
+            curve.append({"step": step, "seconds": round(time.perf_counter() - start, 1), "loss": loss.item(),
+                          "greedy_accuracy": acc})
+            tqdm.write(json.dumps(curve[-1]))
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    report = {"config": asdict(cfg), "base": str(model_dir), "data": str(data_dir), "filler_length": length,
+              "text_only_examples": blind_seen, "examples": cfg.steps * cfg.batch_size, "curve": curve}
+    (out / "warmstart.json").write_text(json.dumps(report, indent=2))
+    return report

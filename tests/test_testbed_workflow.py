@@ -1,0 +1,76 @@
+"""The credit_testbed target end to end on its quick profile (a PLUMBING CHECK: 2-word filler, 2 warm-start steps,
+2 RL steps, gates wide open), and a failing gate stopping the target with its measured value named."""
+
+import csv
+import json
+
+import pytest
+from workflow_run import snakemake
+
+from pgpo.config import REPO
+
+pytestmark = pytest.mark.slow
+TESTBED_QUICK = str(REPO / "workflows/config/testbed_quick.yaml")
+
+
+@pytest.fixture(scope="module")
+def testbed_quick(tmp_path_factory):
+    work = tmp_path_factory.mktemp("testbed_quick")
+    proc = snakemake(work, "--cores", "2", "credit_testbed", "--configfile", TESTBED_QUICK, timeout=1800)
+    return work, work / "results/testbed_quick", proc.stdout + proc.stderr
+
+
+def test_quick_credit_testbed_writes_records_the_paired_table_and_curves(testbed_quick):
+    _, root, _ = testbed_quick
+    tb = root / "testbed"
+    gates = json.loads((tb / "random2/gates.json").read_text())
+    assert gates["passed"] and {g["name"] for g in gates["gates"]} == {
+        "filler_entropy", "answer_share", "format", "accuracy/digit", "accuracy/count"}
+    for arm in ("dapo", "pgpo"):
+        for seed in (0, 1):
+            record = json.loads((tb / f"random2/records/{arm}-s{seed}.json").read_text())
+            assert (record["arm"], record["seed"], record["variant"]) == (arm, seed, "random2")
+            assert set(record["curves"]) == {"accuracy", "entropy_non_answer", "answer_share"}
+            assert record["curves"]["accuracy"]["steps"] == [1, 2]
+            assert {k: len(v["p"]) for k, v in record["forced"].items()} == {"digit": 3, "count": 3}
+            assert all(0.0 < p < 1.0 for v in record["forced"].values() for p in v["p"])
+    rows = list(csv.DictReader((root / "credit_testbed.csv").read_text().splitlines()))
+    assert {(r["arm"], r["metric"]) for r in rows} == {("pgpo", m) for m in
+                                                      ("forced_answer", "auc", "steps_to_gain", "filler_entropy")}
+    forced = next(r for r in rows if r["metric"] == "forced_answer")
+    assert forced["n_seeds"] == "2" and forced["n_questions"] == "6"
+    assert float(forced["ci95_low"]) <= float(forced["diff"]) <= float(forced["ci95_high"])
+    md = (root / "credit_testbed.md").read_text()
+    assert "## random2" in md and "| pgpo | forced-answer accuracy (held-out) |" in md and "random2: passed" in md
+    assert (root / "credit_testbed.curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_credit_testbed_is_in_mlflow(testbed_quick):
+    _, root, _ = testbed_quick
+    from mlflow.tracking import MlflowClient
+
+    from pgpo.tracking import store
+
+    client = MlflowClient(tracking_uri=store(root)[0])
+    exp = client.get_experiment_by_name("testbed_quick/credit_testbed")
+    runs = client.search_runs([exp.experiment_id])
+    children = [r for r in runs if r.data.tags.get("kind") == "testbed"]
+    assert len(children) == 4 and len(runs) == 5
+    one = next(r for r in children if r.data.params["arm"] == "pgpo" and r.data.params["seed"] == "1")
+    assert {"forced_mean", "auc", "filler_entropy", "rollout_all/accuracy"} <= set(one.data.metrics)
+    parent = json.loads((root / "credit_testbed.tracking.json").read_text())["parent_run_id"]
+    assert {"credit_testbed.md", "credit_testbed.csv", "credit_testbed.curves.png"} <= {
+        a.path for a in client.list_artifacts(parent)}
+
+
+def test_a_failing_gate_stops_the_target_with_its_value(tmp_path):
+    """The same quick profile with an impossible format gate: no RL job starts, the log names the measured value."""
+    proc = snakemake(tmp_path, "--cores", "2", "credit_testbed", "--configfile", TESTBED_QUICK, "--config",
+                     "testbed={gates: {thresholds: {format: [1.5, null]}}}", timeout=900, check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "results/testbed_quick/logs/testbed/random2/gates.log").read_text()
+    report = json.loads((tmp_path / "results/testbed_quick/testbed/random2/gate_report.json").read_text())
+    fmt = next(g for g in report["gates"] if g["name"] == "format")
+    assert f"format = {fmt['value']:.4g} not in [1.5, +inf]" in log
+    assert not (tmp_path / "results/testbed_quick/testbed/random2/gates.json").exists()
+    assert not (tmp_path / "results/testbed_quick/testbed/random2/runs").exists()  # no RL job ran

@@ -1,0 +1,196 @@
+# The credit-assignment testbed (issue 21): `snakemake --cores all credit_testbed --configfile
+# workflows/config/testbed.yaml`. data -> per variant: warm start -> go/no-go gates -> RL runs (arms x seeds) ->
+# records -> one paired table vs the reference arm, every seed's curve, MLflow. What runs is planned in
+# pgpo/testbed/plan.py (pure functions of the config's `testbed` section); a failing gate stops the target.
+from pgpo.testbed import plan as testbed_plan
+
+if "testbed" in config and workflow.is_main_process:
+    try:
+        testbed_plan.check(config, REPO)
+    except ConfigError as e:
+        raise WorkflowError(f"workflow config: {e}") from None
+
+TESTBED = f"{ROOT}/testbed"
+TESTBED_VARIANTS = testbed_plan.variants(config) if "testbed" in config else ["none"]
+TESTBED_ARMS = list(config["testbed"]["arms"]) if "testbed" in config else ["none"]
+
+
+def testbed_method(wc):
+    """The arm's method: a name from baselines/, or a YAML path (relative to the repository)."""
+    method = testbed_plan.method_of(config, wc.arm)
+    return repo_path(method) if method.endswith((".yaml", ".yml")) else method
+
+
+rule testbed_data:
+    input:
+        rules.build_tiny.output,
+    output:
+        f"{TESTBED}/data/MANIFEST.json",
+    log:
+        f"{ROOT}/logs/testbed/data.log",
+    benchmark:
+        f"{ROOT}/benchmarks/testbed/data.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        pgpo=PGPO,
+        model=lambda wc, input: str(Path(input[0]).parent),
+        out=lambda wc, output: str(Path(output[0]).parent),
+        spec=lambda wc: testbed_plan.data_spec(config),
+    shell:
+        "{params.pgpo} testbed data --model {params.model} --out {params.out} --spec {params.spec:q} > {log} 2>&1"
+
+
+rule testbed_warm_start:
+    input:
+        model=rules.build_tiny.output,
+        data=rules.testbed_data.output,
+    output:
+        f"{TESTBED}/{{variant}}/warmstart/warmstart.json",
+    log:
+        f"{ROOT}/logs/testbed/{{variant}}/warm_start.log",
+    benchmark:
+        f"{ROOT}/benchmarks/testbed/{{variant}}-warm_start.tsv"
+    wildcard_constraints:
+        variant="|".join(TESTBED_VARIANTS),
+    conda:
+        "../../environment.yml"
+    threads: 2
+    params:
+        pgpo=PGPO,
+        model=lambda wc, input: str(Path(input.model[0]).parent),
+        data=lambda wc, input: str(Path(input.data[0]).parent),
+        out=lambda wc, output: str(Path(output[0]).parent),
+        sets=lambda wc: sets(config["testbed"].get("warmstart", {})),
+    shell:
+        "{params.pgpo} testbed warm-start --model {params.model} --data {params.data} --variant {wildcards.variant} "
+        "--out {params.out} {params.sets} > {log} 2>&1"
+
+
+# A failing gate exits 3 with the measured values (in the log and gate_report.json) and stops the target.
+rule testbed_gates:
+    input:
+        warm=rules.testbed_warm_start.output,
+        data=rules.testbed_data.output,
+    output:
+        f"{TESTBED}/{{variant}}/gates.json",
+    log:
+        f"{ROOT}/logs/testbed/{{variant}}/gates.log",
+    benchmark:
+        f"{ROOT}/benchmarks/testbed/{{variant}}-gates.tsv"
+    wildcard_constraints:
+        variant="|".join(TESTBED_VARIANTS),
+    conda:
+        "../../environment.yml"
+    threads: 2
+    params:
+        pgpo=PGPO,
+        checkpoint=lambda wc, input: str(Path(input.warm[0]).parent),
+        data=lambda wc, input: str(Path(input.data[0]).parent),
+        spec=lambda wc: testbed_plan.gate_spec(config, wc.variant),
+        report=f"{TESTBED}/{{variant}}/gate_report.json",
+    shell:
+        "{params.pgpo} testbed gates --checkpoint {params.checkpoint} --data {params.data} "
+        "--variant {wildcards.variant} --spec {params.spec:q} --report {params.report} --out {output} > {log} 2>&1"
+
+
+rule testbed_train:
+    input:
+        gates=f"{TESTBED}/{{variant}}/gates.json",
+        data=rules.testbed_data.output,
+    output:
+        f"{TESTBED}/{{variant}}/runs/{{arm}}-s{{seed}}/run.json",
+    log:
+        f"{ROOT}/logs/testbed/{{variant}}/train/{{arm}}-s{{seed}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/testbed/train/{{variant}}-{{arm}}-s{{seed}}.tsv"
+    wildcard_constraints:
+        variant="|".join(TESTBED_VARIANTS),
+        arm="|".join(TESTBED_ARMS),
+        seed=r"\d+",
+    conda:
+        "../../environment.yml"
+    threads: lookup(dpath="resources/train/threads", within=config)
+    resources:
+        **resources_of("train"),
+    params:
+        launch=bind(config["launch"]["train"]),
+        method=testbed_method,
+        recipe=lambda wc: repo_path(config["testbed"]["train_config"]),
+        model=f"{TESTBED}/{{variant}}/warmstart",
+        train=lambda wc, input: str(Path(input.data[0]).parent / "train.jsonl"),
+        length=lambda wc: testbed_plan.filler_length(config, wc.variant) + 16,
+        sets=lambda wc: sets(config["testbed"].get("train_set", {})),
+        out=lambda wc, output: str(Path(output[0]).parent),
+    shell:
+        "{params.launch} --method {params.method} --config {params.recipe} --seed {wildcards.seed} "
+        "--set model.path={params.model} --set data.train={params.train} "
+        "--set rollout.max_completion_length={params.length} --set threads={threads} {params.sets} "
+        "--out {params.out} > {log} 2>&1"
+
+
+rule testbed_record:
+    input:
+        run=rules.testbed_train.output,
+        data=rules.testbed_data.output,
+    output:
+        f"{TESTBED}/{{variant}}/records/{{arm}}-s{{seed}}.json",
+    log:
+        f"{ROOT}/logs/testbed/{{variant}}/record/{{arm}}-s{{seed}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/testbed/record/{{variant}}-{{arm}}-s{{seed}}.tsv"
+    wildcard_constraints:
+        variant="|".join(TESTBED_VARIANTS),
+        arm="|".join(TESTBED_ARMS),
+        seed=r"\d+",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        pgpo=PGPO,
+        run=lambda wc, input: str(Path(input.run[0]).parent),
+        data=lambda wc, input: str(Path(input.data[0]).parent),
+        spec=lambda wc: testbed_plan.record_spec(config, wc.variant, wc.arm, int(wc.seed)),
+    shell:
+        "{params.pgpo} testbed record --run {params.run} --data {params.data} --spec {params.spec:q} "
+        "--out {output} > {log} 2>&1"
+
+
+def testbed_table_outputs():
+    files = testbed_plan.table_outputs(config)
+    return {"md": files["md"], "csv": files["csv"], "tracking": files["tracking"],
+            "html": report(files["html"], caption="../report/testbed_table.rst", category="Credit testbed",
+                           subcategory="results"),
+            "curves": report(files["curves"], caption="../report/testbed_curves.rst", category="Credit testbed",
+                             subcategory="training")}
+
+
+if "testbed" in config:
+
+    localrules:
+        credit_testbed,
+        testbed_table,
+
+    rule testbed_table:
+        input:
+            records=[testbed_plan.record_path(config, v, a, s) for v, a, s in testbed_plan.runs(config)],
+            gates=[f"{TESTBED}/{v}/gates.json" for v in TESTBED_VARIANTS],
+        output:
+            **testbed_table_outputs(),
+        log:
+            f"{ROOT}/logs/testbed/table.log",
+        benchmark:
+            f"{ROOT}/benchmarks/testbed/table.tsv"
+        conda:
+            "../../environment.yml"
+        resources:
+            mlflow=1,
+        params:
+            pgpo=PGPO,
+            spec=testbed_plan.table_spec(config),
+        shell:
+            "{params.pgpo} testbed table --spec {params.spec:q} > {log} 2>&1"
+
+    rule credit_testbed:
+        input:
+            rules.testbed_table.output,
