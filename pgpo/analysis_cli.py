@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgpo.cli_args import _overrides, check_checkpoint
+
 
 def cmd_gradient_diagnostic(a):
-    from pgpo.cli import _overrides, check_checkpoint  # at call time: pgpo.cli imports this module
     from pgpo.config import load_method, load_train_config
     from pgpo.gradient_diagnostic import diagnose
 

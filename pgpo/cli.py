@@ -11,15 +11,7 @@ from pathlib import Path
 
 import yaml
 
-
-def _overrides(pairs: list[str]) -> dict:
-    """--set a.b=1 --set c=x -> {'a': {'b': 1}, 'c': 'x'} (values parsed as YAML scalars)."""
-    from pgpo.yamlconf import nest_dotted
-
-    bad = [pair for pair in pairs or [] if "=" not in pair]
-    if bad:
-        raise SystemExit(f"pgpo: --set expects KEY=VALUE, got {bad[0]!r}")
-    return nest_dotted((key, yaml.safe_load(value)) for key, value in (pair.split("=", 1) for pair in pairs or []))
+from pgpo.cli_args import _overrides, check_checkpoint
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -41,23 +33,6 @@ class _Version(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         print(version_string())
         parser.exit()
-
-
-def check_checkpoint(path: str, flag: str = "checkpoint", hub: bool = True) -> None:
-    """A checkpoint argument, before any model loads: a local path (starts with / . ~, or exists) must be a model
-    folder with config.json; anything else must look like a hub id org/name (when the command takes one)."""
-    from pgpo.config import ConfigError, is_hub_id
-
-    p = Path(path).expanduser()
-    if p.is_dir():
-        if not (p / "config.json").is_file():
-            raise ConfigError(f"{flag} {path}: no config.json there (not a Hugging Face model folder)")
-        return
-    if p.exists():
-        raise ConfigError(f"{flag} {path}: a file, not a directory (expected a Hugging Face model folder)")
-    if not (hub and is_hub_id(path)):
-        raise ConfigError(f"{flag} {path}: no such directory (expected a Hugging Face model folder with config.json"
-                          + (", or a hub id org/name)" if hub else ")"))
 
 
 def version_string() -> str:
