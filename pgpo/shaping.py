@@ -201,7 +201,8 @@ def shuffle_within_responses(weights: torch.Tensor, mask: torch.Tensor, batch: S
     out = torch.zeros_like(weights)
     for row in range(weights.size(0)):
         cols = mask[row].bool().nonzero().flatten()
-        perm = torch.randperm(cols.numel(), generator=batch.generator(row)).to(cols.device)
+        # the per-response generator is a CPU one (seeded on every process alike): draw there, then move
+        perm = torch.randperm(cols.numel(), generator=batch.generator(row), device="cpu").to(cols.device)
         out[row, cols] = weights[row, cols[perm]]
     return out
 
