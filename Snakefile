@@ -26,6 +26,7 @@ include: "workflows/rules/train.smk"
 include: "workflows/rules/evaluate.smk"
 include: "workflows/rules/tables.smk"
 include: "workflows/rules/report.smk"
+include: "workflows/rules/testbed_common.smk"
 include: "workflows/rules/testbed.smk"  # credit_testbed (issue 21): its own rules and target
 
 

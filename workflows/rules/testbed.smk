@@ -2,24 +2,7 @@
 # workflows/config/testbed.yaml`. data -> per variant: warm start -> go/no-go gates -> RL runs (arms x seeds) ->
 # records -> one paired table vs the reference arm, every seed's curve, MLflow. What runs is planned in
 # pgpo/testbed/plan.py (pure functions of the config's `testbed` section); a failing gate stops the target.
-from pgpo.testbed import plan as testbed_plan
-
-if "testbed" in config and workflow.is_main_process:
-    try:
-        testbed_plan.check(config, REPO)
-    except ConfigError as e:
-        raise WorkflowError(f"workflow config: {e}") from None
-
-TESTBED = f"{ROOT}/testbed"
-TESTBED_VARIANTS = testbed_plan.variants(config) if "testbed" in config else ["none"]
-TESTBED_ARMS = list(config["testbed"]["arms"]) if "testbed" in config else ["none"]
-
-
-def testbed_method(wc):
-    """The arm's method: a name from baselines/, or a YAML path (relative to the repository)."""
-    method = testbed_plan.method_of(config, wc.arm)
-    return repo_path(method) if method.endswith((".yaml", ".yml")) else method
-
+# Its helpers and constants: testbed_common.smk.
 
 rule testbed_data:
     input:
@@ -154,15 +137,6 @@ rule testbed_record:
     shell:
         "{params.pgpo} testbed record --run {params.run} --data {params.data} --spec {params.spec:q} "
         "--out {output} > {log} 2>&1"
-
-
-def testbed_table_outputs():
-    files = testbed_plan.table_outputs(config)
-    return {"md": files["md"], "csv": files["csv"], "tracking": files["tracking"],
-            "html": report(files["html"], caption="../report/testbed_table.rst", category="Credit testbed",
-                           subcategory="results"),
-            "curves": report(files["curves"], caption="../report/testbed_curves.rst", category="Credit testbed",
-                             subcategory="training")}
 
 
 if "testbed" in config:
