@@ -17,7 +17,7 @@ from pgpo.answer_span import answer_token_mask
 from pgpo.data import DataError, Record, load_split
 from pgpo.dependency import blind_forward, completion_logprobs, k3
 from pgpo.progress import iterate
-from pgpo.rollout import load_images, prompt_texts
+from pgpo.rollout import sample_batch
 from pgpo.scoring import grade
 from pgpo.shaping import normalised_dependency
 
@@ -50,21 +50,11 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
     start = time.perf_counter()
     for lo in iterate(range(0, len(records), batch_size), desc="probe", unit="batch"):
         chunk = records[lo:lo + batch_size]
-        enc = processor(images=load_images(chunk), text=prompt_texts(processor, chunk), padding=True,
-                        return_tensors="pt")
-        gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=1.0, top_k=None,
-                             max_new_tokens=max_new_tokens, num_return_sequences=k, suppress_tokens=vision_ids,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        p_len = enc["input_ids"].size(1)
-        comp = gen[:, p_len:]
-        ended = (comp == tok.eos_token_id).int().cumsum(-1)
-        comp_mask = ((ended == 0) | ((ended == 1) & (comp == tok.eos_token_id))).long()
-        rep = lambda x: x.repeat_interleave(k, dim=0)  # noqa: E731
-        attention = torch.cat([rep(enc["attention_mask"]), comp_mask], dim=1)
-        mm = torch.cat([rep(enc["mm_token_type_ids"]), torch.zeros_like(comp)], dim=1)
-        grids = rep(enc["image_grid_thw"])
-        pixels = enc["pixel_values"].view(len(chunk), -1, enc["pixel_values"].size(-1))
-        pixels = rep(pixels).flatten(0, 1)
+        batch = sample_batch(model, processor, chunk, k, temperature, max_new_tokens, vision_ids)
+        gen = torch.cat([batch["prompt"], batch["completion"]], dim=1)
+        comp, comp_mask, grids, pixels = batch["completion"], batch["completion_mask"], batch["grids"], batch["pixels"]
+        attention = torch.cat([batch["prompt_mask"], comp_mask], dim=1)
+        mm = torch.cat([batch["mm"], torch.zeros_like(comp)], dim=1)
         t = comp.size(1)
         logits = model(input_ids=gen, attention_mask=attention, mm_token_type_ids=mm, pixel_values=pixels,
                        image_grid_thw=grids, logits_to_keep=t + 1).logits[:, :-1]

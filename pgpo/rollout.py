@@ -63,6 +63,33 @@ def sample(model, processor, records: list[Record], k: int = 1, temperature: flo
     return out
 
 
+@torch.no_grad()
+def sample_batch(model, processor, records: list[Record], k: int, temperature: float, max_new_tokens: int,
+                 vision_ids: list[int]) -> dict:
+    """k sampled completions per record (HF generate, vision tokens suppressed), laid out for a scoring forward:
+    {"enc": the processor's left-padded prompt batch, "prompt" [N,P] ids (N = len(records) * k, record-major),
+    "completion" [N,T] ids, "completion_mask" [N,T] (through the first end of sequence), "prompt_mask" [N,P],
+    "mm" [N,P] multimodal token types, "grids" [N,3], "pixels" [N * patches, D] (one image per record)}."""
+    tok = processor.tokenizer
+    enc = processor(images=load_images(records), text=prompt_texts(processor, records), padding=True,
+                    return_tensors="pt")
+    gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=1.0, top_k=None,
+                         max_new_tokens=max_new_tokens, num_return_sequences=k, suppress_tokens=vision_ids,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    p_len = enc["input_ids"].size(1)
+    comp = gen[:, p_len:]
+    ended = (comp == tok.eos_token_id).int().cumsum(-1)
+
+    def rep(x):
+        return x.repeat_interleave(k, dim=0)
+
+    pixels = enc["pixel_values"].view(len(records), -1, enc["pixel_values"].size(-1))
+    return {"enc": enc, "prompt": gen[:, :p_len], "completion": comp,
+            "completion_mask": ((ended == 0) | ((ended == 1) & (comp == tok.eos_token_id))).long(),
+            "prompt_mask": rep(enc["attention_mask"]), "mm": rep(enc["mm_token_type_ids"]),
+            "grids": rep(enc["image_grid_thw"]), "pixels": rep(pixels).flatten(0, 1)}
+
+
 def accuracy(records: list[Record], completions: list[list[str]]) -> dict[str, float]:
     """avg@k per task and overall: mean over questions of the per-question mean score."""
     per_task: dict[str, list[float]] = {}

@@ -18,7 +18,7 @@ import torch
 from pgpo.answer_span import answer_token_mask, token_char_spans
 from pgpo.data import Record
 from pgpo.dependency import k3
-from pgpo.rollout import load_images, prompt_texts
+from pgpo.rollout import sample_batch
 from pgpo.scoring import format_ok, grade
 
 OPEN, CLOSE, FORCED = "<think>", "</think>", "</think>\\boxed{"
@@ -86,19 +86,9 @@ def measure(model, processor, records: list[Record], k: int, max_new_tokens: int
     out: list[Sample] = []
     for lo in range(0, len(records), batch_size):
         chunk = records[lo:lo + batch_size]
-        enc = processor(images=load_images(chunk), text=prompt_texts(processor, chunk), padding=True,
-                        return_tensors="pt")
-        gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=1.0, top_k=None,
-                             max_new_tokens=max_new_tokens, num_return_sequences=k, suppress_tokens=vision_ids,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        p_len = enc["input_ids"].size(1)
-        comp = gen[:, p_len:]
-        ended = (comp == tok.eos_token_id).int().cumsum(-1)
-        comp_mask = ((ended == 0) | ((ended == 1) & (comp == tok.eos_token_id))).long()
-        rep = lambda x: x.repeat_interleave(k, dim=0)  # noqa: E731
-        prompt, prompt_mask, mm = gen[:, :p_len], rep(enc["attention_mask"]), rep(enc["mm_token_type_ids"])
-        grids = rep(enc["image_grid_thw"])
-        pixels = rep(enc["pixel_values"].view(len(chunk), -1, enc["pixel_values"].size(-1))).flatten(0, 1)
+        batch = sample_batch(model, processor, chunk, k, temperature, max_new_tokens, vision_ids)
+        prompt, prompt_mask, mm = batch["prompt"], batch["prompt_mask"], batch["mm"]
+        comp, comp_mask, grids, pixels = batch["completion"], batch["completion_mask"], batch["grids"], batch["pixels"]
         logp = _image_logits(model, prompt, prompt_mask, comp, comp_mask, mm, grids, pixels, temperature)
         entropy = -(logp.exp() * logp).sum(-1)  # [N,T]
         sampled = logp.gather(-1, comp.unsqueeze(-1)).squeeze(-1)
