@@ -18,6 +18,7 @@ import dataclasses
 import inspect
 import itertools
 import textwrap
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,15 @@ def build_dataclass(cls, raw: Any, where: str):
 
 
 def coerce_scalar(value: Any, annotation: Any, where: str) -> Any:
-    """Scalars as their field's type: YAML 1.1 reads '1e-6' as a string and users write 1 for 1.0."""
+    """Scalars as their field's type: YAML 1.1 reads '1e-6' as a string and users write 1 for 1.0. An optional
+    field (`float | None`) takes null or its type."""
     kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if not isinstance(annotation, str) and type(None) in typing.get_args(annotation):
+        kind = " | ".join("None" if a is type(None) else getattr(a, "__name__", "") for a in typing.get_args(annotation))
+    if kind.endswith(" | None"):
+        if value is None:
+            return None
+        kind = kind.removesuffix(" | None")
     try:
         if kind == "float" and isinstance(value, (int, str)) and not isinstance(value, bool):
             return float(value)

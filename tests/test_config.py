@@ -271,6 +271,16 @@ def test_scalars_are_coerced_and_bad_types_named():
         load_train_config(REPO / "workflows/config/train/tiny.yaml", {"rollout": {"use_vllm": "yes please"}})
 
 
+def test_optional_scalars_take_null_or_their_type():
+    from pgpo.yamlconf import coerce_scalar
+
+    for annotation in ("float | None", float | None):  # postponed (a string) and evaluated annotations
+        assert coerce_scalar("2e-3", annotation, "x") == 2e-3 and coerce_scalar(None, annotation, "x") is None
+        with pytest.raises(ConfigError, match=r"cfg.skill_lr: expected a float, got 'fast'"):
+            coerce_scalar("fast", annotation, "cfg.skill_lr")
+    assert coerce_scalar("7", "int | None", "x") == 7
+
+
 def test_rollout_engine_fields_reach_trl_and_the_engine():
     """rollout.vllm_server_host/port go to GRPOConfig (server mode), vllm_enforce_eager to the colocated engine;
     an unknown vllm_mode or a port outside 1..65535 is refused naming the field."""

@@ -3,6 +3,7 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 from workflow_run import snakemake
@@ -63,14 +64,22 @@ def test_quick_credit_testbed_is_in_mlflow(testbed_quick):
         a.path for a in client.list_artifacts(parent)}
 
 
-def test_a_failing_gate_stops_the_target_with_its_value(tmp_path):
-    """The same quick profile with an impossible format gate: no RL job starts, the log names the measured value."""
-    proc = snakemake(tmp_path, "--cores", "2", "credit_testbed", "--configfile", TESTBED_QUICK, "--config",
+def test_a_failing_gate_stops_the_target_with_its_value(testbed_quick, tmp_path):
+    """The finished quick run, copied, its gate marker and RL runs deleted, rerun with an impossible format gate:
+    the gates job fails, no RL job starts, the log names the measured value (the copy keeps the data and warm start
+    up to date, so only the gates run)."""
+    work = tmp_path / "work"
+    shutil.copytree(testbed_quick[0], work, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
+    variant = work / "results/testbed_quick/testbed/random2"
+    (variant / "gates.json").unlink()
+    shutil.rmtree(variant / "runs")
+    proc = snakemake(work, "--cores", "2", "credit_testbed", "--configfile", TESTBED_QUICK, "--config",
                      "testbed={gates: {thresholds: {format: [1.5, null]}}}", timeout=900, check=False)
     assert proc.returncode != 0
-    log = (tmp_path / "results/testbed_quick/logs/testbed/random2/gates.log").read_text()
-    report = json.loads((tmp_path / "results/testbed_quick/testbed/random2/gate_report.json").read_text())
+    assert "rule testbed_warm_start:" not in proc.stdout + proc.stderr  # only the gates were out of date
+    log = (work / "results/testbed_quick/logs/testbed/random2/gates.log").read_text()
+    report = json.loads((variant / "gate_report.json").read_text())
     fmt = next(g for g in report["gates"] if g["name"] == "format")
     assert f"format = {fmt['value']:.4g} not in [1.5, +inf]" in log
-    assert not (tmp_path / "results/testbed_quick/testbed/random2/gates.json").exists()
-    assert not (tmp_path / "results/testbed_quick/testbed/random2/runs").exists()  # no RL job ran
+    assert not (variant / "gates.json").exists()
+    assert not (variant / "runs").exists()  # no RL job ran

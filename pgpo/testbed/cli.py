@@ -30,6 +30,15 @@ def cmd_data(a):
     print(f"testbed data written to {out}")
 
 
+def _model_folder(path: str, flag: str, step: str) -> None:
+    """A model folder argument, before anything loads (transformers would read a missing path as a hub id)."""
+    from pathlib import Path
+
+    if not (Path(path) / "config.json").is_file():
+        what = "no such directory" if not Path(path).exists() else "no config.json there (not a model folder)"
+        raise SystemExit(f"pgpo testbed {step}: {flag} {path}: {what}")
+
+
 def _sets(pairs: list[str]) -> dict:
     """--set KEY=VALUE pairs (values as YAML scalars); pgpo.cli's own helper is not imported (no import circle)."""
     import yaml
@@ -41,13 +50,10 @@ def _sets(pairs: list[str]) -> dict:
 
 
 def cmd_warm_start(a):
-    from pathlib import Path
-
     from pgpo.testbed.warmstart import TestbedWarmStartConfig, testbed_warm_start
     from pgpo.yamlconf import build_dataclass
 
-    if not (Path(a.model) / "config.json").is_file():
-        raise SystemExit(f"pgpo testbed warm-start: --model {a.model}: no config.json there (not a model folder)")
+    _model_folder(a.model, "--model", "warm-start")
     raw = {**_sets(a.set), "variant": a.variant}
     try:
         cfg = build_dataclass(TestbedWarmStartConfig, raw, "--set")
@@ -61,6 +67,7 @@ def cmd_gates(a):
     from pgpo.testbed.gates import GateFailed, GateSpec, run_gates
     from pgpo.testbed.warmstart import variant_length
 
+    _model_folder(a.checkpoint, "--checkpoint", "gates")
     spec = _spec(a.spec, "gates")
     try:
         gate_spec = GateSpec(**spec)
