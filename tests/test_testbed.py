@@ -297,6 +297,19 @@ def test_the_plan_shares_seeds_across_arms_and_applies_gate_overrides():
     assert json.loads(plan.gate_spec(config, "random48"))["thresholds"]["filler_entropy"] == [3.0, None]
 
 
+def test_the_core_table_is_the_cores_runs_and_the_full_table_every_run():
+    from pgpo.testbed import plan
+
+    config = _profile("workflows/config/testbed.yaml")
+    core = json.loads(plan.table_spec(config, "core"))
+    assert core["out"] == "results/testbed/credit_testbed_core" and list(core["gate_reports"]) == ["random48"]
+    assert core["records"] == [f"results/testbed/testbed/random48/records/{a}-s{s}.json"
+                               for a in ("dapo", "pgpo") for s in range(8)]
+    full = json.loads(plan.table_spec(config))
+    assert full["out"] == "results/testbed/credit_testbed" and len(full["records"]) == 32 + 8 + 8
+    assert list(full["gate_reports"]) == ["random48", "fixed48", "random8"]
+
+
 @pytest.mark.parametrize("change,message", [
     ({"reference": "grpo"}, "reference arm 'grpo' is not among its arms"),
     ({"runs": {"random9": {"arms": ["dapo"], "seeds": [0]}}}, "testbed.runs.random9: not a declared variant"),
@@ -304,6 +317,9 @@ def test_the_plan_shares_seeds_across_arms_and_applies_gate_overrides():
     ({"gates": {"thresholds": {"entropy": [1, None]}}}, "unknown gate"),
     ({"accuracy_curve": "reward"}, "accuracy_curve 'reward' is not a key of testbed.curves"),
     ({"colour": 1}, "unknown key"),
+    ({"core": {"variant": "random9", "arms": ["dapo"]}}, "testbed.core.variant: 'random9' has no runs"),
+    ({"core": {"variant": "random2", "arms": ["pgpo"]}}, "must be arms of runs.random2 and include the reference"),
+    ({"core": {"seeds": [0]}}, "testbed.core: expected"),
 ])
 def test_bad_testbed_configs_are_named(change, message):
     from pgpo.testbed import plan

@@ -17,7 +17,8 @@ TESTBED_QUICK = str(REPO / "workflows/config/testbed_quick.yaml")
 @pytest.fixture(scope="module")
 def testbed_quick(tmp_path_factory):
     work = tmp_path_factory.mktemp("testbed_quick")
-    proc = snakemake(work, "--cores", "2", "credit_testbed", "--configfile", TESTBED_QUICK, timeout=1800)
+    proc = snakemake(work, "--cores", "2", "credit_testbed", "credit_testbed_core", "--configfile", TESTBED_QUICK,
+                     timeout=1800)
     return work, work / "results/testbed_quick", proc.stdout + proc.stderr
 
 
@@ -44,6 +45,8 @@ def test_quick_credit_testbed_writes_records_the_paired_table_and_curves(testbed
     md = (root / "credit_testbed.md").read_text()
     assert "## random2" in md and "| pgpo | forced-answer accuracy (held-out) |" in md and "random2: passed" in md
     assert (root / "credit_testbed.curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    core = list(csv.DictReader((root / "credit_testbed_core.csv").read_text().splitlines()))
+    assert core == rows  # the quick profile's core is every run of its one variant: the same paired table
 
 
 def test_quick_credit_testbed_is_in_mlflow(testbed_quick):
@@ -62,6 +65,8 @@ def test_quick_credit_testbed_is_in_mlflow(testbed_quick):
     parent = json.loads((root / "credit_testbed.tracking.json").read_text())["parent_run_id"]
     assert {"credit_testbed.md", "credit_testbed.csv", "credit_testbed.curves.png"} <= {
         a.path for a in client.list_artifacts(parent)}
+    core = client.get_experiment_by_name("testbed_quick/credit_testbed_core")
+    assert len(client.search_runs([core.experiment_id])) == 5  # its own parent and the core's 4 runs
 
 
 def test_a_failing_gate_stops_the_target_with_its_value(testbed_quick, tmp_path):

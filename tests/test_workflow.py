@@ -205,7 +205,7 @@ def test_slurm_profile_dry_run():
 
 
 def test_lint_is_clean():
-    for extra in ([], ["--configfile", PAPER]):
+    for extra in ([], ["--configfile", PAPER], ["--configfile", str(REPO / "workflows/config/testbed.yaml")]):
         proc = snakemake(REPO, "--lint", *extra, timeout=300)
         assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
 

@@ -19,7 +19,9 @@ from pathlib import Path
 from pgpo.config import ConfigError
 
 SECTION_KEYS = {"skills", "variants", "data", "warmstart", "gates", "gate_overrides", "arms", "reference", "runs",
-                "train_config", "train_set", "curves", "accuracy_curve", "gain", "block", "forced", "bootstrap"}
+                "train_config", "train_set", "curves", "accuracy_curve", "gain", "block", "forced", "bootstrap",
+                "core"}
+TABLES = {"full": "credit_testbed", "core": "credit_testbed_core"}  # table -> its files' name under <root>/
 
 
 def section(config: dict) -> dict:
@@ -36,6 +38,13 @@ def runs(config: dict) -> list[tuple[str, str, int]]:
     """Every (variant, arm, seed) RL run, in config order. Every arm of a variant shares its seeds."""
     tb = section(config)
     return [(v, arm, int(seed)) for v, spec in tb["runs"].items() for arm in spec["arms"] for seed in spec["seeds"]]
+
+
+def core_runs(config: dict) -> list[tuple[str, str, int]]:
+    """The confirmatory core (testbed.core = {variant, arms}): those arms of one variant, at the variant's seeds."""
+    tb = section(config)
+    core = tb["core"]
+    return [(core["variant"], arm, int(seed)) for arm in core["arms"] for seed in tb["runs"][core["variant"]]["seeds"]]
 
 
 def variants(config: dict) -> list[str]:
@@ -74,19 +83,24 @@ def record_spec(config: dict, variant: str, arm: str, seed: int) -> str:
                        "forced": tb["forced"]})
 
 
-def table_spec(config: dict) -> str:
+def table_runs(config: dict, table: str = "full") -> list[tuple[str, str, int]]:
+    return core_runs(config) if table == "core" else runs(config)
+
+
+def table_spec(config: dict, table: str = "full") -> str:
     tb = section(config)
     root = config["root"]
+    chosen = table_runs(config, table)
     return json.dumps({
-        "root": root, "profile": config["profile"], "reference": tb["reference"], "out": f"{root}/credit_testbed",
-        "records": [record_path(config, v, a, s) for v, a, s in runs(config)],
-        "gate_reports": {v: f"{base(config)}/{v}/gate_report.json" for v in variants(config)},
+        "root": root, "profile": config["profile"], "reference": tb["reference"], "out": f"{root}/{TABLES[table]}",
+        "records": [record_path(config, v, a, s) for v, a, s in chosen],
+        "gate_reports": {v: f"{base(config)}/{v}/gate_report.json" for v in dict.fromkeys(v for v, _, _ in chosen)},
         "bootstrap": tb.get("bootstrap", 10000), "curves": list(tb["curves"]),
         "accuracy_curve": tb["accuracy_curve"]})
 
 
-def table_outputs(config: dict) -> dict[str, str]:
-    out = f"{config['root']}/credit_testbed"
+def table_outputs(config: dict, table: str = "full") -> dict[str, str]:
+    out = f"{config['root']}/{TABLES[table]}"
     return {"md": f"{out}.md", "csv": f"{out}.csv", "html": f"{out}.html", "curves": f"{out}.curves.png",
             "tracking": f"{out}.tracking.json"}
 
@@ -120,6 +134,16 @@ def check(config: dict, repo: Path) -> None:
             raise ConfigError(f"testbed.runs.{variant}: the reference arm {tb['reference']!r} is not among its arms")
         if not spec.get("seeds"):
             raise ConfigError(f"testbed.runs.{variant}.seeds: at least one seed")
+    core = tb.get("core")
+    if core is not None:
+        if not isinstance(core, dict) or set(core) != {"variant", "arms"}:
+            raise ConfigError(f"testbed.core: expected {{variant, arms}}, got {core!r}")
+        if core["variant"] not in tb["runs"]:
+            raise ConfigError(f"testbed.core.variant: {core['variant']!r} has no runs ({sorted(tb['runs'])})")
+        missing = [a for a in core["arms"] if a not in tb["runs"][core["variant"]]["arms"]]
+        if missing or tb["reference"] not in core["arms"]:
+            raise ConfigError(f"testbed.core.arms: {missing or core['arms']} must be arms of runs.{core['variant']} "
+                              f"and include the reference {tb['reference']!r}")
     for variant in list(tb.get("gate_overrides", {})):
         if variant not in declared:
             raise ConfigError(f"testbed.gate_overrides.{variant}: not a declared variant")

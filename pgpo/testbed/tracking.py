@@ -1,7 +1,7 @@
-"""The credit_testbed target in MLflow: experiment `<profile>/credit_testbed`, a parent run holding the paired
-table and the curves figure, one child run per RL run (the training run's params and curves, plus the record's
-summary metrics and labels arm / seed / variant). Keys are the records' (variant, arm, seed), so re-running the
-table step replaces changed runs and never duplicates (pgpo.tracking.upsert)."""
+"""A credit testbed table in MLflow: experiment `<profile>/<table>` (credit_testbed or credit_testbed_core), a
+parent run holding the paired table and the curves figure, one child run per RL run (the training run's params
+and curves, plus the record's summary metrics and labels arm / seed / variant). Keys are the records' (variant,
+arm, seed), so re-running the table step replaces changed runs and never duplicates (pgpo.tracking.upsert)."""
 
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ def _mirror(spec, records, rows, files) -> dict:
 
     uri, artifacts = tracking_uri(spec["root"])
     client = client_for(uri)
-    exp_id = experiment(client, f"{Path(spec['root']).name}/credit_testbed", artifacts)
-    parent = upsert(client, exp_id, "credit_testbed/parent", "parent", "credit_testbed", None, Record({}, [], {}, []),
-                    {"target": "credit_testbed", "reference": spec["reference"]},
+    table = Path(spec["out"]).name
+    exp_id = experiment(client, f"{Path(spec['root']).name}/{table}", artifacts)
+    parent = upsert(client, exp_id, f"{table}/parent", "parent", table, None, Record({}, [], {}, []),
+                    {"target": table, "reference": spec["reference"]},
                     system_tags("pgpo testbed table", code_version(), None))
     ids = {}
     for variant, arms in records.items():
@@ -47,7 +48,7 @@ def _mirror(spec, records, rows, files) -> dict:
                 if rec["steps_to_gain"] is not None:
                     run.metrics.append(("steps_to_gain", float(rec["steps_to_gain"]), 0, run.end_ms))
                 params = {**run.params, "arm": arm, "variant": variant, "seed": seed}
-                key = f"credit_testbed/{variant}/{arm}-s{seed}"
+                key = f"{table}/{variant}/{arm}-s{seed}"
                 ids[key] = upsert(client, exp_id, key, _hash([rec, [str(f) for f in run.files]]),
                                   f"{variant} {arm} s{seed}", parent, run, params, {**run.tags, "kind": "testbed"})
     log_table(spec["root"], parent, files, rows)

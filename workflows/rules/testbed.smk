@@ -165,6 +165,37 @@ if "testbed" in config:
         shell:
             "{params.pgpo} testbed table --spec {params.spec:q} > {log} 2>&1"
 
+    # The confirmatory core alone (testbed.core: one variant, some arms): its own table, a subset of the records.
+    if "core" in config["testbed"]:
+
+        localrules:
+            credit_testbed_core,
+            testbed_core_table,
+
+        rule testbed_core_table:
+            input:
+                records=[testbed_plan.record_path(config, v, a, s) for v, a, s in testbed_plan.core_runs(config)],
+                gates=f"{TESTBED}/{config['testbed']['core']['variant']}/gates.json",
+            output:
+                **testbed_table_outputs("core"),
+            log:
+                f"{ROOT}/logs/testbed/core_table.log",
+            benchmark:
+                f"{ROOT}/benchmarks/testbed/core_table.tsv"
+            conda:
+                "../../environment.yml"
+            resources:
+                mlflow=1,
+            params:
+                pgpo=PGPO,
+                spec=testbed_plan.table_spec(config, "core"),
+            shell:
+                "{params.pgpo} testbed table --spec {params.spec:q} > {log} 2>&1"
+
+        rule credit_testbed_core:
+            input:
+                rules.testbed_core_table.output,
+
     rule credit_testbed:
         input:
             rules.testbed_table.output,

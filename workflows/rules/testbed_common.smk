@@ -19,10 +19,12 @@ def testbed_method(wc):
     return repo_path(method) if method.endswith((".yaml", ".yml")) else method
 
 
-def testbed_table_outputs():
-    files = testbed_plan.table_outputs(config)
+def testbed_table_outputs(table="full"):
+    """A testbed table's files (table: full = every run of testbed.runs, core = testbed.core's runs)."""
+    files = testbed_plan.table_outputs(config, table)
+    sub = "" if table == "full" else f" ({table})"
     return {"md": files["md"], "csv": files["csv"], "tracking": files["tracking"],
             "html": report(files["html"], caption="../report/testbed_table.rst", category="Credit testbed",
-                           subcategory="results"),
+                           subcategory=f"results{sub}"),
             "curves": report(files["curves"], caption="../report/testbed_curves.rst", category="Credit testbed",
-                             subcategory="training")}
+                             subcategory=f"training{sub}")}
