@@ -32,11 +32,13 @@ def cmd_data(a):
 
 def _model_folder(path: str, flag: str, step: str) -> None:
     """A model folder argument, before anything loads (transformers would read a missing path as a hub id)."""
-    from pathlib import Path
+    from pgpo.cli_args import check_checkpoint
+    from pgpo.config import ConfigError
 
-    if not (Path(path) / "config.json").is_file():
-        what = "no such directory" if not Path(path).exists() else "no config.json there (not a model folder)"
-        raise SystemExit(f"pgpo testbed {step}: {flag} {path}: {what}")
+    try:
+        check_checkpoint(path, flag, hub=False)
+    except ConfigError as e:
+        raise SystemExit(f"pgpo testbed {step}: {e}") from None
 
 
 def _sets(pairs: list[str]) -> dict:
