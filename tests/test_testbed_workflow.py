@@ -66,7 +66,34 @@ def test_quick_credit_testbed_is_in_mlflow(testbed_quick):
     assert {"credit_testbed.md", "credit_testbed.csv", "credit_testbed.curves.png"} <= {
         a.path for a in client.list_artifacts(parent)}
     core = client.get_experiment_by_name("testbed_quick/credit_testbed_core")
-    assert len(client.search_runs([core.experiment_id])) == 5  # its own parent and the core's 4 runs
+    runs = client.search_runs([core.experiment_id])
+    assert len(runs) == 6  # its own parent, the core's 4 runs and the claims
+    claims = next(r for r in runs if r.data.tags.get("mlflow.runName") == "claims")
+    measured = json.loads((root / "credit_testbed_claims.json").read_text())
+    assert {k: v for k, v in claims.data.tags.items() if k.startswith("claim.")} == {
+        f"claim.{c}": v["verdict"] for c, v in measured["claims"].items()}
+    assert {"credit_testbed_claims.md", "credit_testbed_claims.json"} <= {
+        a.path for a in client.list_artifacts(claims.info.run_id)}
+
+
+def test_quick_credit_testbed_measures_the_claims_from_diagnostics_at_core_checkpoints(testbed_quick):
+    _, root, _ = testbed_quick
+    diag = root / "testbed/random2/diagnostic"
+    warm = json.loads((diag / "warmstart/gradient_diagnostic.json").read_text())
+    run = json.loads((diag / "pgpo-s1/gradient_diagnostic.json").read_text())
+    assert warm["checkpoint"].endswith("random2/warmstart") and "no optimizer.pt" in warm["preconditioner"]
+    assert run["checkpoint"].endswith("runs/pgpo-s1/checkpoint-2") and "optimizer.pt" in run["preconditioner"]
+    assert "no optimizer.pt" not in run["preconditioner"]  # a training checkpoint: Adam's own second moments
+    assert warm["methods"] == ["dapo", "pgpo"] and warm["groups"] == 4
+    measured = json.loads((root / "credit_testbed_claims.json").read_text())
+    assert set(measured["claims"]) == {"variance_reduction", "collapse_prevention", "sparse_dependency", "learning"}
+    assert all(v["verdict"] in ("supported", "not supported", "inconclusive") for v in measured["claims"].values())
+    ratio = [r for r in measured["rows"] if r["claim"] == "variance_reduction"]
+    assert len(ratio) == 4 and sum(r["decisive"] for r in ratio) == 2  # 2 checkpoints x (Adam, raw)
+    at_warm = next(r for r in ratio if "Adam" in r["measurement"] and "warmstart" in r["measurement"])
+    assert at_warm["value"] == pytest.approx(warm["adam"]["noise_scale_ratio"]["dapo"]["pgpo"]["value"])
+    assert measured["seeds"] == [0, 1]
+    assert "| learning |" in (root / "credit_testbed_claims.md").read_text()
 
 
 def test_a_failing_gate_stops_the_target_with_its_value(testbed_quick, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def _spec(text: str, what: str) -> dict:
@@ -102,6 +103,13 @@ def cmd_table(a):
     print("\n".join(str(p) for p in paths))
 
 
+def cmd_claims(a):
+    from pgpo.testbed.claims import write_claims
+
+    paths = write_claims(_spec(a.spec, "claims"))
+    print(Path(paths[0]).read_text())
+
+
 def add_testbed_commands(parser, formatter) -> None:
     """The `pgpo testbed` sub-subcommands on `parser` (the `testbed` subparser of pgpo.cli)."""
     sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
@@ -146,3 +154,9 @@ def add_testbed_commands(parser, formatter) -> None:
     s = add("table", "paired differences vs the reference arm, every seed's curve, MLflow")
     s.add_argument("--spec", required=True, help="JSON: {root, profile, records, reference, out, gates, ...}")
     s.set_defaults(fn=cmd_table)
+
+    s = add("claims", "the paper's claims (variance reduction, collapse prevention, sparse dependency, learning) "
+            "measured on finished records and gradient diagnostics, each with a verdict at the power achieved")
+    s.add_argument("--spec", required=True, help="JSON: {arm, reference, records, diagnostics, diagnostic_arms, "
+                   "diagnostic_reference, effects, curves, block, bootstrap, out[, root, experiment, profile]}")
+    s.set_defaults(fn=cmd_claims)

@@ -20,8 +20,13 @@ from pgpo.config import ConfigError
 
 SECTION_KEYS = {"skills", "variants", "data", "warmstart", "gates", "gate_overrides", "arms", "reference", "runs",
                 "train_config", "train_set", "curves", "accuracy_curve", "gain", "block", "forced", "bootstrap",
-                "core"}
+                "core", "claims"}
 TABLES = {"full": "credit_testbed", "core": "credit_testbed_core"}  # table -> its files' name under <root>/
+CLAIMS = "credit_testbed_claims"  # the claims table's files' name under <root>/
+CLAIMS_KEYS = {"arm", "diagnostic", "effects"}
+DIAGNOSTIC_KEYS = {"at", "arms", "reference", "groups"}
+EFFECTS = {"noise_scale_ratio", "entropy_fall", "filler_entropy", "answer_share", "answer_share_gain",
+           "forced_answer", "auc"}
 
 
 def section(config: dict) -> dict:
@@ -105,6 +110,105 @@ def table_outputs(config: dict, table: str = "full") -> dict[str, str]:
             "tracking": f"{out}.tracking.json"}
 
 
+# ---------------------------------------------------------------- claims (item 4): diagnostics + claims table
+def claims(config: dict) -> dict | None:
+    """testbed.claims, or None: the claims are measured on the core's variant (testbed.core)."""
+    return section(config).get("claims")
+
+
+def diagnostic_points(config: dict) -> list[str]:
+    """Where the gradient diagnostic runs: `warmstart` or an RL run `<arm>-s<seed>` of the core's variant."""
+    c = claims(config)
+    return [str(a) for a in c["diagnostic"]["at"]] if c else []
+
+
+def diagnostic_path(config: dict, at: str) -> str:
+    return f"{base(config)}/{section(config)['core']['variant']}/diagnostic/{at}/gradient_diagnostic.json"
+
+
+def diagnostic_input(config: dict, at: str) -> str:
+    """The file whose existence means the checkpoint at `at` is ready (the gates' pass marker, a run's run.json)."""
+    variant = section(config)["core"]["variant"]
+    return f"{base(config)}/{variant}/gates.json" if at == "warmstart" else f"{base(config)}/{variant}/runs/{at}/run.json"
+
+
+def diagnostic_checkpoint(config: dict, at: str) -> str:
+    """The model folder diagnosed: the warm start, or the run's last checkpoint-N (its optimizer.pt gives Adam's
+    second moments) when train_set.save_steps divides max_steps, else its final/ (no moments: the report says)."""
+    tb = section(config)
+    variant = tb["core"]["variant"]
+    if at == "warmstart":
+        return f"{base(config)}/{variant}/warmstart"
+    ts = tb.get("train_set", {})
+    steps, every = ts.get("max_steps"), ts.get("save_steps")
+    last = f"checkpoint-{steps}" if steps and every and int(steps) % int(every) == 0 else "final"
+    return f"{base(config)}/{variant}/runs/{at}/{last}"
+
+
+def diagnostic_methods(config: dict) -> tuple[list[str], str]:
+    """(method specs of the diagnosed arms, the reference arm's method spec) as given in testbed.arms."""
+    d = claims(config)["diagnostic"]
+    return [method_of(config, a) for a in d["arms"]], method_of(config, d["reference"])
+
+
+def claims_outputs(config: dict) -> dict[str, str]:
+    out = f"{config['root']}/{CLAIMS}"
+    return {"md": f"{out}.md", "json": f"{out}.json", "html": f"{out}.html"}
+
+
+def claims_records(config: dict) -> list[str]:
+    tb = section(config)
+    chosen = {tb["reference"], claims(config)["arm"]}
+    return [record_path(config, v, a, s) for v, a, s in core_runs(config) if a in chosen]
+
+
+def claims_spec(config: dict) -> str:
+    tb, c = section(config), claims(config)
+    d = c["diagnostic"]
+    root = config["root"]
+    return json.dumps({
+        "arm": c["arm"], "reference": tb["reference"], "records": claims_records(config),
+        "diagnostics": {at: diagnostic_path(config, at) for at in diagnostic_points(config)},
+        "diagnostic_arms": list(d["arms"]), "diagnostic_reference": d["reference"], "effects": c["effects"],
+        "curves": {"entropy": c.get("entropy_curve", "entropy_non_answer"),
+                   "answer_share": c.get("answer_share_curve", "answer_share")},
+        "block": tb["block"], "bootstrap": tb.get("bootstrap", 10000), "out": f"{root}/{CLAIMS}", "root": root,
+        "profile": config["profile"], "experiment": f"{Path(root).name}/{TABLES['core']}"})
+
+
+def _check_claims(tb: dict) -> None:
+    c = tb["claims"]
+    if "core" not in tb:
+        raise ConfigError("testbed.claims: needs testbed.core (the claims are measured on the core's variant)")
+    if not isinstance(c, dict) or set(c) - (CLAIMS_KEYS | {"entropy_curve", "answer_share_curve"}) \
+            or CLAIMS_KEYS - set(c):
+        raise ConfigError(f"testbed.claims: expected keys {sorted(CLAIMS_KEYS)} (+ entropy_curve, "
+                          f"answer_share_curve), got {sorted(c) if isinstance(c, dict) else c!r}")
+    if c["arm"] not in tb["core"]["arms"] or c["arm"] == tb["reference"]:
+        raise ConfigError(f"testbed.claims.arm: {c['arm']!r} must be a core arm other than the reference")
+    d = c["diagnostic"]
+    if not isinstance(d, dict) or set(d) != DIAGNOSTIC_KEYS:
+        raise ConfigError(f"testbed.claims.diagnostic: expected keys {sorted(DIAGNOSTIC_KEYS)}, got {d!r}")
+    unknown = [a for a in [*d["arms"], d["reference"]] if a not in tb["arms"]]
+    if unknown:
+        raise ConfigError(f"testbed.claims.diagnostic: arm(s) {unknown} not in testbed.arms {sorted(tb['arms'])}")
+    if c["arm"] not in d["arms"] or tb["reference"] not in d["arms"]:
+        raise ConfigError(f"testbed.claims.diagnostic.arms: must include {c['arm']!r} and {tb['reference']!r}")
+    core = {f"{a}-s{s}" for a in tb["core"]["arms"] for s in tb["runs"][tb["core"]["variant"]]["seeds"]}
+    bad = [a for a in d["at"] if a != "warmstart" and a not in core]
+    if bad or not d["at"]:
+        raise ConfigError(f"testbed.claims.diagnostic.at: {bad or 'none'}; each is `warmstart` or a core run "
+                          f"<arm>-s<seed> ({sorted(core)})")
+    if not isinstance(d["groups"], int) or d["groups"] < 4:
+        raise ConfigError(f"testbed.claims.diagnostic.groups: an integer >= 4, got {d['groups']!r}")
+    eff = c["effects"]
+    if not isinstance(eff, dict) or set(eff) != EFFECTS:
+        raise ConfigError(f"testbed.claims.effects: expected {sorted(EFFECTS)}, got "
+                          f"{sorted(eff) if isinstance(eff, dict) else eff!r}")
+    if eff["noise_scale_ratio"] <= 1 or min(v for k, v in eff.items() if k != "noise_scale_ratio") <= 0:
+        raise ConfigError(f"testbed.claims.effects: noise_scale_ratio > 1 and every other effect > 0, got {eff}")
+
+
 def check(config: dict, repo: Path) -> None:
     """Everything a testbed job would reject later, named now (no model loads)."""
     from pgpo.config import load_method
@@ -144,6 +248,8 @@ def check(config: dict, repo: Path) -> None:
         if missing or tb["reference"] not in core["arms"]:
             raise ConfigError(f"testbed.core.arms: {missing or core['arms']} must be arms of runs.{core['variant']} "
                               f"and include the reference {tb['reference']!r}")
+    if "claims" in tb:
+        _check_claims(tb)
     for variant in list(tb.get("gate_overrides", {})):
         if variant not in declared:
             raise ConfigError(f"testbed.gate_overrides.{variant}: not a declared variant")

@@ -53,3 +53,31 @@ def _mirror(spec, records, rows, files) -> dict:
                                   f"{variant} {arm} s{seed}", parent, run, params, {**run.tags, "kind": "testbed"})
     log_table(spec["root"], parent, files, rows)
     return {"experiment_id": exp_id, "parent_run_id": parent, "runs": ids}
+
+
+def mirror_claims(spec: dict, result: dict, files: list[Path]) -> str:
+    """The claims table as one MLflow run `claims` of experiment spec["experiment"]: a tag per claim's verdict,
+    each measurement's value as a metric, the effects of interest as params, the rows and files as artifacts."""
+    from filelock import FileLock
+
+    from pgpo.tracking import store
+
+    store(spec["root"])
+    with FileLock(str(Path(spec["root"]).resolve() / "mlflow" / "mlflow.db.lock"), timeout=600):
+        from pgpo.mlflow_store import client_for, experiment
+        from pgpo.provenance import code_version
+        from pgpo.tracking import log_table, tracking_uri, upsert
+        from pgpo.tracking_records import Record, system_tags
+
+        uri, artifacts = tracking_uri(spec["root"])
+        client = client_for(uri)
+        exp_id = experiment(client, spec["experiment"], artifacts)
+        metrics = [(f"{r['claim']}/{i}", r["value"], 0, None) for i, r in enumerate(result["rows"])]
+        tags = {**system_tags("pgpo testbed claims", code_version(), None),
+                **{f"claim.{c}": v["verdict"] for c, v in result["claims"].items()}}
+        params = {**{f"effect.{k}": v for k, v in result["effects"].items()}, "arm": result["arm"],
+                  "reference": result["reference"], "seeds": result["seeds"]}
+        run = upsert(client, exp_id, "claims", _hash([result, spec]), "claims", None,
+                     Record(params, metrics, {}, [str(f) for f in files]), params, tags)
+        log_table(spec["root"], run, files, result["rows"])
+        return run

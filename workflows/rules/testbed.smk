@@ -139,6 +139,40 @@ rule testbed_record:
         "--out {output} > {log} 2>&1"
 
 
+# The gradient diagnostic (issue 21, item 3) at a checkpoint of the core's variant: the warm start or a core run's
+# last checkpoint (testbed.claims.diagnostic.at); the claims table reads it.
+rule testbed_diagnostic:
+    input:
+        ready=lambda wc: testbed_plan.diagnostic_input(config, wc.at),
+        data=rules.testbed_data.output,
+    output:
+        f"{TESTBED}/{{variant}}/diagnostic/{{at}}/gradient_diagnostic.json",
+    log:
+        f"{ROOT}/logs/testbed/{{variant}}/diagnostic/{{at}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/testbed/diagnostic/{{variant}}-{{at}}.tsv"
+    wildcard_constraints:
+        variant="|".join(TESTBED_VARIANTS),
+        at="|".join(TESTBED_DIAGNOSTIC_POINTS),
+    conda:
+        "../../environment.yml"
+    threads: 2
+    params:
+        pgpo=PGPO,
+        checkpoint=lambda wc: testbed_plan.diagnostic_checkpoint(config, wc.at),
+        methods=testbed_diagnostic_methods,
+        groups=lambda wc: config["testbed"]["claims"]["diagnostic"]["groups"],
+        recipe=lambda wc: repo_path(config["testbed"]["train_config"]),
+        train=lambda wc, input: str(Path(input.data[0]).parent / "train.jsonl"),
+        length=lambda wc: testbed_plan.filler_length(config, wc.variant) + 16,
+        sets=lambda wc: sets(config["testbed"].get("train_set", {})),
+        out=lambda wc, output: str(Path(output[0]).parent),
+    shell:
+        "{params.pgpo} gradient-diagnostic --checkpoint {params.checkpoint} --set threads={threads} "
+        "--data {params.train} {params.methods} --groups {params.groups} --config {params.recipe} "
+        "--set rollout.max_completion_length={params.length} {params.sets} --out {params.out} > {log} 2>&1"
+
+
 if "testbed" in config:
 
     localrules:
@@ -195,7 +229,35 @@ if "testbed" in config:
         rule credit_testbed_core:
             input:
                 rules.testbed_core_table.output,
+                testbed_claims_files(),
+
+    # The paper's claims measured on the core (testbed.claims): diagnostics + the core's records -> verdicts.
+    if "claims" in config["testbed"]:
+
+        localrules:
+            testbed_claims,
+
+        rule testbed_claims:
+            input:
+                records=testbed_plan.claims_records(config),
+                diagnostics=[testbed_plan.diagnostic_path(config, at) for at in testbed_plan.diagnostic_points(config)],
+            output:
+                **testbed_claims_outputs(),
+            log:
+                f"{ROOT}/logs/testbed/claims.log",
+            benchmark:
+                f"{ROOT}/benchmarks/testbed/claims.tsv"
+            conda:
+                "../../environment.yml"
+            resources:
+                mlflow=1,
+            params:
+                pgpo=PGPO,
+                spec=testbed_plan.claims_spec(config),
+            shell:
+                "{params.pgpo} testbed claims --spec {params.spec:q} > {log} 2>&1"
 
     rule credit_testbed:
         input:
             rules.testbed_table.output,
+            testbed_claims_files(),

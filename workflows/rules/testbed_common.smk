@@ -28,3 +28,23 @@ def testbed_table_outputs(table="full"):
                            subcategory=f"results{sub}"),
             "curves": report(files["curves"], caption="../report/testbed_curves.rst", category="Credit testbed",
                              subcategory=f"training{sub}")}
+TESTBED_DIAGNOSTIC_POINTS = (testbed_plan.diagnostic_points(config) if "testbed" in config else []) or ["none"]
+
+
+def testbed_diagnostic_methods(wc):
+    """--method per diagnosed arm and --reference (YAML paths made absolute)."""
+    methods, reference = testbed_plan.diagnostic_methods(config)
+    spec = lambda m: repo_path(m) if m.endswith((".yaml", ".yml")) else m
+    return " ".join([*(f"--method {spec(m)}" for m in methods), f"--reference {spec(reference)}"])
+
+
+def testbed_claims_outputs():
+    files = testbed_plan.claims_outputs(config)
+    return {"md": files["md"], "json": files["json"],
+            "html": report(files["html"], caption="../report/testbed_claims.rst", category="Credit testbed",
+                           subcategory="claims")}
+
+
+def testbed_claims_files():
+    """The claims table's files when testbed.claims is configured (both testbed targets include it)."""
+    return list(testbed_plan.claims_outputs(config).values()) if testbed_plan.claims(config) else []
