@@ -35,6 +35,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     already validated training split, else it is read here)."""
     from transformers import AutoModelForImageTextToText
 
+    from pgpo.attention import resolve
     from pgpo.data import load_split, to_trl_dataset
     from pgpo.processor import load_processor, pinned_snapshot
     from pgpo.scoring import REWARD_FUNCS
@@ -49,7 +50,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     processor = load_processor(path, **pixel_budget(cfg))
     processor.tokenizer.padding_side = "left"
     model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=getattr(torch, cfg.model.dtype), attn_implementation=cfg.model.attn_implementation)
+        path, dtype=getattr(torch, cfg.model.dtype), attn_implementation=resolve(cfg.model.attn_implementation))
     if cfg.model.freeze_vision:
         model.model.visual.requires_grad_(False)
     records = records if records is not None else load_split(cfg.data.train)

@@ -54,6 +54,7 @@ class PGPOVisionLanguageModel(lmms):
         from accelerate import Accelerator
         from transformers import AutoModelForImageTextToText
 
+        from pgpo.attention import resolve
         from pgpo.processor import load_processor
 
         if kwargs:
@@ -68,7 +69,8 @@ class PGPOVisionLanguageModel(lmms):
         self.processor = load_processor(pretrained, min_pixels=min_pixels, max_pixels=max_pixels)
         self.processor.tokenizer.padding_side = "left"
         self.model = AutoModelForImageTextToText.from_pretrained(
-            pretrained, dtype=getattr(torch, dtype), attn_implementation=attn_implementation).to(self._device).eval()
+            pretrained, dtype=getattr(torch, dtype), attn_implementation=resolve(attn_implementation)
+        ).to(self._device).eval()
         self.batch_size = int(batch_size)
         # one generator per rank: sampling is reproducible for a given seed, batch size and request order
         self._generator_seed = int(seed) + self._rank

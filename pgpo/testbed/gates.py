@@ -138,6 +138,7 @@ def run_gates(checkpoint: str | Path, data_dir: str | Path, max_new_tokens: int,
     from pgpo.data import load_split
     from pgpo.processor import load_processor
     from pgpo.testbed.measure import measure
+    from pgpo.attention import resolve
 
     start = time.perf_counter()
     data_dir = Path(data_dir)
@@ -148,7 +149,8 @@ def run_gates(checkpoint: str | Path, data_dir: str | Path, max_new_tokens: int,
         method = load_method(spec.weights_method)
         components, clamp = resolve_components(method, spec.weights_method), method.blind_view.clamp_max
     processor = load_processor(checkpoint)
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32,
+                                                        attn_implementation=resolve("sdpa")).eval()
     samples = measure(model, processor, records, spec.samples, max_new_tokens, seed=spec.seed,
                       components=components, clamp_max=clamp)
     measured = summarise(samples)

@@ -48,6 +48,7 @@ def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str |
     from pgpo.processor import load_processor
     from pgpo.testbed.gates import summarise
     from pgpo.testbed.measure import measure
+    from pgpo.attention import resolve
     from pgpo.testbed.warmstart import variant_length
 
     missing = [k for k in REQUIRED if k not in spec]
@@ -64,7 +65,8 @@ def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str |
     records = [r for s in skills for r in load_split(data_dir / f"suite_{s}.jsonl")[:forced["items_per_skill"]]]
     checkpoint = run_dir / "final"
     processor = load_processor(checkpoint)
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32,
+                                                        attn_implementation=resolve("sdpa")).eval()
     samples = measure(model, processor, records, forced["samples"], variant_length(data_dir, spec["variant"]) + 16,
                       seed=forced.get("seed", 0))
     measured = summarise(samples)
