@@ -13,10 +13,11 @@ with timers around the parts of a step. Every part is a span of wall time inside
 The first step of each method warms up and is dropped; medians over the others. Methods run one after another in
 one process on the same threads (run it on an otherwise idle machine: no other job, no helper sessions).
 
---compare-attention runs every method twice, side by side in this process: first with transformers' own sdpa
-(pgpo.attention.resolve patched to the identity: repeat_kv copies everywhere), then as training runs it (sdpa_gqa
-where no gradient is taken); it prints the per-part ratio before / after and whether the two runs end in the same
-weights bit for bit (sha256 of every parameter).
+--compare-speedups runs every method twice, side by side in this process: first without the generation speed-ups
+(pgpo.attention.resolve patched to the identity: transformers' sdpa with repeat_kv copies everywhere;
+pgpo.shared_prefill.install a no-op: every copy of a prompt prefilled), then as training runs it; it prints the
+per-part ratio before / after and whether the two runs end in the same weights bit for bit (sha256 of every
+parameter).
 
     python benchmarks/rl_step_profile.py --model <testbed warm start> --data <testbed data>/train.jsonl \
         --set rollout.max_completion_length=64 --steps 4 --json benchmarks/results/rl_step_profile.json
@@ -128,16 +129,17 @@ def profile_method(method: str, a, overrides: dict) -> dict:
             "num_tokens_cumulative": tokens, "weights_sha256": digest.hexdigest()}
 
 
-def profile_plain_sdpa(method: str, a, overrides: dict) -> dict:
-    """profile_method with transformers' own sdpa (repeat_kv) everywhere: the before of pgpo.attention."""
-    from pgpo import attention
+def profile_without_speedups(method: str, a, overrides: dict) -> dict:
+    """profile_method without pgpo.attention's sdpa_gqa and pgpo.shared_prefill: the before."""
+    from pgpo import attention, shared_prefill
 
-    resolve = attention.resolve
+    resolve, install = attention.resolve, shared_prefill.install
     attention.resolve = lambda name: name
+    shared_prefill.install = lambda model: None
     try:
         return profile_method(method, a, overrides)
     finally:
-        attention.resolve = resolve
+        attention.resolve, shared_prefill.install = resolve, install
 
 
 def main() -> None:
@@ -150,8 +152,8 @@ def main() -> None:
     p.add_argument("--methods", default="dapo,pgpo", help="comma-separated")
     p.add_argument("--steps", type=int, default=4, help="optimizer steps per method (the first is dropped)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override, dotted")
-    p.add_argument("--compare-attention", action="store_true", help="each method with transformers' sdpa, then "
-                   "with pgpo's sdpa_gqa: ratios and a bitwise check of the final weights")
+    p.add_argument("--compare-speedups", action="store_true", help="each method without, then with the generation "
+                   "speed-ups (sdpa_gqa, shared prefill): ratios and a bitwise check of the final weights")
     p.add_argument("--json", help="also write the result here")
     a = p.parse_args()
     overrides: dict = {"model": {"path": a.model}, "data": {"train": a.data}, "max_steps": a.steps,
@@ -165,8 +167,8 @@ def main() -> None:
         node[leaf] = yaml.safe_load(value)
     result = {"threads": torch.get_num_threads(), "torch": torch.__version__, "overrides": overrides, "methods": {}}
     for method in a.methods.split(","):
-        if a.compare_attention:
-            result["methods"][f"{method}/sdpa"] = profile_plain_sdpa(method, a, overrides)
+        if a.compare_speedups:
+            result["methods"][f"{method}/before"] = profile_without_speedups(method, a, overrides)
         result["methods"][method] = profile_method(method, a, overrides)
     print(json.dumps({m: r["median_seconds"] for m, r in result["methods"].items()}, indent=2))
     names = list(result["methods"])
@@ -175,20 +177,20 @@ def main() -> None:
     for part in (*PARTS, "total"):
         row = "".join(f"{result['methods'][m]['median_seconds'][part]:>10.2f}" for m in names)
         print(f"{part:<14}{row}   {last[part] / last['total']:.1%}")
-    if a.compare_attention:
-        result["attention"] = {}
-        print(f"\n{'part':<14}" + "".join(f"{m + ' x':>12}" for m in a.methods.split(",")) + "   (sdpa / sdpa_gqa)")
+    if a.compare_speedups:
+        result["speedups"] = {}
+        print(f"\n{'part':<14}" + "".join(f"{m + ' x':>12}" for m in a.methods.split(",")) + "   (before / after)")
         for part in (*PARTS, "total"):
             cells = []
             for m in a.methods.split(","):
-                before = result["methods"][f"{m}/sdpa"]["median_seconds"][part]
+                before = result["methods"][f"{m}/before"]["median_seconds"][part]
                 after = result["methods"][m]["median_seconds"][part]
                 cells.append(before / after if after else float("nan"))
             print(f"{part:<14}" + "".join(f"{c:>12.2f}" for c in cells))
         for m in a.methods.split(","):
-            same = result["methods"][f"{m}/sdpa"]["weights_sha256"] == result["methods"][m]["weights_sha256"]
-            result["attention"][m] = {"weights_bitwise_equal": same}
-            print(f"{m}: final weights bitwise equal with and without sdpa_gqa: {same}")
+            same = result["methods"][f"{m}/before"]["weights_sha256"] == result["methods"][m]["weights_sha256"]
+            result["speedups"][m] = {"weights_bitwise_equal": same}
+            print(f"{m}: final weights bitwise equal with and without the speed-ups: {same}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -39,6 +39,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     from pgpo.data import load_split, to_trl_dataset
     from pgpo.processor import load_processor, pinned_snapshot
     from pgpo.scoring import REWARD_FUNCS
+    from pgpo.shared_prefill import install as install_shared_prefill
     from pgpo.tracking_live import live_callbacks
     from pgpo.trainer import PGPOTrainer
 
@@ -51,6 +52,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     processor.tokenizer.padding_side = "left"
     model = AutoModelForImageTextToText.from_pretrained(
         path, dtype=getattr(torch, cfg.model.dtype), attn_implementation=resolve(cfg.model.attn_implementation))
+    install_shared_prefill(model)  # one prefill per distinct prompt in generate: bitwise the same rollouts
     if cfg.model.freeze_vision:
         model.model.visual.requires_grad_(False)
     records = records if records is not None else load_split(cfg.data.train)

@@ -139,6 +139,7 @@ def run_gates(checkpoint: str | Path, data_dir: str | Path, max_new_tokens: int,
     from pgpo.processor import load_processor
     from pgpo.testbed.measure import measure
     from pgpo.attention import resolve
+    from pgpo.shared_prefill import install as install_shared_prefill
 
     start = time.perf_counter()
     data_dir = Path(data_dir)
@@ -151,6 +152,7 @@ def run_gates(checkpoint: str | Path, data_dir: str | Path, max_new_tokens: int,
     processor = load_processor(checkpoint)
     model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32,
                                                         attn_implementation=resolve("sdpa")).eval()
+    install_shared_prefill(model)
     samples = measure(model, processor, records, spec.samples, max_new_tokens, seed=spec.seed,
                       components=components, clamp_max=clamp)
     measured = summarise(samples)

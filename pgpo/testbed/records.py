@@ -49,6 +49,7 @@ def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str |
     from pgpo.testbed.gates import summarise
     from pgpo.testbed.measure import measure
     from pgpo.attention import resolve
+    from pgpo.shared_prefill import install as install_shared_prefill
     from pgpo.testbed.warmstart import variant_length
 
     missing = [k for k in REQUIRED if k not in spec]
@@ -67,6 +68,7 @@ def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str |
     processor = load_processor(checkpoint)
     model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32,
                                                         attn_implementation=resolve("sdpa")).eval()
+    install_shared_prefill(model)
     samples = measure(model, processor, records, forced["samples"], variant_length(data_dir, spec["variant"]) + 16,
                       seed=forced.get("seed", 0))
     measured = summarise(samples)
