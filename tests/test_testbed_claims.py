@@ -30,6 +30,15 @@ def test_the_verdict_rule(ci, null, effect, expected):
     assert verdict(ci, null=null, effect=effect)[0] == expected
 
 
+def test_an_interval_beyond_the_null_needs_the_exact_test_too():
+    from pgpo.testbed.claims import verdict
+
+    assert verdict([0.01, 0.3], null=0.0, effect=0.05, p=0.5) == (
+        "inconclusive", "interval beyond the null 0, but the exact test's p = 0.5 >= 0.05")
+    assert verdict([0.01, 0.3], null=0.0, effect=0.05, p=0.01)[0] == "supported"
+    assert verdict([-0.3, -0.01], null=0.0, effect=0.05, p=0.5)[0] == "not supported"  # excludes the effect
+
+
 def test_an_effect_of_interest_equal_to_the_null_is_refused():
     from pgpo.testbed.claims import verdict
 
@@ -157,3 +166,14 @@ def test_bad_claims_configs_are_named(change, message):
 
     with pytest.raises(ConfigError, match=message):
         plan.check(_config({"claims": change}), REPO)
+
+
+def test_an_infinite_noise_scale_is_not_estimable_not_a_number(tmp_path):
+    from pgpo.testbed.claims import markdown, measure_claims
+
+    result = measure_claims(_spec(tmp_path, ratio=(None, None)))
+    ratio = next(r for r in result["rows"] if "Adam" in r["measurement"])
+    assert ratio["value"] is None and ratio["verdict"] == "inconclusive" and "not estimable" in ratio["why"]
+    assert result["claims"]["variance_reduction"]["verdict"] == "inconclusive"
+    assert "| variance_reduction | noise-scale ratio dapo/pgpo, Adam-preconditioned, at warmstart (32 groups) * |  |" \
+        in markdown(result, "p") and "not estimable at this sample size" in markdown(result, "p")

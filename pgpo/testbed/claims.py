@@ -39,12 +39,15 @@ REQUIRED = ("arm", "reference", "records", "diagnostics", "diagnostic_arms", "di
             "curves", "block", "bootstrap", "out")
 
 
-def verdict(ci: list[float] | None, *, null: float, effect: float) -> tuple[str, str]:
+def verdict(ci: list[float] | None, *, null: float, effect: float, p: float | None = None,
+            alpha: float = 0.05) -> tuple[str, str]:
     """(verdict, why) for a claim "the true value lies beyond `null`, towards `effect`".
 
     ci: the 95% interval [low, high] (None: no interval, e.g. one seed). effect: the smallest effect of interest,
     on the claimed side of the null (effect > null: the claim is "larger"; effect < null: "smaller"). A threshold
-    claim ("the share is above one half") has no margin: pass effect = null +/- a tiny step for its side."""
+    claim ("the share is above one half") has no margin: pass effect = null +/- a tiny step for its side.
+    p: the exact test's p-value where there is one (sign flips over seeds): an interval beyond the null supports
+    the claim only if p < alpha too (2 seeds can never reach 5%, whatever the bootstrap interval says)."""
     if effect == null:
         raise ValueError(f"verdict: the effect of interest ({effect}) must differ from the null ({null})")
     if ci is None:
@@ -52,6 +55,10 @@ def verdict(ci: list[float] | None, *, null: float, effect: float) -> tuple[str,
     sign = 1.0 if effect > null else -1.0
     lo, hi = sorted(sign * float(x) for x in ci)
     n, e = sign * null, sign * effect
+    if p is not None and p >= alpha and (lo > n or hi < n):
+        if hi < e and lo <= n:  # beyond the null on the wrong side: the effect of interest is excluded anyway
+            return "not supported", f"interval excludes the effect of interest {effect:g}"
+        return "inconclusive", f"interval beyond the null {null:g}, but the exact test's p = {p:.3g} >= {alpha:g}"
     if lo > n:
         return "supported", f"interval beyond the null {null:g}"
     if hi < n:
@@ -62,8 +69,11 @@ def verdict(ci: list[float] | None, *, null: float, effect: float) -> tuple[str,
 
 
 def _row(claim, measurement, value, ci, null, effect, *, decisive=True, n=None, p=None, mde80=None, note=""):
-    v, why = verdict(ci, null=null, effect=effect)
-    return {"claim": claim, "measurement": measurement, "value": float(value),
+    if value is None:  # e.g. a noise-scale ratio whose signal estimate is not positive: infinite noise scale
+        v, why, ci = "inconclusive", "not estimable at this sample size (" + (note or "no value") + ")", None
+    else:
+        v, why = verdict(ci, null=null, effect=effect, p=p)
+    return {"claim": claim, "measurement": measurement, "value": None if value is None else float(value),
             "ci95_low": None if ci is None else float(ci[0]), "ci95_high": None if ci is None else float(ci[1]),
             "null": null, "effect": effect, "n": n, "p_value": p, "mde80": mde80, "verdict": v, "why": why,
             "decisive": decisive, "note": note}
@@ -94,7 +104,9 @@ def variance_rows(spec: dict) -> list[dict]:
             cell = d[kind]["noise_scale_ratio"][names[spec["reference"]]][names[spec["arm"]]]
             rows.append(_row("variance_reduction", f"noise-scale ratio {spec['reference']}/{spec['arm']}, {label}, "
                              f"at {at} ({d['groups']} groups)", cell["value"], cell["ci95"], 1.0,
-                             spec["effects"]["noise_scale_ratio"], n=d["groups"], decisive=kind == "adam"))
+                             spec["effects"]["noise_scale_ratio"], n=d["groups"], decisive=kind == "adam",
+                             note="" if cell["value"] is not None else "a mean-gradient signal estimate <= 0: "
+                             "infinite noise scale; more groups"))
     return rows
 
 
@@ -211,13 +223,13 @@ def markdown(result: dict, profile: str) -> str:
            "config before the run); inconclusive = it holds both. Rows marked * decide the claim.", "",
            "| claim | verdict | why |", "|---|---|---|"]
     out += [f"| {c} | **{v['verdict']}** | {v['why']} |" for c, v in result["claims"].items()]
-    out += ["", "| claim | measurement | value [95% CI] | null | effect of interest | n | p | mde80 | verdict |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    out += ["", "| claim | measurement | value [95% CI] | null | effect of interest | n | p | mde80 | verdict | why |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         ci = f" [{_num(r['ci95_low'])}, {_num(r['ci95_high'])}]" if r["ci95_low"] is not None else ""
         out.append(f"| {r['claim']} | {r['measurement']}{' *' if r['decisive'] else ''} | {_num(r['value'])}{ci} | "
                    f"{r['null']:g} | {r['effect']:g} | {r['n'] or ''} | {_num(r['p_value'], '.3g')} | "
-                   f"{_num(r['mde80'], '.3g')} | {r['verdict']} |")
+                   f"{_num(r['mde80'], '.3g')} | {r['verdict']} | {r['why']} |")
     return "\n".join(out + [""])
 
 

@@ -72,7 +72,8 @@ def mirror_claims(spec: dict, result: dict, files: list[Path]) -> str:
         uri, artifacts = tracking_uri(spec["root"])
         client = client_for(uri)
         exp_id = experiment(client, spec["experiment"], artifacts)
-        metrics = [(f"{r['claim']}/{i}", r["value"], 0, None) for i, r in enumerate(result["rows"])]
+        metrics = [(f"{r['claim']}/{i}", r["value"], 0, None) for i, r in enumerate(result["rows"])
+                   if r["value"] is not None]
         tags = {**system_tags("pgpo testbed claims", code_version(), None),
                 **{f"claim.{c}": v["verdict"] for c, v in result["claims"].items()}}
         params = {**{f"effect.{k}": v for k, v in result["effects"].items()}, "arm": result["arm"],
