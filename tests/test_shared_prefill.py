@@ -84,3 +84,19 @@ def test_rows_that_differ_only_in_pixels_are_not_merged(tiny, repeated):
     assert repeated_rows(ids, mask, px, grid, model_image_token).tolist() == [0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4]
     with pytest.raises(ValueError, match="image pad runs"):
         repeated_rows(ids, mask, px, grid[:-1], model_image_token)
+
+
+def test_one_prompt_times_k_as_evaluation_batches_it(models, tiny, tiny_data):
+    """pgpo_vlm's batches: one question's k samples (8 rows, 1 distinct): the same sequences and scores."""
+    from pgpo.data import load_split
+    from pgpo.rollout import load_images, prompt_texts
+
+    _, processor = tiny
+    records = load_split(tiny_data / "train.jsonl")[5:6] * 8
+    enc = processor(images=load_images(records), text=prompt_texts(processor, records), padding=True,
+                    return_tensors="pt")
+    seen_plain, seen_shared = [], []
+    a = _generate(models[0], enc, seen_plain)
+    b = _generate(models[1], enc, seen_shared)
+    assert (seen_plain, seen_shared) == ([8], [1])
+    assert torch.equal(a.sequences, b.sequences) and all(torch.equal(x, y) for x, y in zip(a.scores, b.scores))

@@ -55,6 +55,7 @@ class PGPOVisionLanguageModel(lmms):
         from transformers import AutoModelForImageTextToText
 
         from pgpo.attention import resolve
+        from pgpo.shared_prefill import install as install_shared_prefill
         from pgpo.processor import load_processor
 
         if kwargs:
@@ -71,6 +72,7 @@ class PGPOVisionLanguageModel(lmms):
         self.model = AutoModelForImageTextToText.from_pretrained(
             pretrained, dtype=getattr(torch, dtype), attn_implementation=resolve(attn_implementation)
         ).to(self._device).eval()
+        install_shared_prefill(self.model)  # a question's k copies are consecutive: one prefill for them
         self.batch_size = int(batch_size)
         # one generator per rank: sampling is reproducible for a given seed, batch size and request order
         self._generator_seed = int(seed) + self._rank
