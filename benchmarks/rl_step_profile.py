@@ -172,10 +172,11 @@ def main() -> None:
         result["methods"][method] = profile_method(method, a, overrides)
     print(json.dumps({m: r["median_seconds"] for m, r in result["methods"].items()}, indent=2))
     names = list(result["methods"])
-    print(f"\n{'part':<14}" + "".join(f"{m:>10}" for m in names) + "   share of " + names[-1])
+    width = max(10, *(len(m) + 2 for m in names))
+    print(f"\n{'part':<14}" + "".join(f"{m:>{width}}" for m in names) + "   share of " + names[-1])
     last = result["methods"][names[-1]]["median_seconds"]
     for part in (*PARTS, "total"):
-        row = "".join(f"{result['methods'][m]['median_seconds'][part]:>10.2f}" for m in names)
+        row = "".join(f"{result['methods'][m]['median_seconds'][part]:>{width}.2f}" for m in names)
         print(f"{part:<14}{row}   {last[part] / last['total']:.1%}")
     if a.compare_speedups:
         result["speedups"] = {}

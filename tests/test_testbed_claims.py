@@ -177,3 +177,10 @@ def test_an_infinite_noise_scale_is_not_estimable_not_a_number(tmp_path):
     assert result["claims"]["variance_reduction"]["verdict"] == "inconclusive"
     assert "| variance_reduction | noise-scale ratio dapo/pgpo, Adam-preconditioned, at warmstart (32 groups) * |  |" \
         in markdown(result, "p") and "not estimable at this sample size" in markdown(result, "p")
+
+
+def test_a_ratio_without_an_interval_says_why(tmp_path):
+    from pgpo.testbed.claims import measure_claims
+
+    ratio = next(r for r in measure_claims(_spec(tmp_path, ratio=(284.0, None)))["rows"] if "Adam" in r["measurement"])
+    assert ratio["verdict"] == "inconclusive" and ratio["why"].startswith("no interval: most bootstrap draws")

@@ -68,9 +68,12 @@ def verdict(ci: list[float] | None, *, null: float, effect: float, p: float | No
     return "inconclusive", f"interval holds both the null {null:g} and the effect of interest {effect:g}"
 
 
-def _row(claim, measurement, value, ci, null, effect, *, decisive=True, n=None, p=None, mde80=None, note=""):
+def _row(claim, measurement, value, ci, null, effect, *, decisive=True, n=None, p=None, mde80=None, note="",
+         no_interval=""):
     if value is None:  # e.g. a noise-scale ratio whose signal estimate is not positive: infinite noise scale
         v, why, ci = "inconclusive", "not estimable at this sample size (" + (note or "no value") + ")", None
+    elif ci is None and no_interval:
+        v, why = "inconclusive", no_interval
     else:
         v, why = verdict(ci, null=null, effect=effect, p=p)
     return {"claim": claim, "measurement": measurement, "value": None if value is None else float(value),
@@ -106,7 +109,9 @@ def variance_rows(spec: dict) -> list[dict]:
                              f"at {at} ({d['groups']} groups)", cell["value"], cell["ci95"], 1.0,
                              spec["effects"]["noise_scale_ratio"], n=d["groups"], decisive=kind == "adam",
                              note="" if cell["value"] is not None else "a mean-gradient signal estimate <= 0: "
-                             "infinite noise scale; more groups"))
+                             "infinite noise scale; more groups",
+                             no_interval="no interval: most bootstrap draws of the groups have a signal estimate "
+                             "<= 0 (more groups)"))
     return rows
 
 
