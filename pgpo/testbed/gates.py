@@ -130,16 +130,12 @@ def _bound(b, unbounded: str) -> str:
 def run_gates(checkpoint: str | Path, data_dir: str | Path, max_new_tokens: int, spec: GateSpec,
               report_path: str | Path, pass_path: str | Path | None = None) -> dict:
     """Measure, write the report (always), then the pass marker (only if every gate holds); GateFailed otherwise."""
-    import torch
-    from transformers import AutoModelForImageTextToText
 
     from pgpo.components import resolve_components
     from pgpo.config import load_method
     from pgpo.data import load_split
     from pgpo.processor import load_processor
-    from pgpo.testbed.measure import measure
-    from pgpo.attention import resolve
-    from pgpo.shared_prefill import install as install_shared_prefill
+    from pgpo.testbed.measure import load_measured_model, measure
 
     start = time.perf_counter()
     data_dir = Path(data_dir)
@@ -150,9 +146,7 @@ def run_gates(checkpoint: str | Path, data_dir: str | Path, max_new_tokens: int,
         method = load_method(spec.weights_method)
         components, clamp = resolve_components(method, spec.weights_method), method.blind_view.clamp_max
     processor = load_processor(checkpoint)
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32,
-                                                        attn_implementation=resolve("sdpa")).eval()
-    install_shared_prefill(model)
+    model = load_measured_model(checkpoint)
     samples = measure(model, processor, records, spec.samples, max_new_tokens, seed=spec.seed,
                       components=components, clamp_max=clamp)
     measured = summarise(samples)

@@ -161,3 +161,17 @@ def _answer_shares(model, components, clamp_max, tok, chunk, k, temperature, pro
     mass = result.token_advantages.abs() * comp_mask
     total = mass.sum(-1)
     return [(mass[i][answer[i]].sum() / total[i]).item() if total[i] > 0 else 0.0 for i in range(comp.size(0))]
+
+
+def load_measured_model(checkpoint):
+    """A checkpoint for the testbed's no-gradient measurements (gates, records): float32, eval mode, with the
+    bitwise-exact generation speed-ups (pgpo.attention's sdpa_gqa, pgpo.shared_prefill)."""
+    from transformers import AutoModelForImageTextToText
+
+    from pgpo.attention import resolve
+    from pgpo.shared_prefill import install
+
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32,
+                                                        attn_implementation=resolve("sdpa")).eval()
+    install(model)
+    return model

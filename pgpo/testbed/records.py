@@ -40,16 +40,12 @@ def forced_by_skill(samples) -> dict[str, dict]:
 
 def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str | Path) -> dict:
     """Read the run's curves, measure its final checkpoint, write and return the record."""
-    import torch
-    from transformers import AutoModelForImageTextToText
 
     from pgpo.data import load_split
     from pgpo.paired import curve_auc, steps_to_gain
     from pgpo.processor import load_processor
     from pgpo.testbed.gates import summarise
-    from pgpo.testbed.measure import measure
-    from pgpo.attention import resolve
-    from pgpo.shared_prefill import install as install_shared_prefill
+    from pgpo.testbed.measure import load_measured_model, measure
     from pgpo.testbed.warmstart import variant_length
 
     missing = [k for k in REQUIRED if k not in spec]
@@ -66,9 +62,7 @@ def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str |
     records = [r for s in skills for r in load_split(data_dir / f"suite_{s}.jsonl")[:forced["items_per_skill"]]]
     checkpoint = run_dir / "final"
     processor = load_processor(checkpoint)
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32,
-                                                        attn_implementation=resolve("sdpa")).eval()
-    install_shared_prefill(model)
+    model = load_measured_model(checkpoint)
     samples = measure(model, processor, records, forced["samples"], variant_length(data_dir, spec["variant"]) + 16,
                       seed=forced.get("seed", 0))
     measured = summarise(samples)

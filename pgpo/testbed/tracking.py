@@ -16,13 +16,18 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def mirror(spec: dict, records: dict, rows: list[dict], files: list[Path]) -> dict:
+def _store_lock(root):
+    """The lock every writer of the results root's MLflow store holds (the store folder is created first)."""
     from filelock import FileLock
 
     from pgpo.tracking import store
 
-    store(spec["root"])  # creates the store folder the lock lives in
-    with FileLock(str(Path(spec["root"]).resolve() / "mlflow" / "mlflow.db.lock"), timeout=600):
+    store(root)
+    return FileLock(str(Path(root).resolve() / "mlflow" / "mlflow.db.lock"), timeout=600)
+
+
+def mirror(spec: dict, records: dict, rows: list[dict], files: list[Path]) -> dict:
+    with _store_lock(spec["root"]):
         return _mirror(spec, records, rows, files)
 
 
@@ -58,12 +63,7 @@ def _mirror(spec, records, rows, files) -> dict:
 def mirror_claims(spec: dict, result: dict, files: list[Path]) -> str:
     """The claims table as one MLflow run `claims` of experiment spec["experiment"]: a tag per claim's verdict,
     each measurement's value as a metric, the effects of interest as params, the rows and files as artifacts."""
-    from filelock import FileLock
-
-    from pgpo.tracking import store
-
-    store(spec["root"])
-    with FileLock(str(Path(spec["root"]).resolve() / "mlflow" / "mlflow.db.lock"), timeout=600):
+    with _store_lock(spec["root"]):
         from pgpo.mlflow_store import client_for, experiment
         from pgpo.provenance import code_version
         from pgpo.tracking import log_table, tracking_uri, upsert
