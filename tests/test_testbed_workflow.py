@@ -96,6 +96,27 @@ def test_quick_credit_testbed_measures_the_claims_from_diagnostics_at_core_check
     assert "| learning |" in (root / "credit_testbed_claims.md").read_text()
 
 
+def started_rules(log: str) -> list[str]:
+    """The rules of the jobs Snakemake started, in the order it started them (its log's job headers)."""
+    return [line.split()[-1].rstrip(":") for line in log.splitlines()
+            if line.startswith(("rule ", "localrule ")) and line.endswith(":")]
+
+
+def test_started_rules_reads_the_job_headers():
+    log = "[Thu]\nrule testbed_train:\n    input: x\n[Thu]\nlocalrule testbed_record:\nrule all:\nrule x: y\n"
+    assert started_rules(log) == ["testbed_train", "testbed_record", "all"]
+
+
+def test_every_training_starts_before_any_record_or_diagnostic(testbed_quick):
+    """Trainings are the long jobs: started first, the cores stay full to the end (the core's first timed run
+    started records as trainings finished, and its last training ran alone for 14 minutes)."""
+    order = started_rules(testbed_quick[2])
+    trains = [i for i, rule in enumerate(order) if rule == "testbed_train"]
+    later = [i for i, rule in enumerate(order) if rule in ("testbed_record", "testbed_diagnostic")]
+    assert len(trains) == 4 and len(later) == 6, order
+    assert max(trains) < min(later), order
+
+
 def test_a_failing_gate_stops_the_target_with_its_value(testbed_quick, tmp_path):
     """The finished quick run, copied, its gate marker and RL runs deleted, rerun with an impossible format gate:
     the gates job fails, no RL job starts, the log names the measured value (the copy keeps the data and warm start

@@ -94,6 +94,9 @@ rule testbed_train:
     conda:
         "../../environment.yml"
     threads: lookup(dpath="resources/train/threads", within=config)
+    # trainings before records and diagnostics: otherwise Snakemake starts records as trainings finish and the
+    # last training runs alone at the end (the core's first timed run: 98 min, ~91 when packed)
+    priority: 10
     resources:
         **resources_of("train"),
     params:
