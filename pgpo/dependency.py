@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from pgpo.trl_bridge import chunked_logprobs, fused_head, fused_temperature  # TRL's LM head, one code path
+from pgpo.trl_head import chunked_logprobs, fused_head, fused_temperature  # TRL's LM head, one code path
 
 
 def k3(logp_image: torch.Tensor, logp_blind: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

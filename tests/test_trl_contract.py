@@ -3,6 +3,8 @@ touch points of pgpo/trl_bridge.py behaving as the bridge assumes (on a real tra
 
 import dataclasses
 import inspect
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -190,6 +192,25 @@ def test_the_fused_lm_head_is_found_with_its_temperature(trainer):
 
     plain = AutoModelForImageTextToText.from_pretrained(trainer.model.name_or_path)
     assert fused_head(plain) is None  # a model TRL never touched: the backbone + ChunkedLogProbFunction path
+
+
+def test_the_chunk_size_is_the_one_trls_fused_head_passes():
+    """pgpo.trl_head copies TRL's private chunk size so the blind pass needs no import of trl.trainer."""
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+    from pgpo.trl_head import CHUNK_SIZE
+
+    assert CHUNK_SIZE == _CHUNKED_LOGPROB_CHUNK_SIZE
+
+
+def test_measuring_a_checkpoint_imports_no_trainer():
+    """The testbed's records and gates (pgpo.testbed.measure with a method's blind view) and evaluation import no
+    part of trl.trainer: ~9 s and ~1,000 modules per job (a sixth of a record job). Fresh interpreter."""
+    code = ("import sys, pgpo.testbed.records, pgpo.testbed.gates, pgpo.components, pgpo.evaluation.lmms_model; "
+            "print(sorted(m for m in sys.modules if m.startswith(('trl.trainer', 'pgpo.trl_bridge', 'pgpo.trainer'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.slow
