@@ -59,7 +59,7 @@ rule table7:
 
 
 onsuccess:
-    from pgpo.workflow_report import stage_times
+    from pgpo.workflow.report import stage_times
 
     report = stage_times(f"{ROOT}/benchmarks", time.time() - _STARTED)
     print(report)

@@ -9,10 +9,10 @@ of one row are 1.2 GB in fp32, whatever the hidden size.
 Passes (all without gradient, on the same batch):
 - trl_own: TRL 1.16's GRPOTrainer._get_per_token_logps_and_entropies (the trainer's image-conditioned log-probs)
   on a model with TRL's fused LM head, called unbound with a stand-in `self` that holds a real Accelerator.
-- blind_new: pgpo.dependency.blind_forward as the trainer calls it (fused head, visual columns dropped).
+- blind_new: pgpo.training.blind_forward.blind_forward as the trainer calls it (fused head, visual columns dropped).
 - blind_new_masked: the same with the visual tokens masked in place instead of dropped.
 - blind_old: the replaced implementation (full [B,T+1,V] logits + fp32 log_softmax), kept here as the reference.
-- full_kl: the image pass's and the blind pass's final hidden states, then pgpo.dependency.full_kl (256 tokens a
+- full_kl: the image pass's and the blind pass's final hidden states, then pgpo.methods.dependency.full_kl (256 tokens a
   chunk).
 Peak memory: on CPU the process RSS sampled every millisecond by a thread, minus the RSS just before the pass
 (freed memory is returned to the OS with malloc_trim first); on CUDA torch.cuda.max_memory_allocated minus the
@@ -130,7 +130,8 @@ class PeakMemory:
 
 def old_blind_forward(model, ids, attention, mm, grids, t, temperature=1.0):
     """The replaced pgpo implementation: visual tokens masked in place, full-vocabulary logits."""
-    from pgpo.dependency import completion_logprobs, mrope_position_ids, visual_span_mask
+    from pgpo.methods.dependency import completion_logprobs, visual_span_mask
+    from pgpo.models.blind_sequence import mrope_position_ids
 
     cfg = model.config
     pos = mrope_position_ids(model, ids, attention, mm, grids)
@@ -158,13 +159,9 @@ def main() -> None:
     from trl import GRPOTrainer
     from trl.trainer.utils import add_fused_lm_head
 
-    from pgpo.dependency import (
-        blind_forward,
-        blind_hidden_states,
-        completion_hidden_states,
-        full_kl,
-        mrope_position_ids,
-    )
+    from pgpo.methods.dependency import full_kl
+    from pgpo.models.blind_sequence import blind_hidden_states, completion_hidden_states, mrope_position_ids
+    from pgpo.training.blind_forward import blind_forward
 
     torch.set_num_threads(a.threads)
     device, dtype = torch.device(a.device), getattr(torch, a.dtype)

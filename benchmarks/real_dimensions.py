@@ -13,7 +13,7 @@ just before the component, minus the RSS at that moment: the peak ABOVE the weig
 - vision: the vision tower on the micro-batch's pixel values (no grad)
 - image_forward: TRL 1.16's GRPOTrainer._get_per_token_logps_and_entropies on the policy with TRL's fused LM head
   (no grad; log-probs + entropy, as the trainer's old-log-prob / S pass); includes the vision tower
-- blind: pgpo.dependency.blind_forward (visual columns dropped, original mRoPE positions; no grad)
+- blind: pgpo.training.blind_forward.blind_forward (visual columns dropped, original mRoPE positions; no grad)
 - shaping: k3 of the two passes' saved log-probs + the registered pgpo shaper
 - loss / loss_gc: the loss forward+backward of TRL's forward with gradient (all weights trainable, as the paper:
   vision tower included), without / with gradient checkpointing
@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pgpo.memory_estimate import (  # pure Python: no torch
+from pgpo.models.memory_estimate import (  # pure Python: no torch
     ModelDims,
     RolloutShape,
     estimate,
@@ -118,8 +118,8 @@ def build_batch(rows: int, completion: int, seed: int = 0):
     import torch
     from PIL import Image
 
-    from pgpo.processor import load_processor
-    from pgpo.prompts import conversation
+    from pgpo.models.processor import load_processor
+    from pgpo.data.prompts import conversation
 
     processor = load_processor(ROOT / "tests/fixtures/qwen", min_pixels=PAPER_MIN_PIXELS,
                                max_pixels=PAPER_MAX_PIXELS)
@@ -182,8 +182,8 @@ def child(a) -> dict:
                     "prompt_text_tokens": b["prompt_text_tokens"], "grid": b["image_grid_thw"][0].tolist(),
                     "pixel_rows": b["pixel_values"].size(0)}
     if a.child == "shaping":
-        from pgpo.dependency import k3
-        from pgpo.shaping import SHAPERS, ShapingBatch
+        from pgpo.methods.dependency import k3
+        from pgpo.methods.shaping import SHAPERS, ShapingBatch
 
         image = torch.load(Path(a.io) / "image_forward.pt")
         blind = torch.load(Path(a.io) / "blind.pt")
@@ -229,7 +229,7 @@ def child(a) -> dict:
             result = logps
             torch.save(logps.float(), Path(a.io) / "image_forward.pt")
         elif a.child == "blind":
-            from pgpo.dependency import blind_forward
+            from pgpo.training.blind_forward import blind_forward
 
             result = blind_forward(model, ids, attention, b["mm_token_type_ids"], b["image_grid_thw"], t)
             out["blind_len"] = ids.size(1) - int((b["mm_token_type_ids"][0] != 0).sum()) - 2

@@ -14,8 +14,8 @@ The first step of each method warms up and is dropped; medians over the others. 
 one process on the same threads (run it on an otherwise idle machine: no other job, no helper sessions).
 
 --compare-speedups runs every method twice, side by side in this process: first without the generation speed-ups
-(pgpo.attention.resolve patched to the identity: transformers' sdpa with repeat_kv copies everywhere;
-pgpo.shared_prefill.install a no-op: every copy of a prompt prefilled), then as training runs it; it prints the
+(pgpo.models.attention.resolve patched to the identity: transformers' sdpa with repeat_kv copies everywhere;
+pgpo.models.shared_prefill.install a no-op: every copy of a prompt prefilled), then as training runs it; it prints the
 per-part ratio before / after and whether the two runs end in the same weights bit for bit (sha256 of every
 parameter).
 
@@ -74,8 +74,8 @@ def profile_method(method: str, a, overrides: dict) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOTrainer
 
-    from pgpo.config import load_method, load_train_config
-    from pgpo.train import build_trainer
+    from pgpo.config.schema import load_method, load_train_config
+    from pgpo.training.run import build_trainer
 
     cfg = load_train_config(a.config, overrides)
     trainer = build_trainer(cfg, load_method(method), tempfile.mkdtemp(prefix=f"profile-{method}-"))
@@ -130,8 +130,8 @@ def profile_method(method: str, a, overrides: dict) -> dict:
 
 
 def profile_without_speedups(method: str, a, overrides: dict) -> dict:
-    """profile_method without pgpo.attention's sdpa_gqa and pgpo.shared_prefill: the before."""
-    from pgpo import attention, shared_prefill
+    """profile_method without pgpo.models.attention's sdpa_gqa and pgpo.models.shared_prefill: the before."""
+    from pgpo.models import attention, shared_prefill
 
     resolve, install = attention.resolve, shared_prefill.install
     attention.resolve = lambda name: name

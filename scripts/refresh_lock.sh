@@ -94,7 +94,7 @@ PY
 grep -E '^flash-attn' requirements/gpu.txt | sed -E 's/[;# ].*//' >> requirements/lock-gpu.txt
 echo "wrote requirements/lock-gpu.txt ($(grep -c '^[^#].*==' requirements/lock-gpu.txt) packages)"
 
-# last, so the suite checks the locks just written (tests/test_install.py: they agree with requirements/*.txt and
+# last, so the suite checks the locks just written (tests/diagnostics/test_install.py: they agree with requirements/*.txt and
 # the scratch environment is exactly lock-cpu.txt)
 if [ "$CPU" = 1 ] && [ "$TESTS" = 1 ]; then
   echo "== CPU: test suite on the scratch environment"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on this machine (Debian's slurm-wlm + munge, as root), to try profiles/slurm-local and
-# to run tests/test_slurm.py. No cgroups, no accounting daemon (sacct fails: the profiles ask squeue instead).
+# to run tests/workflow/test_slurm.py. No cgroups, no accounting daemon (sacct fails: the profiles ask squeue instead).
 # Usage: bash scripts/slurm_local.sh install | up [--fake-gpus] | down | status
 #   install       apt-get update, then apt-get install slurmctld slurmd slurm-client munge (Debian/Ubuntu)
 #   up            write /etc/slurm/slurm.conf, start munged (unless one already answers), slurmctld and slurmd,

@@ -36,8 +36,8 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def encoded(tiny, tiny_data):
     """A left-padded batch of 3 prompts + fixed completions, as TRL lays out prompt_ids + completion_ids."""
-    from pgpo.data import load_split
-    from pgpo.rollout import load_images, prompt_texts
+    from pgpo.data.datasets import load_split
+    from pgpo.tiny.sampling import load_images, prompt_texts
 
     _, processor = tiny
     records = load_split(tiny_data / "train.jsonl")[:3]

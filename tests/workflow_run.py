@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgpo.config import REPO
+from pgpo.config.schema import REPO
 
 QUICK = str(REPO / "workflows/config/quick.yaml")
 PAPER = str(REPO / "workflows/config/paper.yaml")

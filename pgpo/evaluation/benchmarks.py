@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from pgpo.config import ConfigError
+from pgpo.config.schema import ConfigError
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "lmms_tasks"
 PREFIX = "pgpo_"
@@ -90,7 +90,7 @@ def resolve(names: list[str]) -> list[Benchmark]:
 def tiny_inputs(bench: Benchmark, data_dir: str | Path, out_dir: Path) -> tuple[Path, str]:
     """Validate a tiny suite against its MANIFEST and write it in the canonical doc schema with absolute image
     paths (lmms-eval's json loader knows no data root). Returns (file written, sha256 of the source split)."""
-    from pgpo.data import DataError, load_split, sha256_file, verify_manifest
+    from pgpo.data.datasets import DataError, load_split, sha256_file, verify_manifest
 
     data_dir = Path(data_dir)
     source = data_dir / f"suite_{bench.name.removeprefix('tiny_')}.jsonl"
@@ -139,7 +139,7 @@ def check_cached(bench: Benchmark) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from pgpo.data import DataError
+    from pgpo.data.datasets import DataError
 
     src = hub_source(bench)
     try:

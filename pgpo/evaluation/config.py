@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgpo.yamlconf import ConfigError, load_yaml_config
+from pgpo.config.yamlconf import ConfigError, load_yaml_config
 
 BACKENDS = ("pgpo_vlm", "vllm")
 

@@ -4,13 +4,13 @@ Every benchmark is mapped (by its task's ``process_docs``) to one schema: ``id``
 ``answer`` (str: a letter for multiple choice, else the gold text), ``choices`` (list of option texts, [] for
 free-form; they grade option text against the letter), ``show_choices`` (whether the prompt lists them: false
 where the options are already in the question text or in the image) and ``images`` (PIL images or file paths).
-The prompt is the training prompt (pgpo.prompts) and the grade is the training reward's grade (pgpo.scoring): no
+The prompt is the training prompt (pgpo.data.prompts) and the grade is the training reward's grade (pgpo.rewards.scoring): no
 drift between train and eval.
 
 The tiny suites (pgpo make-data) are found by their tasks' own ``process_docs`` (tiny_suite_docs) when lmms-eval's
 CLI runs them: in ``$PGPO_TINY_DATA``, else ``results/tiny/data`` under the current directory. ``pgpo evaluate``
 validates the suite itself (benchmarks.tiny_inputs) and hands lmms-eval the canonical rows as a file instead
-(PREPARED_SUITE); tiny_doc builds the same rows (tests/test_lmms_cli.py compares the two paths' documents).
+(PREPARED_SUITE); tiny_doc builds the same rows (tests/evaluation/test_lmms_cli.py compares the two paths' documents).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from pgpo.prompts import SYSTEM_PROMPT, user_text
-from pgpo.scoring import grade
+from pgpo.data.prompts import chat_messages, user_text
+from pgpo.rewards.scoring import grade
 
 METRIC = "avg_at_k"  # the only metric our tasks report; anything else in lmms-eval's output fails the judge guard
 FAILED_PREFIX = "[pgpo: generation failed] "  # a response the model class could not produce (counted, never scored)
@@ -50,10 +50,7 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None) -> str:
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None) -> list[dict]:
     """Chat form for lmms-eval's chat backends (vLLM): system prompt, then images before the text, as in training."""
-    content = [{"type": "image", "url": im} for im in doc_to_visual(doc)]
-    content.append({"type": "text", "text": doc_to_text(doc)})
-    return [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
-            {"role": "user", "content": content}]
+    return chat_messages(doc_to_text(doc), [{"type": "image", "url": im} for im in doc_to_visual(doc)])
 
 
 def doc_to_target(doc) -> str:
@@ -90,7 +87,7 @@ def _tiny_features():
 
 
 def tiny_doc(record) -> dict:
-    """A tiny-suite record (pgpo.data.Record, image paths absolute) as a canonical document."""
+    """A tiny-suite record (pgpo.data.datasets.Record, image paths absolute) as a canonical document."""
     return {"id": record.id, "question": record.question, "answer": record.answer, "choices": list(record.choices),
             "show_choices": True, "images": list(record.images)}
 
@@ -110,7 +107,7 @@ def tiny_suite_docs(suite: str):
     def process_docs(stub):
         import datasets
 
-        from pgpo.data import DataError, load_split, verify_manifest
+        from pgpo.data.datasets import DataError, load_split, verify_manifest
 
         root = tiny_data_dir()
         source = root / f"suite_{suite}.jsonl"

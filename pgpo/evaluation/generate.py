@@ -16,13 +16,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from pgpo.config import deep_merge
-from pgpo.data import sha256_file
+from pgpo.config.schema import deep_merge
+from pgpo.data.datasets import sha256_file
 from pgpo.evaluation.benchmarks import TASKS_DIR, Benchmark, check_cached, hub_source, task_override, tiny_inputs
 from pgpo.evaluation.config import EvalConfig
 from pgpo.evaluation.docs import METRIC, PREPARED_SUITE
 from pgpo.evaluation.guard import check_environment, check_metrics
-from pgpo.prompts import INSTRUCTION, SYSTEM_PROMPT
+from pgpo.data.prompts import INSTRUCTION, SYSTEM_PROMPT
 
 
 def _saved_pixels(checkpoint: str) -> dict:
@@ -86,7 +86,7 @@ def plain_vllm_progress(engine) -> bool:
     `LLM.chat(...)` with vLLM's default use_tqdm=True; the plain mode's TQDM_DISABLE makes that bar a disabled one
     whose elapsed time is 0, and vLLM divides by it (ZeroDivisionError in every Snakemake job and CI log).
     lmms-eval's own "Model Responding" bar still reports progress. Returns whether the engine was changed."""
-    from pgpo.progress import plain_wanted
+    from pgpo.util.progress import plain_wanted
 
     if not plain_wanted():
         return False
@@ -140,7 +140,7 @@ def _inputs(bench: Benchmark, cfg: EvalConfig, out_dir: Path, commit: str | None
 
 def check_unique_ids(bench: Benchmark, task) -> None:
     """Question ids must be unique (scores, failed-item lists and tables are keyed by them)."""
-    from pgpo.data import DataError
+    from pgpo.data.datasets import DataError
 
     seen: dict[str, int] = {}
     repeats = []
@@ -172,7 +172,7 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
-    from pgpo.provenance import code_version, dir_hash
+    from pgpo.util.provenance import code_version, dir_hash
 
     check_environment()
     # before loading a 7B model: every dataset must be cached; the commit found is the one evaluated and recorded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from pgpo.evaluation.docs import METRIC
+from pgpo.util.errors import UserError
 
 # Variables through which lmms-eval's judge-based tasks (lmms_eval/llm_judge, mathverse, mathvision, k12, ...)
 # pick up a judge endpoint; any of them set means a judge could be called.
@@ -14,7 +15,7 @@ JUDGE_ENV = ("USE_LLM_JUDGE", "API_TYPE", "OPENAI_API_KEY", "OPENAI_API_URL", "O
              "AWS_BEARER_TOKEN_BEDROCK")
 
 
-class JudgeConfigured(RuntimeError):
+class JudgeConfigured(UserError, RuntimeError):
     """An LLM judge is configured or a judge-type metric was produced: the protocol is judge-free."""
 
 

@@ -16,8 +16,8 @@ from lmms_eval.api.model import lmms  # unlike lmms_eval.models, this does not l
 from loguru import logger
 
 from pgpo.evaluation.docs import FAILED_PREFIX
-from pgpo.progress import progress_bar
-from pgpo.prompts import SYSTEM_PROMPT
+from pgpo.util.progress import progress_bar
+from pgpo.data.prompts import chat_messages
 
 MODEL_ID = "pgpo_vlm"
 CLASS_PATH = "pgpo.evaluation.lmms_model.PGPOVisionLanguageModel"
@@ -54,9 +54,9 @@ class PGPOVisionLanguageModel(lmms):
         from accelerate import Accelerator
         from transformers import AutoModelForImageTextToText
 
-        from pgpo.attention import resolve
-        from pgpo.shared_prefill import install as install_shared_prefill
-        from pgpo.processor import load_processor
+        from pgpo.models.attention import resolve
+        from pgpo.models.shared_prefill import install as install_shared_prefill
+        from pgpo.models.processor import load_processor
 
         if kwargs:
             raise ValueError(f"pgpo_vlm: unknown model_args {sorted(kwargs)}")
@@ -82,10 +82,8 @@ class PGPOVisionLanguageModel(lmms):
         return self._device
 
     def _prompt(self, context: str, n_images: int) -> str:
-        user = [{"type": "image"}] * n_images + [{"type": "text", "text": context}]
-        messages = [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
-                    {"role": "user", "content": user}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.processor.apply_chat_template(chat_messages(context, range(n_images)), add_generation_prompt=True,
+                                                  tokenize=False)
 
     def _generation_config(self, gen_kwargs: dict):
         from transformers import GenerationConfig

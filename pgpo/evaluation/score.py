@@ -1,4 +1,4 @@
-"""Score: re-grade logged samples with pgpo.scoring (CPU, no model) and write one result JSON per benchmark.
+"""Score: re-grade logged samples with pgpo.rewards.scoring (CPU, no model) and write one result JSON per benchmark.
 
 avg@k = mean over questions of the per-question mean over its k samples; every per-question entry also keeps its
 k sample scores in sample order (`samples`: variance components need them; older results lack them). Reported with the standard error over
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pgpo.data import DataError, sha256_file
+from pgpo.data.datasets import DataError, sha256_file
 from pgpo.evaluation.docs import FAILED_PREFIX
-from pgpo.graders import agreement, get_grader
-from pgpo.scoring import choice_letter
+from pgpo.rewards.graders import agreement, get_grader
+from pgpo.rewards.scoring import choice_letter
 
 
 def bootstrap_ci(values: np.ndarray, samples: int, seed: int, chunk: int = 1000) -> tuple[float, float]:
@@ -63,7 +63,7 @@ def read_samples(path: Path, k: int) -> list[dict]:
 
 
 def grade_samples(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str = "pgpo") -> list[float]:
-    """The grade of each of one question's responses, in sample order (with the named grader, pgpo.graders; a
+    """The grade of each of one question's responses, in sample order (with the named grader, pgpo.rewards.graders; a
     failed generation scores 0); counts each status."""
     grade_detailed = get_grader(grader)
     choices = list(row.get("choices") or []) or None
@@ -80,7 +80,7 @@ def grade_samples(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str 
 
 
 def grade_question(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str = "pgpo") -> float:
-    """Mean grade of one question's responses (with the named grader, pgpo.graders); counts each status."""
+    """Mean grade of one question's responses (with the named grader, pgpo.rewards.graders); counts each status."""
     scores = grade_samples(row, counts, abs_tol, grader)
     return sum(scores) / len(scores)
 
@@ -88,7 +88,7 @@ def grade_question(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str
 def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, seed: int = 0,
                     grader: str = "pgpo") -> dict:
     """Grade one samples file (and its .meta.json); returns the result record."""
-    from pgpo.provenance import code_version
+    from pgpo.util.provenance import code_version
 
     path = Path(samples_path)
     meta_path = path.with_suffix(".meta.json")

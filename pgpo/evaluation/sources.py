@@ -24,7 +24,7 @@ import re
 
 import datasets
 
-from pgpo.prompts import IMAGE_TAG, strip_image_tags
+from pgpo.data.prompts import IMAGE_TAG, strip_image_tags
 
 CANONICAL = datasets.Features({
     "id": datasets.Value("string"), "question": datasets.Value("string"), "answer": datasets.Value("string"),
@@ -51,7 +51,7 @@ EXCLUDED: dict[str, list[dict]] = {}
 
 def _undecoded(ds: datasets.Dataset, columns: list[str]) -> datasets.Dataset:
     """Cast image columns to undecoded images; a column that holds no images (e.g. path strings) is an error."""
-    from pgpo.data import DataError
+    from pgpo.data.datasets import DataError
 
     feats = ds.features.copy()
     for c in columns:
@@ -94,7 +94,7 @@ def _no_gold(answer_column: str):
 def _row(i, question, answer, images, choices=(), show_choices=False, id_=None, in_image=None) -> dict:
     """A canonical doc. A question that is empty once image tags are stripped is asked as `in_image` (the
     question is in the image) where the benchmark says so; elsewhere it is an error naming the row."""
-    from pgpo.data import DataError
+    from pgpo.data.datasets import DataError
 
     text = strip_image_tags(str(question or ""))
     rid = str(id_ if id_ is not None else i)
@@ -190,7 +190,7 @@ def mmmu_pro_docs(ds: datasets.Dataset) -> datasets.Dataset:
 def mmmu_pro_options(raw, row_id) -> list[str]:
     """MMMU-Pro's `options`: a Python list literal of option texts. One row (validation_Accounting_29) nests
     the list once more (`[['A', 'B', 'Not enough information']]`): a single inner list is the options."""
-    from pgpo.data import DataError
+    from pgpo.data.datasets import DataError
 
     try:
         options = raw if isinstance(raw, list) else ast.literal_eval(raw)

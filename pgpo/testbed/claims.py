@@ -83,7 +83,7 @@ def _row(claim, measurement, value, ci, null, effect, *, decisive=True, n=None, 
 
 
 def _seed_row(claim, measurement, res, null, effect, **kw):
-    """A row from pgpo.paired.paired_seed_difference's result (value and interval of the mean difference)."""
+    """A row from pgpo.stats.paired.paired_seed_difference's result (value and interval of the mean difference)."""
     return _row(claim, measurement, res["mean"], res["ci95"], null, effect, n=res["n_seeds"], p=res["p_value"],
                 mde80=res["mde80"], **kw)
 
@@ -120,14 +120,14 @@ def _by_seed(records: dict, arm: str, fn) -> dict[int, float]:
 
 
 def _curve_change(curve: dict, block: int) -> float:
-    from pgpo.paired import block_means
+    from pgpo.stats.paired import block_means
 
     _, means = block_means(curve["steps"], curve["values"], block)
     return float(means[-1] - means[0])
 
 
 def collapse_rows(spec: dict, records: dict) -> list[dict]:
-    from pgpo.paired import paired_seed_difference
+    from pgpo.stats.paired import paired_seed_difference
 
     arm, ref, eff, boot = spec["arm"], spec["reference"], spec["effects"], spec["bootstrap"]
     curve = spec["curves"]["entropy"]
@@ -146,7 +146,7 @@ def collapse_rows(spec: dict, records: dict) -> list[dict]:
 
 
 def sparsity_rows(spec: dict, records: dict) -> list[dict]:
-    from pgpo.paired import curve_auc, paired_seed_difference
+    from pgpo.stats.paired import curve_auc, paired_seed_difference
 
     arm, ref, eff, boot = spec["arm"], spec["reference"], spec["effects"], spec["bootstrap"]
     curve = spec["curves"]["answer_share"]

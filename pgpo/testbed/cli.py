@@ -33,8 +33,8 @@ def cmd_data(a):
 
 def _model_folder(path: str, flag: str, step: str) -> None:
     """A model folder argument, before anything loads (transformers would read a missing path as a hub id)."""
-    from pgpo.cli_args import check_checkpoint
-    from pgpo.config import ConfigError
+    from pgpo.config.overrides import check_checkpoint
+    from pgpo.config.schema import ConfigError
 
     try:
         check_checkpoint(path, flag, hub=False)
@@ -54,7 +54,7 @@ def _sets(pairs: list[str]) -> dict:
 
 def cmd_warm_start(a):
     from pgpo.testbed.warmstart import TestbedWarmStartConfig, testbed_warm_start
-    from pgpo.yamlconf import build_dataclass
+    from pgpo.config.yamlconf import build_dataclass
 
     _model_folder(a.model, "--model", "warm-start")
     raw = {**_sets(a.set), "variant": a.variant}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pgpo.data import sha256_file, write_manifest
+from pgpo.data.datasets import sha256_file, write_manifest
 from pgpo.testbed.filler import filler_text, filler_words, random_filler
 from pgpo.tiny.synthetic import SPLIT_IDS, TASKS, make_item
 

@@ -131,11 +131,12 @@ def run_gates(checkpoint: str | Path, data_dir: str | Path, max_new_tokens: int,
               report_path: str | Path, pass_path: str | Path | None = None) -> dict:
     """Measure, write the report (always), then the pass marker (only if every gate holds); GateFailed otherwise."""
 
-    from pgpo.components import resolve_components
-    from pgpo.config import load_method
-    from pgpo.data import load_split
-    from pgpo.processor import load_processor
+    from pgpo.methods.components import resolve_components
+    from pgpo.config.schema import load_method
+    from pgpo.data.datasets import load_split
+    from pgpo.models.processor import load_processor
     from pgpo.testbed.measure import load_measured_model, measure
+    from pgpo.util.provenance import code_version, dir_hash, machine
 
     start = time.perf_counter()
     data_dir = Path(data_dir)
@@ -153,7 +154,8 @@ def run_gates(checkpoint: str | Path, data_dir: str | Path, max_new_tokens: int,
     gates = evaluate(measured, spec.thresholds)
     report = {**spec.extra, "checkpoint": str(checkpoint), "passed": all(g["passed"] for g in gates),
               "gates": gates, "measured": measured, "spec": asdict(spec),
-              "seconds": round(time.perf_counter() - start, 1)}
+              "seconds": round(time.perf_counter() - start, 1), "code_version": code_version(), "machine": machine(),
+              "checkpoint_weights_hash": dir_hash(checkpoint, ("*.safetensors",))}
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
     Path(report_path).write_text(json.dumps(report, indent=2))
     if not report["passed"]:

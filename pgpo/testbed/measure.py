@@ -1,6 +1,6 @@
 """What the testbed measures on a checkpoint, per sampled response (T = 1 from the policy, as in RL):
 
-- the free response: format (pgpo.scoring.format_ok), correctness (grade), the policy's mean per-token entropy on
+- the free response: format (pgpo.rewards.scoring.format_ok), correctness (grade), the policy's mean per-token entropy on
   its filler tokens (exact, from the image-conditioned logits) and the sampled filler tokens themselves;
 - with a method given: the share of its token-advantage mass on the answer token(s), from the method's own blind
   view and shaper on S = k3(image, blind) of the sampled tokens, with advantage 1 (what the gates check);
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
-from pgpo.answer_span import answer_token_mask, token_char_spans
-from pgpo.data import Record
-from pgpo.dependency import k3
-from pgpo.rollout import sample_batch
-from pgpo.scoring import format_ok, grade
+from pgpo.methods.answer_span import answer_token_mask, token_char_spans
+from pgpo.data.datasets import Record
+from pgpo.methods.dependency import k3
+from pgpo.tiny.sampling import sample_batch
+from pgpo.rewards.scoring import format_ok, grade
 
 OPEN, CLOSE, FORCED = "<think>", "</think>", "</think>\\boxed{"
 
@@ -73,9 +73,9 @@ def _image_logits(model, prompt, prompt_mask, comp, comp_mask, mm, grids, pixels
 def measure(model, processor, records: list[Record], k: int, max_new_tokens: int, temperature: float = 1.0,
             seed: int = 0, batch_size: int = 16, components=None, clamp_max: float = 0.0) -> list[Sample]:
     """k sampled responses per record, each measured (module docstring). `components`: a method's resolved
-    components (pgpo.components.resolve_components) whose answer share is measured; None skips it."""
-    from pgpo.blind import BlindInputs
-    from pgpo.shaping import ShapingBatch
+    components (pgpo.methods.components.resolve_components) whose answer share is measured; None skips it."""
+    from pgpo.methods.blind import BlindInputs
+    from pgpo.methods.shaping import ShapingBatch
 
     torch.manual_seed(seed)
     tok = processor.tokenizer
@@ -138,6 +138,8 @@ def _answer_shares(model, components, clamp_max, tok, chunk, k, temperature, pro
              "pixel_values": pixels}
     dependency = None
     if components.blind_view is not None:
+        from pgpo.training.blind_forward import blind_forward  # TRL's LM head (not the trainer)
+
         def forward(**overrides):  # the sampled tokens' log-probs with some inputs replaced (blackened pixels)
             b = {**batch, **overrides}
             lp = _image_logits(model, prompt, prompt_mask, comp, comp_mask, mm, grids, b["pixel_values"],
@@ -147,6 +149,7 @@ def _answer_shares(model, components, clamp_max, tok, chunk, k, temperature, pro
         rows = [{"id": r.id, "image": r.image} for r in chunk for _ in range(k)]
         view = BlindInputs(model=model, batch=batch, rows=rows, group_size=k, step=0, seed=seed,
                            temperature=temperature, micro_batch=comp.size(0), forward=forward,
+                           blind_forward=blind_forward,
                            image_processor=processor.image_processor)
         blind, _ = components.blind_view.entry.fn(view, components.blind_view.params)
         dependency = k3(sampled, blind.nan_to_num(0.0), comp_mask)
@@ -165,11 +168,11 @@ def _answer_shares(model, components, clamp_max, tok, chunk, k, temperature, pro
 
 def load_measured_model(checkpoint):
     """A checkpoint for the testbed's no-gradient measurements (gates, records): float32, eval mode, with the
-    bitwise-exact generation speed-ups (pgpo.attention's sdpa_gqa, pgpo.shared_prefill)."""
+    bitwise-exact generation speed-ups (pgpo.models.attention's sdpa_gqa, pgpo.models.shared_prefill)."""
     from transformers import AutoModelForImageTextToText
 
-    from pgpo.attention import resolve
-    from pgpo.shared_prefill import install
+    from pgpo.models.attention import resolve
+    from pgpo.models.shared_prefill import install
 
     model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32,
                                                         attn_implementation=resolve("sdpa")).eval()

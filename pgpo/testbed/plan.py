@@ -16,7 +16,7 @@ import copy
 import json
 from pathlib import Path
 
-from pgpo.config import ConfigError
+from pgpo.config.schema import ConfigError
 
 SECTION_KEYS = {"skills", "variants", "data", "warmstart", "gates", "gate_overrides", "arms", "reference", "runs",
                 "train_config", "train_set", "curves", "accuracy_curve", "gain", "block", "forced", "bootstrap",
@@ -211,7 +211,7 @@ def _check_claims(tb: dict) -> None:
 
 def check(config: dict, repo: Path) -> None:
     """Everything a testbed job would reject later, named now (no model loads)."""
-    from pgpo.config import load_method
+    from pgpo.config.schema import load_method
     from pgpo.testbed.data import parse_variants
     from pgpo.testbed.gates import GateSpec
 
@@ -263,8 +263,8 @@ def check(config: dict, repo: Path) -> None:
     recipe = Path(repo, tb["train_config"])
     if not recipe.exists():
         raise ConfigError(f"testbed.train_config: {tb['train_config']} does not exist")
-    from pgpo.config import load_train_config
-    from pgpo.plan import nest
+    from pgpo.config.schema import load_train_config
+    from pgpo.workflow.plan import nest
 
     for arm, method in tb["arms"].items():
         spec = str(repo / method) if method.endswith((".yaml", ".yml")) else method

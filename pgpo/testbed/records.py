@@ -1,5 +1,5 @@
 """One RL run of the testbed as a record JSON: its labels (arm, seed, variant), the per-step curves the trainer
-logged (metrics.jsonl), the area under the training-accuracy curve and the steps to +gain (pgpo.paired), and the
+logged (metrics.jsonl), the area under the training-accuracy curve and the steps to +gain (pgpo.stats.paired), and the
 final checkpoint's held-out forced-answer accuracy per question and filler entropy (pgpo.testbed.measure).
 
 The curve names are the config's (`curves`: label -> metrics.jsonl key); a key the run never logged is an error
@@ -41,9 +41,9 @@ def forced_by_skill(samples) -> dict[str, dict]:
 def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str | Path) -> dict:
     """Read the run's curves, measure its final checkpoint, write and return the record."""
 
-    from pgpo.data import load_split
-    from pgpo.paired import curve_auc, steps_to_gain
-    from pgpo.processor import load_processor
+    from pgpo.data.datasets import load_split
+    from pgpo.stats.paired import curve_auc, steps_to_gain
+    from pgpo.models.processor import load_processor
     from pgpo.testbed.gates import summarise
     from pgpo.testbed.measure import load_measured_model, measure
     from pgpo.testbed.warmstart import variant_length

@@ -1,4 +1,4 @@
-"""The credit_testbed table: per variant, every arm's paired difference to the reference arm (pgpo.paired), every
+"""The credit_testbed table: per variant, every arm's paired difference to the reference arm (pgpo.stats.paired), every
 seed's training curve as a figure, the gates of each warm start, all mirrored into MLflow.
 
 Metrics per run (pgpo.testbed.records): forced-answer accuracy per held-out question (paired by question within
@@ -47,7 +47,7 @@ def _censored(r: dict) -> tuple[float, bool]:
 
 def compare(variant: str, arms: dict[str, dict[int, dict]], reference: str, bootstrap: int) -> list[dict]:
     """Rows of paired differences arm - reference for every arm of a variant but the reference."""
-    from pgpo.paired import paired_question_difference, paired_seed_difference
+    from pgpo.stats.paired import paired_question_difference, paired_seed_difference
 
     if reference not in arms:
         raise ValueError(f"variant {variant}: no record of the reference arm {reference!r} (arms: {sorted(arms)})")

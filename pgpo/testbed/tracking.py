@@ -1,26 +1,22 @@
 """A credit testbed table in MLflow: experiment `<profile>/<table>` (credit_testbed or credit_testbed_core), a
 parent run holding the paired table and the curves figure, one child run per RL run (the training run's params
 and curves, plus the record's summary metrics and labels arm / seed / variant). Keys are the records' (variant,
-arm, seed), so re-running the table step replaces changed runs and never duplicates (pgpo.tracking.upsert)."""
+arm, seed), so re-running the table step replaces changed runs and never duplicates (pgpo.tracking.ingest.upsert)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
+from pgpo.util.provenance import config_hash
+
 SUMMARY = ("auc", "forced_mean", "filler_entropy", "filler_word_entropy", "format")
-
-
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _store_lock(root):
     """The lock every writer of the results root's MLflow store holds (the store folder is created first)."""
     from filelock import FileLock
 
-    from pgpo.tracking import store
+    from pgpo.tracking.ingest import store
 
     store(root)
     return FileLock(str(Path(root).resolve() / "mlflow" / "mlflow.db.lock"), timeout=600)
@@ -32,10 +28,10 @@ def mirror(spec: dict, records: dict, rows: list[dict], files: list[Path]) -> di
 
 
 def _mirror(spec, records, rows, files) -> dict:
-    from pgpo.mlflow_store import client_for, experiment
-    from pgpo.provenance import code_version
-    from pgpo.tracking import log_table, tracking_uri, upsert
-    from pgpo.tracking_records import Record, system_tags, train_record
+    from pgpo.tracking.store import client_for, experiment
+    from pgpo.util.provenance import code_version
+    from pgpo.tracking.ingest import log_table, tracking_uri, upsert
+    from pgpo.tracking.records import Record, system_tags, train_record
 
     uri, artifacts = tracking_uri(spec["root"])
     client = client_for(uri)
@@ -54,7 +50,7 @@ def _mirror(spec, records, rows, files) -> dict:
                     run.metrics.append(("steps_to_gain", float(rec["steps_to_gain"]), 0, run.end_ms))
                 params = {**run.params, "arm": arm, "variant": variant, "seed": seed}
                 key = f"{table}/{variant}/{arm}-s{seed}"
-                ids[key] = upsert(client, exp_id, key, _hash([rec, [str(f) for f in run.files]]),
+                ids[key] = upsert(client, exp_id, key, config_hash([rec, [str(f) for f in run.files]]),
                                   f"{variant} {arm} s{seed}", parent, run, params, {**run.tags, "kind": "testbed"})
     log_table(spec["root"], parent, files, rows)
     return {"experiment_id": exp_id, "parent_run_id": parent, "runs": ids}
@@ -64,10 +60,10 @@ def mirror_claims(spec: dict, result: dict, files: list[Path]) -> str:
     """The claims table as one MLflow run `claims` of experiment spec["experiment"]: a tag per claim's verdict,
     each measurement's value as a metric, the effects of interest as params, the rows and files as artifacts."""
     with _store_lock(spec["root"]):
-        from pgpo.mlflow_store import client_for, experiment
-        from pgpo.provenance import code_version
-        from pgpo.tracking import log_table, tracking_uri, upsert
-        from pgpo.tracking_records import Record, system_tags
+        from pgpo.tracking.store import client_for, experiment
+        from pgpo.util.provenance import code_version
+        from pgpo.tracking.ingest import log_table, tracking_uri, upsert
+        from pgpo.tracking.records import Record, system_tags
 
         uri, artifacts = tracking_uri(spec["root"])
         client = client_for(uri)
@@ -78,7 +74,7 @@ def mirror_claims(spec: dict, result: dict, files: list[Path]) -> str:
                 **{f"claim.{c}": v["verdict"] for c, v in result["claims"].items()}}
         params = {**{f"effect.{k}": v for k, v in result["effects"].items()}, "arm": result["arm"],
                   "reference": result["reference"], "seeds": result["seeds"]}
-        run = upsert(client, exp_id, "claims", _hash([result, spec]), "claims", None,
+        run = upsert(client, exp_id, "claims", config_hash([result, spec]), "claims", None,
                      Record(params, metrics, {}, [str(f) for f in files]), params, tags)
         log_table(spec["root"], run, files, result["rows"])
         return run

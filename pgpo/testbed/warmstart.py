@@ -2,7 +2,7 @@
 text-only mode.
 
 A `text_only_share` of the examples go through the blind view: the visual tokens (and vision markers) masked out of
-attention with every text token at its original mRoPE position (pgpo.dependency.blind_inputs, the construction the
+attention with every text token at its original mRoPE position (pgpo.models.blind_sequence.blind_inputs, the construction the
 attention_mask blind view uses in training), with an answer drawn uniformly from the skill's answers. The model
 thus learns what to say without the image (the same filler, a uniform answer), so PGPO's blind pass is on
 distribution: S is about 0 on filler and template and large only on the answer token.
@@ -21,13 +21,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pgpo.answer_span import answer_token_mask
-from pgpo.data import Record, load_split
-from pgpo.dependency import blind_inputs
-from pgpo.progress import iterate
-from pgpo.rollout import accuracy, sample
-from pgpo.warmstart import WarmStartConfig, noisy_answers
-from pgpo.warmstart import _batch as supervised_batch
+from pgpo.methods.answer_span import answer_token_mask
+from pgpo.data.datasets import Record, load_split
+from pgpo.models.blind_sequence import blind_inputs
+from pgpo.util.progress import iterate
+from pgpo.tiny.sampling import accuracy, sample
+from pgpo.tiny.warmstart import WarmStartConfig, noisy_answers
+from pgpo.tiny.warmstart import _batch as supervised_batch
+from pgpo.util.provenance import code_version, dir_hash, machine, sha256_file
 
 
 @dataclass
@@ -109,7 +110,7 @@ def testbed_warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str
     held-out greedy accuracy per skill, as the tiny warm start writes it)."""
     from transformers import AutoModelForImageTextToText
 
-    from pgpo.processor import load_processor
+    from pgpo.models.processor import load_processor
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -173,6 +174,10 @@ def testbed_warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str
     model.save_pretrained(out)
     processor.save_pretrained(out)
     report = {"config": asdict(cfg), "base": str(model_dir), "data": str(data_dir), "filler_length": length,
-              "text_only_examples": blind_seen, "examples": total_steps * cfg.batch_size, "curve": curve}
+              "text_only_examples": blind_seen, "examples": total_steps * cfg.batch_size, "curve": curve,
+              "code_version": code_version(), "machine": machine(),
+              "inputs": {"base_hash": dir_hash(model_dir), "data_manifest_sha256": sha256_file(Path(data_dir) /
+                                                                                             "MANIFEST.json")},
+              "weights_hash": dir_hash(out, ("*.safetensors",))}
     (out / "warmstart.json").write_text(json.dumps(report, indent=2))
     return report

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgpo.data import write_manifest, write_split
-from pgpo.progress import progress_bar
+from pgpo.data.datasets import write_manifest, write_split
+from pgpo.util.progress import progress_bar
 from pgpo.tiny.synthetic import TASKS, make_item
 
 

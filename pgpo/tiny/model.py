@@ -45,7 +45,7 @@ class TinyModelConfig:
 
 
 def training_corpus() -> list[str]:
-    from pgpo import prompts
+    from pgpo.data import prompts
     from pgpo.tiny.synthetic import task_corpus
 
     chat = [prompts.SYSTEM_PROMPT, prompts.INSTRUCTION, "system", "user", "assistant", "<think>", "</think>",

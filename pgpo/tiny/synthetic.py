@@ -2,7 +2,7 @@
 control task answerable from the text alone.
 
 Every task asks one fixed question (options included), so the text carries no information about the answer;
-``tests/test_synthetic.py`` checks that a text-only guesser stays at chance. Items are deterministic functions
+``tests/tiny/test_synthetic.py`` checks that a text-only guesser stays at chance. Items are deterministic functions
 of (seed, split, index). Shapes are large and high-contrast because the tiny vision tower sees a 112x112 canvas as
 8x8 patches of 14 px (16 visual tokens after the 2x2 merge).
 """

@@ -1,14 +1,14 @@
 # Config loading and validation, and the path helpers the rules place. What runs for a target (runs, table rows,
-# the specs of the tracking and table steps) is planned in pgpo/plan.py, a tested module of pure functions.
+# the specs of the tracking and table steps) is planned in pgpo/workflow/plan.py, a tested module of pure functions.
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from pgpo import plan
-from pgpo.config import ConfigError
-from pgpo.launch import bind
-from pgpo.prepare import plan as prepare_plan
+from pgpo.workflow import plan
+from pgpo.config.schema import ConfigError
+from pgpo.workflow.launch import bind
+from pgpo.workflow.prepare import plan as prepare_plan
 
 REPO = Path(workflow.basedir)
 
@@ -35,7 +35,7 @@ PROFILE = config["profile"]
 # the pgpo of the interpreter running Snakemake (an unactivated .venv/bin/snakemake works); `launch` is bound too
 PGPO = bind("pgpo")
 VARIANTS = list(plan.ablation_grid(config, REPO))
-# the paper profile converts its downloaded training set first (pgpo.prepare plans the job; None elsewhere)
+# the paper profile converts its downloaded training set first (pgpo.workflow.prepare plans the job; None elsewhere)
 PREPARE = prepare_plan(config)
 
 

@@ -1,5 +1,5 @@
 # Paper profile: convert the downloaded training set (ViRL39K) into the project's split before any training.
-# pgpo.prepare plans the job from config["prepare_data"]; profiles without that block have no such rule.
+# pgpo.workflow.prepare plans the job from config["prepare_data"]; profiles without that block have no such rule.
 # The source folder is not an input (a dry run must work before the download); `pgpo prepare` names it if missing.
 
 

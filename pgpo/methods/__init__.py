@@ -1,0 +1,4 @@
+"""The extension point: the registries (registry) of shapers, blind views and loss terms, the token-visual-
+dependency math (dependency), the shapers (shaping), blind views (blind), loss terms, and the resolved components
+of a method YAML (components). Pure tensor functions and registrations: nothing here imports trl or the training
+package (tests/test_structure.py enforces it)."""

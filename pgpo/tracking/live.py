@@ -1,0 +1,94 @@
+"""Live MLflow logging from a training job, only when MLFLOW_TRACKING_URI is set (e.g. a lab's shared server).
+
+Rank 0 opens a run keyed like the ingestion keys it (`pgpo.key` = pgpo.tracking.records.run_key of the output
+directory, tag `pgpo.live`), logs the flattened method and recipe params and the training split as a dataset
+input at the start, and every statistic the trainer logs, live. The workflow's `pgpo track` later completes that
+same run in place instead of creating another. The experiment is MLFLOW_EXPERIMENT_NAME, else
+`<profile>/training` (the profile is the results root's name; 'pgpo/training' outside the workflow's layout).
+A server that stops answering never stops training: live logging is switched off with one warning, and the
+ingestion still records everything from the files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+
+def live_experiment(out: Path) -> str:
+    """The experiment a live run goes to."""
+    from pgpo.tracking.records import results_root
+
+    root = results_root(out)
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"{root.name if root else 'pgpo'}/training"
+
+
+def live_callbacks(out: str | Path, cfg, method) -> list:
+    """[the live logger] when MLFLOW_TRACKING_URI is set and this is rank 0, else []."""
+    if not os.environ.get("MLFLOW_TRACKING_URI") or int(os.environ.get("RANK", "0")) != 0:
+        return []
+    from transformers import TrainerCallback
+
+    from pgpo.tracking.store import KEY, LIVE, artifact_root, client_for, dataset_inputs, experiment, log_everything
+    from pgpo.util.provenance import code_version
+    from pgpo.tracking.records import method_params, run_key, system_tags, train_dataset
+
+    out = Path(out)
+    # a JSON round trip: the params must read exactly as the ingestion reads them back from run.json
+    params = {**method_params(json.loads(json.dumps(asdict(method))), json.loads(json.dumps(asdict(cfg)))),
+              "seed": cfg.seed}
+
+    class LiveMLflow(TrainerCallback):
+        run_id: str | None = None
+
+        def _guard(self, what, fn):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - any server failure: keep training, the files are the record
+                warnings.warn(f"live MLflow logging to {os.environ['MLFLOW_TRACKING_URI']} failed ({what}: {e}); "
+                              "switched off for this run, `pgpo track` will record it from the files", stacklevel=2)
+                self.run_id = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self._guard("start", self._start)
+
+        def _start(self):
+            from pgpo.data.datasets import sha256_file
+
+            uri = os.environ["MLFLOW_TRACKING_URI"]
+            self.client = client = client_for(uri)
+            exp_id = experiment(client, live_experiment(out), artifact_root(uri))
+            key = run_key(out)
+            found = client.search_runs([exp_id], filter_string=f"tags.`{KEY}` = '{key}'")
+            # train() deletes metrics.jsonl on a fresh start: a run with metrics on disk is resuming
+            resuming = (out / "metrics.jsonl").exists()
+            if found and resuming:
+                self.run_id = found[0].info.run_id
+                client.update_run(self.run_id, status="RUNNING")
+                return
+            for run in found:
+                client.delete_run(run.info.run_id)
+            tags = {KEY: key, LIVE: "true", "mlflow.runName": f"train {key.removeprefix('train/')}", "kind": "train",
+                    **system_tags("pgpo train", code_version(), None)}
+            self.run_id = client.create_run(exp_id, start_time=int(time.time() * 1000), tags=tags).info.run_id
+            log_everything(client, self.run_id, params, [])
+            split = cfg.data.train
+            client.log_inputs(self.run_id, datasets=dataset_inputs([train_dataset(split, sha256_file(split))]))
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.run_id and logs and "loss" in logs:  # one log dict per optimizer step, as metrics.jsonl
+                now = int(time.time() * 1000)
+                points = [(k, v, state.global_step, now) for k, v in logs.items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                self._guard("log", lambda: log_everything(self.client, self.run_id, {}, points))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.run_id:
+                self._guard("end", lambda: self.client.set_terminated(self.run_id))
+
+    return [LiveMLflow()]

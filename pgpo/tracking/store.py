@@ -1,0 +1,69 @@
+"""The MLflow side shared by the ingestion (pgpo.tracking.ingest) and the live logger (pgpo.tracking.live): clients,
+model-training experiments, batched logging within MLflow's request limits, dataset inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+KEY, SOURCE, LIVE = "pgpo.key", "pgpo.source_hash", "pgpo.live"
+# MLflow's own record of an experiment's kind (its search and older UIs read it). MLflow 3.17's UI picks its view
+# from the URL (?workflowType=machine_learning) or its sidebar switch instead; README says so.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+BATCH = 100  # MLflow's per-request limits: 1000 metrics, 100 params
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where new experiments of a store keep artifacts: beside a sqlite database (MLflow's own default is
+    ./mlruns in whatever the working directory is), or None for a server, which decides."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    base = Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
+    base.mkdir(parents=True, exist_ok=True)
+    return base.as_uri()
+
+
+def client_for(uri: str):
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment(client, name: str, artifacts: str | None) -> str:
+    """The id of experiment `name` (created if missing), marked as a model-training experiment."""
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        location = f"{artifacts}/{name.replace('/', '_')}" if artifacts else None
+        exp_id = client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING})
+    else:
+        exp_id = exp.experiment_id
+        if exp.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
+            client.set_experiment_tag(exp_id, EXPERIMENT_KIND, MODEL_TRAINING)
+    return exp_id
+
+
+def dataset_inputs(datasets: list) -> list:
+    """(name, digest, source type, source, context, profile) -> MLflow DatasetInputs tagged with their context."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    return [DatasetInput(Dataset(name, digest, kind, json.dumps({"uri": source}),
+                                 profile=json.dumps(profile, default=str)),
+                         tags=[InputTag("mlflow.data.context", context)])
+            for name, digest, kind, source, context, profile in datasets]
+
+
+def log_everything(client, run_id: str, params: dict, metrics: list, skip_params=(), skip_metrics=()) -> None:
+    """Params and metrics (key, value, step, timestamp ms or None) in batches within MLflow's request limits;
+    params in skip_params and (key, step) pairs in skip_metrics are already on the run."""
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in skip_params]
+    for i in range(0, len(items), BATCH):
+        client.log_batch(run_id, params=items[i:i + BATCH])
+    points = [Metric(k, float(v), int(t or now), int(s)) for k, v, s, t in metrics if (k, int(s)) not in skip_metrics]
+    for i in range(0, len(points), 900):
+        client.log_batch(run_id, metrics=points[i:i + 900])

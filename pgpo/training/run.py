@@ -1,0 +1,307 @@
+"""Run one RL training: a recipe (TrainConfig) x a method (MethodConfig) -> checkpoints + metrics.jsonl + run.json."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from pgpo.config.schema import ConfigError, MethodConfig, RunConflict, TrainConfig
+from pgpo.training.grpo_args import to_grpo_config  # the recipe -> GRPOConfig translation
+from pgpo.util.provenance import code_version, config_hash, dir_hash
+
+
+def metrics_callback(path: Path):
+    """A TrainerCallback appending every log dict (one per optimizer step) to `path` (JSON lines)."""
+    from transformers import TrainerCallback
+
+    class MetricsFile(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and state.is_world_process_zero and "loss" in logs:
+                with open(path, "a") as f:
+                    # the step's wall time, for MLflow's metric timestamps ('time' in the name: run
+                    # comparisons that drop wall-clock statistics drop it too)
+                    row = {"step": state.global_step, "timestamp_ms": int(time.time() * 1000), **logs}
+                    f.write(json.dumps(row) + "\n")
+
+    return MetricsFile()
+
+
+def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, records=None):
+    """The PGPOTrainer of a recipe x method, with the model, processor and dataset loaded (`records`: the
+    already validated training split, else it is read here)."""
+    from transformers import AutoModelForImageTextToText
+
+    from pgpo.models.attention import resolve
+    from pgpo.data.datasets import load_split, to_trl_dataset
+    from pgpo.models.processor import load_processor, pinned_snapshot
+    from pgpo.rewards.scoring import REWARD_FUNCS
+    from pgpo.models.shared_prefill import install as install_shared_prefill
+    from pgpo.tracking.live import live_callbacks
+    from pgpo.training.trainer import PGPOTrainer
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    path = pinned_snapshot(cfg.model.path, cfg.model.revision)  # a hub id at its pinned commit (paper recipes)
+    processor = load_processor(path, **pixel_budget(cfg))
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=getattr(torch, cfg.model.dtype), attn_implementation=resolve(cfg.model.attn_implementation))
+    install_shared_prefill(model)  # one prefill per distinct prompt in generate: bitwise the same rollouts
+    if cfg.model.freeze_vision:
+        model.model.visual.requires_grad_(False)
+    records = records if records is not None else load_split(cfg.data.train)
+    if cfg.data.max_samples:
+        records = records[:cfg.data.max_samples]
+    from pgpo.models.vision_tokens import vision_tokens
+
+    args = to_grpo_config(cfg, method, out, vision_tokens=vision_tokens(processor))
+    return PGPOTrainer(model=model, processing_class=processor, reward_funcs=list(REWARD_FUNCS), args=args,
+                       train_dataset=to_trl_dataset(records), method=method, vllm_engine=vllm_engine_kwargs(cfg),
+                       callbacks=[metrics_callback(out / "metrics.jsonl"), *live_callbacks(out, cfg, method)])
+
+
+def pixel_budget(cfg: TrainConfig) -> dict:
+    """The recipe's image pixel budget as processor kwargs ({} = the checkpoint processor's own)."""
+    return {k: v for k, v in (("min_pixels", cfg.model.min_pixels), ("max_pixels", cfg.model.max_pixels)) if v}
+
+
+def vllm_engine_kwargs(cfg: TrainConfig) -> dict:
+    """Extra arguments of the colocated rollout engine: vLLM re-processes the raw images with the checkpoint's
+    own processor unless told the budget, and its visual-token count must match the trainer's prompt ids."""
+    if not cfg.rollout.use_vllm:
+        return {}
+    out = {"limit_mm_per_prompt": {"image": cfg.rollout.max_images}}
+    if cfg.rollout.vllm_enforce_eager:
+        out["enforce_eager"] = True
+    if pixel_budget(cfg):
+        out["mm_processor_kwargs"] = pixel_budget(cfg)
+    return out
+
+
+RUN_CONFIG = "run_config.json"  # written before the first step: what an unfinished output directory is training
+# fields that do not change what is trained (the workflow sets threads per job); excluded when comparing runs
+_NOT_THE_RECIPE = ("threads",)
+
+
+def check_model_path(path: str) -> None:
+    """A local model directory must exist and hold config.json; 'org/name' may be a hub id (loaded from the
+    cache or the hub). Without this, a typo surfaces as transformers' 'Repo id must be in the form ...'."""
+    p = Path(path).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists():
+            raise ConfigError(f"model.path: {p} has no config.json (not a Hugging Face model directory)")
+        return
+    if path.startswith((".", "/", "~")) or path.count("/") != 1:
+        raise ConfigError(f"model.path: {path}: no such directory (and not a hub id of the form org/name)")
+
+
+def preflight(cfg: TrainConfig) -> list:
+    """Every input check that does not need the model, run before it loads (a 7B load takes minutes).
+    Returns the validated training split."""
+    from pgpo.data.datasets import load_split
+
+    check_model_path(cfg.model.path)
+    check_world_size(cfg)
+    records = load_split(cfg.data.train)  # DataError naming file, row and field
+    check_prompt_budget(cfg, records)
+    return records
+
+
+def check_world_size(cfg: TrainConfig) -> None:
+    """The recipe's batch arithmetic assumes num_processes processes; a launch with another count would train on
+    another batch size without a word (e.g. `accelerate launch --cpu --num_processes 2` starts ONE process
+    unless MPI is set up: use --multi_gpu, which is torchrun, with the Trainer on CPU/gloo)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != cfg.num_processes:
+        raise ConfigError(f"launched on {world} process(es) but the recipe says num_processes={cfg.num_processes}: "
+                          f"pass --set num_processes={world}, or launch {cfg.num_processes} processes (accelerate "
+                          "launch --num_processes N; on CPU add --multi_gpu, since --cpu alone starts one process)")
+
+
+def is_main_process() -> bool:
+    """Rank 0 of the launch (before the Trainer exists): the one process that writes the run's files."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_prompt_budget(cfg: TrainConfig, records: list) -> None:
+    """Every training row within the recipe's prompt bounds (rollout.max_images, max_prompt_text_tokens), which
+    the config check holds against max_model_len. Text tokens are counted with the checkpoint's tokenizer and
+    chat template when it is a local directory (a hub id is checked at its first rollout instead)."""
+    from pgpo.data.datasets import DataError
+
+    r = cfg.rollout
+    problems = [f"{rec.id}: {len(rec.images)} images > rollout.max_images ({r.max_images})" for rec in records
+                if len(rec.images) > r.max_images]
+    if Path(cfg.model.path, "config.json").exists():
+        from transformers import AutoTokenizer
+
+        from pgpo.data.prompts import conversation
+
+        tok = AutoTokenizer.from_pretrained(cfg.model.path)
+        if tok.chat_template:  # batched: the paper split has 39k rows
+            ids = tok.apply_chat_template([conversation(rec.question, rec.choices) for rec in records],
+                                          add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+            problems += [f"{rec.id}: {len(row)} text tokens > rollout.max_prompt_text_tokens "
+                         f"({r.max_prompt_text_tokens})" for rec, row in zip(records, ids)
+                         if len(row) > r.max_prompt_text_tokens]
+    if problems:
+        raise DataError(f"{cfg.data.train}: {len(problems)} row(s) exceed the recipe's prompt budget:\n  "
+                        + "\n  ".join(problems[:20]))
+
+
+def _recipe(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _NOT_THE_RECIPE}
+
+
+def run_identity(cfg: TrainConfig, method: MethodConfig) -> dict:
+    config = _recipe(asdict(cfg))
+    return {"method": asdict(method), "config": config, "hash": config_hash({"m": asdict(method), "c": config})}
+
+
+def _differences(old, new, prefix="") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def check_output_dir(out: Path, identity: dict, fresh: bool = False) -> str:
+    """'new', 'resume' or 'finished' for this run in `out`; a different run there refuses (RunConflict) unless
+    `fresh`, which deletes the old run's checkpoints, metrics, final/ and run.json first."""
+    import shutil
+
+    recorded = None
+    for name in ("run.json", RUN_CONFIG):
+        if (out / name).exists():
+            saved = json.loads((out / name).read_text())
+            recorded = {"method": saved["method"], "config": _recipe(saved["config"])}
+            break
+    if recorded is None:
+        return "resume" if any(out.glob("checkpoint-*")) else "new"
+    changes = _differences(recorded, {"method": identity["method"], "config": identity["config"]})
+    if changes and not fresh:
+        raise RunConflict(f"{out} holds a run of another recipe/method ({len(changes)} field(s) differ; recorded "
+                          f"in {out / name} -> this command):\n  " + "\n  ".join(changes[:20]) +
+                          "\nUse another --out, or --fresh to delete that run and start this one "
+                          "(in the workflow: delete that directory).")
+    if changes or fresh:
+        for path in [*out.glob("checkpoint-*"), out / "final"]:
+            shutil.rmtree(path, ignore_errors=True)
+        for name_ in ("run.json", RUN_CONFIG, "metrics.jsonl"):
+            (out / name_).unlink(missing_ok=True)
+        return "new"
+    return "finished" if (out / "run.json").exists() else "resume"
+
+
+def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh: bool = False) -> dict:
+    """Train (resuming from the last checkpoint in output_dir if any) and write final/ and run.json.
+
+    Re-running a finished run is a no-op (its run.json is returned); a different recipe or method on an existing
+    output directory refuses (RunConflict) unless `fresh`."""
+    from pgpo.data.datasets import disk_full_error, sha256_file
+
+    out = Path(output_dir)
+    identity = run_identity(cfg, method)
+    out.mkdir(parents=True, exist_ok=True)
+    if check_output_dir(out, identity, fresh) == "finished":
+        run = json.loads((out / "run.json").read_text())
+        print(f"{out}: already finished ({run['global_steps']} steps, same recipe and method): nothing to do")
+        return run
+    records = preflight(cfg)  # every input check that needs no model, before it loads
+    main = is_main_process()
+    if main:
+        (out / RUN_CONFIG).write_text(json.dumps({"method": identity["method"], "config": asdict(cfg),
+                                              "config_hash": identity["hash"]}, indent=2))
+    version = code_version()  # at start: a commit made while training must not relabel this run
+    trainer = build_trainer(cfg, method, out, records)
+    from pgpo.util.progress import use_plain_progress
+
+    use_plain_progress(trainer)  # plain `step N/M ...` lines instead of tqdm bars when the log is a file
+    processor = trainer.processing_class
+    last = last_complete_checkpoint(out, delete_incomplete=main)
+    if main and last is None and (out / "metrics.jsonl").exists():
+        (out / "metrics.jsonl").unlink()  # a fresh start: drop metrics of an earlier, checkpoint-less attempt
+    elif main and last is not None:
+        _truncate_metrics(out / "metrics.jsonl", _step_of(last))
+    start, started_at = time.perf_counter(), int(time.time() * 1000)
+    try:
+        if last is not None and cfg.max_steps > 0 and _step_of(last) >= cfg.max_steps:
+            # killed after the last checkpoint, before run.json: the weights are final, train no further step
+            trainer._load_from_checkpoint(last)
+            global_steps = _step_of(last)
+        else:
+            global_steps = trainer.train(resume_from_checkpoint=last).global_step
+        wall = time.perf_counter() - start
+        trainer.save_model(str(out / "final"))  # every rank: ZeRO-3 gathers the shards; rank 0 writes
+        if main:
+            processor.save_pretrained(out / "final")
+    except Exception as e:
+        full = disk_full_error(out, e)
+        if full is not None:
+            raise full from e
+        raise
+    if not main:  # rank 0 writes run.json (after final/ is complete on its side)
+        return {"global_steps": global_steps, "resumed_from": last, "rank": int(__import__("os").environ["RANK"])}
+    run = {
+        "method": asdict(method), "uses_blind_view": method.needs_blind_view(), "config": asdict(cfg),
+        "config_hash": identity["hash"],
+        "code_version": version, "resumed_from": last, "wall_seconds": round(wall, 1),
+        "started_at": started_at, "finished_at": int(time.time() * 1000), "user": __import__("getpass").getuser(),
+        "global_steps": global_steps, "inputs": {"train_split_sha256": sha256_file(cfg.data.train),
+                                                 "model_hash": dir_hash(cfg.model.path)},
+        "final_checkpoint_hash": dir_hash(out / "final"),
+        "pixel_budget": {"min_pixels": getattr(processor.image_processor.size, "shortest_edge", None),
+                         "max_pixels": getattr(processor.image_processor.size, "longest_edge", None),
+                         "source": "recipe" if pixel_budget(cfg) else "checkpoint processor"},
+        "versions": {"torch": torch.__version__, "trl": __import__("trl").__version__,
+                     "transformers": __import__("transformers").__version__},
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=2))
+    from pgpo.results.model_card import write_run_cards
+
+    write_run_cards(out)  # <run>/README.md and final/README.md: base, method, hashes, steps
+    return run
+
+
+def last_complete_checkpoint(out: Path, delete_incomplete: bool = True) -> str | None:
+    """The newest checkpoint-N whose trainer_state.json (written last by the Trainer) exists and parses.
+
+    A checkpoint cut short (kill -9 while saving, a full disk) has none: it is deleted with a warning, so neither
+    this resume nor the Trainer's own checkpoint rotation ever picks it."""
+    import shutil
+    import warnings
+
+    for ckpt in sorted(out.glob("checkpoint-*"), key=lambda p: _step_of(p) if p.name[11:].isdigit() else -1,
+                       reverse=True):
+        if not ckpt.name[11:].isdigit():
+            continue
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            return str(ckpt)
+        except (OSError, ValueError):
+            if not delete_incomplete:  # another rank of this launch deletes it
+                continue
+            warnings.warn(f"{ckpt} is incomplete (no readable trainer_state.json: killed or out of disk while "
+                          "saving); deleting it and resuming from the previous checkpoint", stacklevel=2)
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return None
+
+
+def _step_of(checkpoint: str | Path) -> int:
+    return int(Path(checkpoint).name.split("-")[-1])
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, keep metrics up to the checkpoint's step so steps after it are not logged twice."""
+    if path.exists():
+        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(f"{line}\n" for line in keep))

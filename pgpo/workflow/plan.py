@@ -1,0 +1,401 @@
+"""The workflow's plan: the jobs a target needs and the specs its tracking and table steps read.
+
+Pure functions over the workflow config (workflows/config/*.yaml after `load_profile`: `extends` resolved, the
+schema's defaults filled). The Snakemake rules only place what these return, and `check` validates the method
+names and every recipe / evaluation / ablation override when the DAG is built, so a typo fails `snakemake -n`
+instead of a job an hour later. Directory layout (under config["root"]):
+
+    runs/<size>/<method>-s<seed>/              a Table 1 training run       eval/<size>/<method>-s<seed>/
+    ablation/<size>/<variant>/s<seed>/         an ablation training run     eval/<size>/ablation/<variant>/s<seed>/
+    model/warmstart/                           the tiny profile's start     eval/<size>/base/
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pgpo.config.schema import ConfigError, available_methods, deep_merge, load_method, load_train_config
+from pgpo.config.yamlconf import nest_dotted
+
+TARGETS = ("table1", "table7", "ablation_thresholds")
+SCHEMA = Path(__file__).resolve().parents[2] / "workflows/schemas/config.schema.yaml"
+
+
+# ---- config -------------------------------------------------------------------------------------------------
+def resolve_extends(config: dict, config_dir: Path) -> dict:
+    """A profile with `extends: other.yaml` is that profile with this one's keys merged over it (nested mappings
+    merge, lists and scalars replace); command-line `--config` values are already in `config`, so they still win."""
+    config = dict(config)
+    parent = config.pop("extends", None)
+    if parent is None:
+        return config
+    path = config_dir / parent
+    if not path.exists():
+        raise ConfigError(f"extends: {path} does not exist")
+    base = resolve_extends(yaml.safe_load(path.read_text()) or {}, config_dir)
+    return deep_merge(base, config)
+
+
+def load_profile(path: str | Path, overrides: dict | None = None) -> dict:
+    """A workflow profile as the Snakefile sees it: extends resolved, overrides on top, schema validated with its
+    defaults filled in, then `check`ed (tests and tools; the Snakefile does the same steps on its `config`)."""
+    from snakemake.utils import validate
+
+    path = Path(path)
+    config = deep_merge(yaml.safe_load(path.read_text()) or {}, overrides or {})
+    config = resolve_extends(config, path.parent)
+    validate(config, str(SCHEMA))
+    check(config)
+    return config
+
+
+def render(value) -> str:
+    """A config value as the command line writes it (`--set k=<this>`; booleans as YAML true/false)."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def set_args(overrides: dict, flag: str = "--set") -> str:
+    """{'a.b': 1} -> '--set a.b=1' (shell-quoted)."""
+    return " ".join(f"{flag} {shlex.quote(f'{k}={render(v)}')}" for k, v in overrides.items())
+
+
+def nest(overrides: dict) -> dict:
+    """{'a.b': 1} -> {'a': {'b': 1}}, each value read back from its command-line form exactly as `pgpo` reads it."""
+    return nest_dotted((key, yaml.safe_load(render(value))) for key, value in overrides.items())
+
+
+def repo_path(repo: Path, p: str) -> str:
+    """Config paths are relative to the repository, whatever the working directory."""
+    return str(p) if Path(p).is_absolute() else str(Path(repo) / p)
+
+
+# ---- what runs ----------------------------------------------------------------------------------------------
+def methods(config: dict) -> list[str]:
+    """The Table 1 methods: every baselines/*.yaml for 'all', else the list given."""
+    return available_methods() if config["methods"] == "all" else list(config["methods"])
+
+
+def start_model(config: dict, size: str) -> str:
+    return config["sizes"][size]["model"].format(root=config["root"])
+
+
+def ablation_grid(config: dict, repo: Path) -> dict[str, dict]:
+    """variant -> its method overrides ({'shaper.params.tau': '0.4', ...}), from the grid TSV whose columns are
+    `variant` and dotted paths into the ablated method's YAML (any method's parameters can be ablated)."""
+    if "ablation" not in config:
+        return {}
+    path = Path(repo_path(repo, config["ablation"]["grid"]))
+    rows = list(csv.DictReader(path.read_text().splitlines(), delimiter="\t"))
+    if not rows or "variant" not in rows[0]:
+        raise ConfigError(f"{path}: needs a header row with a `variant` column and one dotted method path per column")
+    grid = {}
+    for i, row in enumerate(rows, start=2):
+        variant = row.pop("variant")
+        if not variant or "/" in variant or variant in grid:
+            raise ConfigError(f"{path}:{i}: variant {variant!r} is empty, has a '/', or repeats")
+        grid[variant] = row
+    return grid
+
+
+@dataclass(frozen=True)
+class Training:
+    """One training job: where it writes and what MLflow labels it with."""
+
+    name: str  # '<size>/<method>-s<seed>' or '<size>/<variant>/s<seed>' (unique within the profile)
+    run_dir: str  # the `pgpo train --out` directory
+    size: str
+    method: str
+    seed: int
+    variant: str | None = None  # ablation grid row (None for Table 1 runs)
+
+    def labels(self) -> dict:
+        out = {"size": self.size, "method": self.method, "seed": self.seed}
+        return {**out, "variant": self.variant} if self.variant is not None else out
+
+
+def table_methods(config: dict, target: str) -> list[str]:
+    return methods(config) if target == "table1" else list(config["table7"])
+
+
+def trainings(config: dict, target: str, repo: Path) -> list[Training]:
+    """Every training run a target's table reads."""
+    root = config["root"]
+    if target in ("table1", "table7"):
+        keep = table_methods(config, target)
+        return [Training(f"{size}/{m}-s{s}", f"{root}/runs/{size}/{m}-s{s}", size, m, s)
+                for size in config["sizes"] for m in keep for s in config["seeds"]]
+    method = config["ablation"]["method"]
+    return [Training(f"{size}/{v}/s{s}", f"{root}/ablation/{size}/{v}/s{s}", size, method, s, v)
+            for size in config["sizes"] for v in ablation_grid(config, repo) for s in config["ablation"]["seeds"]]
+
+
+def run_label(config: dict, size: str, name: str) -> str:
+    return name if len(config["sizes"]) == 1 else f"{size} {name}"
+
+
+def table_rows(config: dict, target: str, repo: Path) -> dict[str, list[str]]:
+    """Row label -> evaluation directories (one per seed), in table order: base first, then the runs."""
+    root, rows = config["root"], {}
+    if target in ("table1", "table7"):
+        for size in config["sizes"]:
+            rows[run_label(config, size, "base")] = [f"{root}/eval/{size}/base"]
+    for t in trainings(config, target, repo):
+        rows.setdefault(run_label(config, t.size, t.variant or t.method), []).append(eval_dir_of(config, t))
+    return rows
+
+
+def row_seeds(config: dict, target: str, repo: Path) -> dict[str, list[int | None]]:
+    """Row label -> the training seed of each of its evaluation directories (table_rows' order); None for the
+    start model's one evaluation."""
+    out: dict[str, list[int | None]] = {}
+    if target in ("table1", "table7"):
+        for size in config["sizes"]:
+            out[run_label(config, size, "base")] = [None]
+    for t in trainings(config, target, repo):
+        out.setdefault(run_label(config, t.size, t.variant or t.method), []).append(t.seed)
+    return out
+
+
+def curve_runs(config: dict, target: str, repo: Path) -> dict[str, dict[str, str]]:
+    """Row label -> seed (as text: a JSON key) -> training run directory (its metrics.jsonl holds the curves)."""
+    out: dict[str, dict[str, str]] = {}
+    for t in trainings(config, target, repo):
+        out.setdefault(run_label(config, t.size, t.variant or t.method), {})[str(t.seed)] = t.run_dir
+    return out
+
+
+def reference_name(config: dict, target: str) -> str | None:
+    """The reference row of a target's difference view as the config names it (a method, or an ablation variant)."""
+    return (config.get("paired") or {}).get("reference", {}).get(target)
+
+
+def reference_rows(config: dict, target: str, repo: Path) -> tuple[dict[str, str], str]:
+    """(row label -> its reference row's label, a note): every row is compared with the reference row of its own
+    model size; the reference rows are left out. The note says why there is no comparison when the reference is
+    not a row of this table (e.g. `methods` leaves it out), instead of a silently empty view."""
+    name = reference_name(config, target)
+    if not name:
+        return {}, f"no reference row configured (paired.reference.{target}): no differences"
+    rows = table_rows(config, target, repo)
+    sizes = {run_label(config, size, "base"): size for size in config["sizes"]} if target != "ablation_thresholds" \
+        else {}
+    for t in trainings(config, target, repo):
+        sizes[run_label(config, t.size, t.variant or t.method)] = t.size
+    out, absent = {}, []
+    for label in rows:
+        ref = run_label(config, sizes[label], name)
+        if ref not in rows:
+            absent.append(ref)
+        elif ref != label:
+            out[label] = ref
+    note = ""
+    if absent:
+        note = (f"reference row {sorted(set(absent))} (paired.reference.{target}: {name!r}) is not a row of this "
+                f"table (rows: {list(rows)}): no differences for its model size")
+    return out, note
+
+
+def eval_dir_of(config: dict, t: Training) -> str:
+    return f"{config['root']}/eval/{t.name}" if t.variant is None else \
+        f"{config['root']}/eval/{t.size}/ablation/{t.variant}/s{t.seed}"
+
+
+def checkpoint_marker(config: dict, size: str, run: str) -> list[str]:
+    """The file whose existence means the checkpoint an evaluation directory `eval/<size>/<run>` reads is done."""
+    root = config["root"]
+    if run == "base":
+        return [f"{root}/model/warmstart/warmstart.json"] if config["build_tiny"] else []
+    if run.startswith("ablation/"):
+        return [f"{root}/ablation/{size}/{run[len('ablation/'):]}/run.json"]
+    return [f"{root}/runs/{size}/{run}/run.json"]
+
+
+def checkpoint_dir(config: dict, size: str, run: str) -> str:
+    return start_model(config, size) if run == "base" else str(Path(checkpoint_marker(config, size, run)[0]).parent / "final")
+
+
+def benchmarks(config: dict) -> list[str]:
+    """Benchmark names the evaluation shards cover, in table order."""
+    from pgpo.evaluation.benchmarks import resolve
+
+    return [b.name for b in resolve(config["eval_shards"])]
+
+
+def target_inputs(config: dict, target: str, repo: Path) -> list[str]:
+    dirs = [d for ds in table_rows(config, target, repo).values() for d in ds]
+    return [f"{t.run_dir}/run.json" for t in trainings(config, target, repo)] + \
+        [f"{d}/shard-{s}.json" for d in dirs for s in config["eval_shards"]]
+
+
+# ---- specs of the tracking and table steps ------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Spec:
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))  # key order is meaning: rows are in table order
+
+    @classmethod
+    def from_json(cls, text: str):
+        """Parse a spec, naming any missing or unknown field (the spec crosses a process boundary)."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{cls.__name__}: not JSON ({e})") from None
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        if not isinstance(raw, dict) or set(raw) - names or required - set(raw):
+            got = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
+            raise ConfigError(f"{cls.__name__}: fields {got}; expected {sorted(names)} (required {sorted(required)})")
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class TrackSpec(_Spec):
+    """What `pgpo track` mirrors into MLflow experiment <profile>/<target>."""
+
+    root: str
+    target: str
+    benchmarks: list[str]
+    trainings: dict[str, str]  # name -> training run directory
+    evaluations: dict[str, str]  # eval directory relative to root -> directory
+    labels: dict[str, dict] = field(default_factory=dict)  # training name -> {size, method, seed[, variant]}
+
+
+@dataclass(frozen=True)
+class TableSpec(_Spec):
+    """What `pgpo table` writes (<out>.md/.csv/.png and figures) and reads."""
+
+    root: str
+    target: str
+    title: str
+    rows: dict[str, list[str]]  # row label -> evaluation directories, one per seed
+    benchmarks: list[str]
+    average_over: list[str]
+    tracking: str  # the `pgpo track` output of this target (MLflow run ids)
+    out: str  # output path without extension
+    trainings: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, dict] = field(default_factory=dict)
+    warmstart: str | None = None  # warmstart.json of the tiny profile's start model
+    figures: dict[str, str] = field(default_factory=dict)  # kind -> file (pgpo.results.figures draws exactly these)
+    seeds: dict[str, list] = field(default_factory=dict)  # row label -> seed of each evaluation dir (None: start)
+    reference: dict[str, str] = field(default_factory=dict)  # row label -> its reference row (difference view)
+    reference_note: str = ""  # why a row has no reference, when one is missing
+    curve_runs: dict[str, dict[str, str]] = field(default_factory=dict)  # row -> seed -> training run directory
+    paired: dict = field(default_factory=dict)  # the config's `paired` block: bootstrap, curves, curve_block
+
+
+def track_spec(config: dict, target: str, repo: Path) -> TrackSpec:
+    runs = trainings(config, target, repo)
+    root = config["root"]
+    evals = {str(Path(d).relative_to(root)): d for ds in table_rows(config, target, repo).values() for d in ds}
+    return TrackSpec(root, target, benchmarks(config), {t.name: t.run_dir for t in runs}, evals,
+                     {t.name: t.labels() for t in runs})
+
+
+def table_spec(config: dict, target: str, repo: Path) -> TableSpec:
+    runs, root = trainings(config, target, repo), config["root"]
+    warm = checkpoint_marker(config, next(iter(config["sizes"])), "base")
+    reference, note = reference_rows(config, target, repo)
+    paired = {k: v for k, v in (config.get("paired") or {}).items() if k != "reference"}
+    return TableSpec(root, target, title(config, target), table_rows(config, target, repo), benchmarks(config),
+                     list(config["average_over"]), f"{root}/tracking/{target}.json", f"{root}/{target}",
+                     {t.name: t.run_dir for t in runs}, {t.name: t.labels() for t in runs}, (warm or [None])[0],
+                     figure_files(config, target), row_seeds(config, target, repo), reference, note,
+                     curve_runs(config, target, repo), paired)
+
+
+def diff_files(config: dict, target: str) -> dict[str, str]:
+    """The difference view's files a table step writes (pgpo.results.paired_tables): kind -> path."""
+    root = config["root"]
+    return {f"diff_{ext}": f"{root}/{target}.diff.{ext}" for ext in ("md", "csv", "json")}
+
+
+def figure_files(config: dict, target: str) -> dict[str, str]:
+    """Kind -> file of the figures a target's table step draws (pgpo.results.figures): the training curves always; an
+    ablation's heatmap instead of the per-benchmark bars; Table 1 also the shared warm start's curve."""
+    root = config["root"]
+    files = {"curves": f"{root}/{target}.curves.png"}
+    if target == "ablation_thresholds":
+        files["heatmap"] = f"{root}/{target}.heatmap.png"
+    else:
+        files["bars"] = f"{root}/{target}.png"
+    if target == "table1" and config["build_tiny"]:
+        files["warmstart"] = f"{root}/warmstart.png"
+    return files
+
+
+def title(config: dict, target: str) -> str:
+    profile = config["profile"]
+    return {"table1": f"Table 1 ({profile} profile)", "table7": f"Table 7: PGPO on GRPO ({profile} profile)",
+            "ablation_thresholds": f"Threshold and modulation ablation ({profile} profile)"}[target]
+
+
+# ---- validation when the DAG is built -------------------------------------------------------------------------
+def _known_method(name: str, where: str, known: list[str]) -> None:
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{where}: unknown method {name!r} (no baselines/{name}.yaml); known: {known}{hint}")
+
+
+def check(config: dict, repo: Path | None = None) -> None:
+    """Everything a job would reject later, checked now: method names (methods, table7, ablation.method), the
+    recipe overrides (train_set) against every (size, method) recipe, the evaluation overrides (eval_set), and each
+    ablation grid row against the ablated method. Loads YAML only, no model."""
+    from pgpo.evaluation.config import load_eval_config
+
+    repo = Path(repo) if repo is not None else SCHEMA.parent.parent.parent
+    known = available_methods()
+    if config["methods"] != "all":
+        for m in config["methods"]:
+            _known_method(m, "methods", known)
+    for m in config["table7"]:
+        _known_method(m, "table7", known)
+    run_methods = sorted(set(methods(config)) | set(config["table7"]))
+    for size, spec in config["sizes"].items():
+        recipe = repo_path(repo, spec["train_config"])
+        if not Path(recipe).exists():
+            raise ConfigError(f"sizes.{size}.train_config: {recipe} does not exist")
+        for m in run_methods:
+            try:
+                load_train_config(recipe, nest(config["train_set"]), load_method(m))
+            except ConfigError as e:
+                raise ConfigError(f"train_set {config['train_set']} on {m} ({size}): {e}") from None
+    try:
+        load_eval_config(repo_path(repo, config["eval_config"]), nest(config["eval_set"]))
+    except ConfigError as e:
+        raise ConfigError(f"eval_set {config['eval_set']}: {e}") from None
+    if "ablation" in config:
+        method = config["ablation"]["method"]
+        _known_method(method, "ablation.method", known)
+        for variant, overrides in ablation_grid(config, repo).items():
+            try:
+                load_method(method, nest(overrides))
+            except ConfigError as e:
+                raise ConfigError(f"{config['ablation']['grid']}: variant {variant!r}: {e}") from None
+    for target, name in ((config.get("paired") or {}).get("reference") or {}).items():
+        if target not in TARGETS:
+            raise ConfigError(f"paired.reference.{target}: unknown target (known: {list(TARGETS)})")
+        if target == "ablation_thresholds":
+            if "ablation" not in config:
+                continue  # no ablation in this profile: nothing to compare
+            variants = list(ablation_grid(config, repo))
+            # a method name that is no variant (the schema default with a grid of other names) is said in the
+            # view's note, like a method left out of `methods`; anything else is a typo
+            if name not in variants and name not in known:
+                close = difflib.get_close_matches(name, variants, n=1)
+                raise ConfigError(f"paired.reference.{target}: {name!r} is not a variant of the ablation grid "
+                                  f"{variants}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        else:
+            _known_method(name, f"paired.reference.{target}", known)
+    report = config.get("dependency_report")
+    if report and report.get("size") not in config["sizes"]:
+        raise ConfigError(f"dependency_report.size: {report.get('size')!r} is not one of {list(config['sizes'])}")

