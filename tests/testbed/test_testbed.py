@@ -180,6 +180,24 @@ def test_the_skill_phase_comes_first_without_filler_noise_or_blind_examples(tiny
     with pytest.raises(ValueError, match="skill_lr must be > 0"):
         TestbedWarmStartConfig(variant="r2", skill_lr=0.0)
 
+
+def test_the_cosine_schedule_warms_up_and_settles_each_phase_and_constant_is_the_reference_schedule():
+    from pgpo.testbed.warmstart import TestbedWarmStartConfig, lr_factor
+
+    cos = TestbedWarmStartConfig(variant="r", skill_steps=100, skill_lr=2e-3, steps=50, lr=1e-3, warmup_steps=10,
+                                 schedule="cosine")
+    f = [lr_factor(s, cos) for s in range(150)]
+    assert f[0] == pytest.approx(0.2) and f[9] == pytest.approx(2 * 0.5 * (1 + math.cos(math.pi * 9 / 100)))
+    assert f[50] == pytest.approx(1.0) and 0 < f[99] < 1e-3 * 2    # half-way at half the peak; ~0 at the end
+    assert f[100] == pytest.approx(0.1) and f[109] == pytest.approx(0.5 * (1 + math.cos(math.pi * 9 / 50)))
+    assert f[125] == pytest.approx(0.5) and 0 < f[149] < 1e-2 * 1  # the filler phase warms up and settles again
+    assert all(a >= b for a, b in zip(f[10:100], f[11:100])) and all(a >= b for a, b in zip(f[110:], f[111:]))
+    const = TestbedWarmStartConfig(variant="r", skill_steps=100, skill_lr=2e-3, steps=50, lr=1e-3, warmup_steps=10)
+    # how the reference warm start was trained: one warm-up from step 0, the skill phase at skill_lr, then lr
+    assert [lr_factor(s, const) for s in (0, 9, 99, 100, 149)] == pytest.approx([0.2, 2.0, 2.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TestbedWarmStartConfig(variant="r", schedule="linear")
+
 # -- measurement ------------------------------------------------------------------------------------------------
 def test_filler_span_and_the_forced_suffix_tokenise_as_the_target(tok, words):
     from pgpo.testbed.measure import FORCED, filler_span
