@@ -4,7 +4,6 @@ score, ...)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -98,8 +97,8 @@ def cmd_train(a):
     method = load_method(a.method, _overrides(a.method_set))
     cfg = load_train_config(a.config, overrides, method)  # with the method's overrides for the recipe's profile
     run = train(cfg, method, a.out, fresh=a.fresh)
-    if "wall_seconds" in run:  # rank 0 (the other ranks of a multi-process launch write nothing)
-        print(f"{method.name}: {run['global_steps']} steps in {run['wall_seconds']} s -> {Path(a.out) / 'final'}")
+    if run is not None:  # rank 0 (the other ranks of a multi-process launch write nothing)
+        print(f"{method.name}: {run.global_steps} steps in {run.wall_seconds} s -> {Path(a.out) / 'final'}")
 
 
 def cmd_probe(a):
@@ -178,33 +177,12 @@ def cmd_track(a):
 
 
 def cmd_table(a):
-    from pgpo.results.figures import write_figures
-    from pgpo.results.paired_tables import build_and_write
+    from pgpo.results.target import write_target
     from pgpo.workflow.plan import TableSpec
-    from pgpo.results.tables import build_table, table_records, write_table, write_table_html
-    from pgpo.tracking.ingest import log_table
 
-    spec = TableSpec.from_json(a.spec)
-    tracking = json.loads(Path(spec.tracking).read_text()) if spec.tracking else {}
-    table = build_table({k: [Path(d) for d in v] for k, v in spec.rows.items()}, spec.benchmarks,
-                        spec.average_over, tracking.get("runs"))
-    from pgpo.evaluation.benchmarks import all_benchmarks
-
-    meta = all_benchmarks()
-    names = {b: meta[b].meta.get("paper_column", b.removeprefix("tiny_")) if b in meta else b for b in spec.benchmarks}
-    figures = dict(spec.figures)  # kind -> file, planned with the rule's outputs (pgpo.workflow.plan.figure_files)
-    files = write_table(table, spec.out, spec.title, names, bars=figures.pop("bars", None) is not None)
-    diff_files, diff_records, diff_html = build_and_write(dataclasses.asdict(spec), names)
-    files.append(write_table_html(table, f"{spec.out}.html", spec.title, names, diff_html))
-    files += diff_files + write_figures(dataclasses.asdict(spec), table, figures)
-    if tracking:
-        log_table(spec.root, tracking["parent_run_id"], files, table_records(table), {"diff.json": diff_records})
-    for p in table["provenance"]:
-        if p["n_failed"]:
-            print(f"pgpo table: warning: {p['n_failed']} failed or ungradable item(s) in {p['result']}",
-                  file=sys.stderr)
-    print(Path(spec.out).with_suffix(".md").read_text())
-    print(diff_files[0].read_text())
+    table, diff = write_target(TableSpec.from_json(a.spec))
+    print(table.read_text())
+    print(diff.read_text())
 
 
 def cmd_dependency_report(a):

@@ -183,7 +183,7 @@ def test_statistics_are_namespaced_by_the_trainer_not_the_component():
 
 
 # -- the layers (issue 22): only pgpo.training imports trl, only its bridge names TRL's private API -----------------
-WITHOUT_TRAINING = ("config", "methods", "data", "rewards", "util", "stats", "models")
+WITHOUT_TRAINING = ("config", "methods", "data", "rewards", "util", "stats", "models", "records")
 """Packages that run without trl and without the training package: a method YAML loads, `snakemake -n` plans, data
 validates and answers grade on a machine whose TRL is broken or absent."""
 BRIDGE = ("pgpo.training.trl_bridge", "pgpo.training.trl_head")
@@ -221,6 +221,14 @@ def layer_violations(statements: dict[str, list[tuple[str, tuple[str, ...]]]]) -
             if module != "pgpo.cli" and "pgpo.cli" in targets:
                 out.append(f"{module}: imports the CLI (argument parsing only; nothing builds on it)")
     return out
+
+
+def test_the_stage_records_sit_below_every_stage():
+    """pgpo.records is read by training, evaluation, tracking, results and the workflow: it imports only pgpo.util."""
+    imports = {_module(p): {m for m, _ in _import_statements(p) if m.startswith("pgpo.")}
+               for p in SOURCES if _module(p).startswith("pgpo.records")}
+    assert set(imports) == {"pgpo.records.__init__", "pgpo.records.stages", "pgpo.records.layout"}
+    assert all(m.startswith(("pgpo.util", "pgpo.records")) for found in imports.values() for m in found), imports
 
 
 def test_the_package_keeps_its_layers():

@@ -14,14 +14,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from pgpo.util.errors import UserError
+from pgpo.util.errors import DataError, UserError  # noqa: F401 (DataError: re-exported, its old home)
 from pgpo.util.provenance import sha256_file
 
 REQUIRED = ("id", "question", "answer")  # plus exactly one of `image` (a path) or `images` (a list of paths)
-
-
-class DataError(UserError, ValueError):
-    """Bad input data; the message names file, row and field of every problem found."""
 
 
 class DiskFull(UserError, OSError):

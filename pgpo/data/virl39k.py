@@ -41,6 +41,7 @@ from PIL import Image
 
 from pgpo.data.datasets import DataError, sha256_file, write_manifest
 from pgpo.data.prompts import IMAGE_TAG, matched_braces, strip_image_tags
+from pgpo.util.provenance import short_digest
 
 HUB_ID = "TIGER-Lab/ViRL39K"
 RELEASE_TABLE = "39Krelease.parquet"
@@ -220,6 +221,22 @@ def _dest(rel: str) -> str:
     return Path("images", *(parts[1:] if parts[0] == "images" and len(parts) > 1 else parts)).as_posix()
 
 
+def _copy_images(images: list[tuple[str, Path]], out: Path, copied: dict[str, tuple[Path, str]]) -> dict:
+    """Copy one row's images (source-relative name, path) into `out`: its images, their sha256 and source names.
+    ViRL39K rows may share an image: `copied` (destination -> (source, sha256)) copies and hashes each once."""
+    rels, shas, sources = [], [], []
+    for rel, path in images:
+        sources.append(rel)
+        dest = _dest(rel)
+        if dest not in copied:
+            (out / dest).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, out / dest)
+            copied[dest] = (path, sha256_file(out / dest))
+        rels.append(dest)
+        shas.append(copied[dest][1])
+    return {"images": rels, "images_sha256": shas, "source_images": sources}
+
+
 def prepare_virl39k(src: str | Path, out: str | Path, table: str | Path | None = None,
                     images_root: str | Path | None = None, revision: str | None = None,
                     max_rejected_fraction: float = 1.0, progress=print) -> dict:
@@ -255,17 +272,8 @@ def prepare_virl39k(src: str | Path, out: str | Path, table: str | Path | None =
                              "detail": r.detail})
             continue
         first_row[row["id"]] = n
-        rels, shas, sources = [], [], []
-        for rel, path in row.pop("images"):
-            sources.append(rel)
-            dest = _dest(rel)
-            if dest not in copied:  # ViRL39K rows may share an image: copied (and hashed) once
-                (out / dest).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, out / dest)
-                copied[dest] = (path, sha256_file(out / dest))
-            rels.append(dest)
-            shas.append(copied[dest][1])
-        converted.append({**row, "images": rels, "images_sha256": shas, "source_images": sources})
+        images = row.pop("images")
+        converted.append({**row, **_copy_images(images, out, copied)})
     tmp = out / "train.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in converted))
     tmp.replace(out / "train.jsonl")
@@ -304,6 +312,6 @@ def summary(report: dict, out: Path) -> str:
     if c["rejected"] > 10:
         lines.append(f"  ... every rejected row, by qid: {out / 'prepare_report.json'}")
     rev = report["source"]
-    lines.append(f"  source {rev['table']} sha256 {rev['table_sha256'][:16]} revision {rev['revision']} "
+    lines.append(f"  source {rev['table']} sha256 {short_digest(rev['table_sha256'])} revision {rev['revision']} "
                  f"({rev['revision_from']})")
     return "\n".join(lines)

@@ -62,15 +62,13 @@ def batch(processor, records, device) -> tuple[dict, int]:
 
 def check(model_dir: str, data_dir: str, device: str = "cpu", dtype: str = "float32", tol: float = 1e-4,
           n: int = 4) -> dict:
-    from transformers import AutoModelForImageTextToText
-
     from pgpo.data.datasets import load_split
+    from pgpo.models.loading import load_model
     from pgpo.training.blind_forward import blind_forward
     from pgpo.models.processor import load_processor
 
     processor = load_processor(model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=getattr(torch, dtype),
-                                                        attn_implementation="sdpa").to(device).eval()
+    model = load_model(model_dir, dtype, attn_implementation="sdpa", eval_mode=True).to(device)
     records = load_split(Path(data_dir) / "train.jsonl")[:n]
     enc, t = batch(processor, records, device)
     blind = blind_forward(model, enc["input_ids"], enc["attention_mask"], enc["mm_token_type_ids"],

@@ -19,12 +19,12 @@ Usage: python -m pgpo.diagnostics.known_bugs --model DIR --data DIR [--runs RUN_
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
+from pgpo.records.stages import read_metrics
 from pgpo.training.dynamic_sampling import groups_with_signal, zero_signal_advantages
 from pgpo.models.vision_tokens import misaligned_visual_rows, sampling_kwargs, vision_tokens
 
@@ -35,7 +35,7 @@ def vision_token_check(processor, runs: list[Path]) -> str:
         raise AssertionError(f"the processor's placeholders are not among the vision tokens {tokens}")
     counts = []
     for run in runs:
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        rows = read_metrics(run)
         missing = [r["step"] for r in rows if "faults/vision_tokens" not in r]
         if not rows or missing:
             raise AssertionError(f"{run}: no faults/vision_tokens logged (steps {missing or 'none'})")

@@ -71,9 +71,9 @@ def check_evaluation() -> str:
     inside evaluate()). In this process, so that a failed import is attributed to its package."""
     import contextlib
     import io
-    import json
 
     from pgpo.evaluation.run import evaluate_checkpoint
+    from pgpo.records.stages import read_eval_result
     from pgpo.tiny.make_data import make_data
     from pgpo.tiny.model import build_tiny
 
@@ -84,9 +84,9 @@ def check_evaluation() -> str:
             evaluate_checkpoint(str(model), REPO / "workflows/config/eval/tiny.yaml",
                                 {"sampling": {"samples": 1}, "data": str(data), "limit": 2}, f"{work}/eval",
                                 ["tiny_bars"])
-        result = json.loads(Path(work, "eval", "tiny_bars.json").read_text())
-    assert result["n_questions"] == 2 and result["agrees_with_lmms_eval"] is True, result
-    return f"pgpo evaluate ran lmms-eval on the tiny model (2 questions, avg@1 {result['avg_at_k']:.2f})"
+        result = read_eval_result(Path(work, "eval"), "tiny_bars")
+    assert result.n_questions == 2 and result.agrees_with_lmms_eval is True, result
+    return f"pgpo evaluate ran lmms-eval on the tiny model (2 questions, avg@1 {result.avg_at_k:.2f})"
 
 
 def check_pgpo_vlm() -> str:

@@ -23,6 +23,7 @@ from pgpo.evaluation.config import EvalConfig
 from pgpo.evaluation.docs import METRIC, PREPARED_SUITE
 from pgpo.evaluation.guard import check_environment, check_metrics
 from pgpo.data.prompts import INSTRUCTION, SYSTEM_PROMPT
+from pgpo.records.stages import write_samples_meta
 
 
 def _saved_pixels(checkpoint: str) -> dict:
@@ -166,6 +167,27 @@ def write_samples(bench: Benchmark, logged: list[dict], path: Path) -> int:
     return len(rows)
 
 
+def prepare_tasks(benchmarks: list[Benchmark], cfg: EvalConfig, out_dir: Path, commits: dict, chat: bool,
+                  progress=print) -> dict[str, tuple[dict, object]]:
+    """benchmark -> (its input record, its lmms-eval task): read, mapped and checked before any model loads."""
+    prepared = {}
+    for bench in benchmarks:
+        data_file, inputs = _inputs(bench, cfg, out_dir, commits.get(bench.name))
+        task = make_task(bench, task_override(bench, cfg.sampling.samples, gen_kwargs(cfg), data_file,
+                                              commits.get(bench.name)), chat=chat)
+        check_unique_ids(bench, task)
+        if not bench.offline:  # rows excluded by the benchmark's documented rule (pgpo.evaluation.sources)
+            from pgpo.evaluation.sources import EXCLUDED, EXCLUSION_RULES
+
+            inputs["excluded"] = list(EXCLUDED.get(bench.name, []))
+            inputs["exclusion_rule"] = EXCLUSION_RULES.get(bench.name)
+            if inputs["excluded"]:
+                progress(f"{bench.name}: {len(inputs['excluded'])} row(s) excluded by rule: "
+                         + ", ".join(f"{e['id']} ({e['rule']})" for e in inputs["excluded"]))
+        prepared[bench.name] = (inputs, task)
+    return prepared
+
+
 def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_dir: str | Path,
              progress=print) -> dict[str, Path] | None:
     """Sample every benchmark; returns {benchmark: samples file} (None on non-zero ranks of a parallel launch)."""
@@ -185,22 +207,7 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
     # every input is read, mapped and checked before the model loads (minutes for a 7B model)
     from lmms_eval.models import get_model
 
-    chat = not get_model(cfg.backend.name).is_simple
-    prepared = {}
-    for bench in benchmarks:
-        data_file, inputs = _inputs(bench, cfg, out_dir, commits.get(bench.name))
-        task = make_task(bench, task_override(bench, cfg.sampling.samples, gen_kwargs(cfg), data_file,
-                                              commits.get(bench.name)), chat=chat)
-        check_unique_ids(bench, task)
-        if not bench.offline:  # rows excluded by the benchmark's documented rule (pgpo.evaluation.sources)
-            from pgpo.evaluation.sources import EXCLUDED, EXCLUSION_RULES
-
-            inputs["excluded"] = list(EXCLUDED.get(bench.name, []))
-            inputs["exclusion_rule"] = EXCLUSION_RULES.get(bench.name)
-            if inputs["excluded"]:
-                progress(f"{bench.name}: {len(inputs['excluded'])} row(s) excluded by rule: "
-                         + ", ".join(f"{e['id']} ({e['rule']})" for e in inputs["excluded"]))
-        prepared[bench.name] = (inputs, task)
+    prepared = prepare_tasks(benchmarks, cfg, out_dir, commits, not get_model(cfg.backend.name).is_simple, progress)
     lm = build_model(cfg.backend.name, args)
     manager = TaskManager("WARNING", include_path=str(TASKS_DIR), include_defaults=False)
     written = {}
@@ -242,6 +249,6 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
             "started_at": int(start * 1000), "finished_at": int((start + wall) * 1000), "user": getpass.getuser(),
             "versions": _versions(), "config": asdict(cfg),
         }
-        path.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        write_samples_meta(path, meta)
         written[bench.name] = path
     return written if int(os.environ.get("RANK", "0")) == 0 else None

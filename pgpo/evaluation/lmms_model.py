@@ -52,10 +52,8 @@ class PGPOVisionLanguageModel(lmms):
         super().__init__()
         import torch
         from accelerate import Accelerator
-        from transformers import AutoModelForImageTextToText
 
-        from pgpo.models.attention import resolve
-        from pgpo.models.shared_prefill import install as install_shared_prefill
+        from pgpo.models.loading import load_model
         from pgpo.models.processor import load_processor
 
         if kwargs:
@@ -69,10 +67,9 @@ class PGPOVisionLanguageModel(lmms):
         self._device = torch.device(f"cuda:{self.accelerator.local_process_index}" if several_gpus else device)
         self.processor = load_processor(pretrained, min_pixels=min_pixels, max_pixels=max_pixels)
         self.processor.tokenizer.padding_side = "left"
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            pretrained, dtype=getattr(torch, dtype), attn_implementation=resolve(attn_implementation)
-        ).to(self._device).eval()
-        install_shared_prefill(self.model)  # a question's k copies are consecutive: one prefill for them
+        # shared prefill: a question's k copies are consecutive, one prefill serves them
+        self.model = load_model(pretrained, dtype, attn_implementation, fast_attention=True, shared_prefill=True,
+                                eval_mode=True).to(self._device)
         self.batch_size = int(batch_size)
         # one generator per rank: sampling is reproducible for a given seed, batch size and request order
         self._generator_seed = int(seed) + self._rank

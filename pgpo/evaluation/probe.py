@@ -30,13 +30,12 @@ def probe(checkpoint: str | Path, data_dir: str | Path, tasks: list[str], items_
     """avg@k and dependency statistics per suite; with `examples`, also that many completions per suite token by
     token (the first sample of each of the first questions). `threshold`: the sparsity statistic is the share of
     tokens whose per-response min-max normalised log(1+S) is at least this (0.4: the paper's Figure 1 level)."""
-    from transformers import AutoModelForImageTextToText
-
+    from pgpo.models.loading import load_model
     from pgpo.models.processor import load_processor
 
     torch.manual_seed(seed)
     processor = load_processor(checkpoint)
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    model = load_model(checkpoint, eval_mode=True)
     tok = processor.tokenizer
     tok.padding_side = "left"
     # an under-trained model may emit vision tokens; fed back with the image they would not match its features

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pgpo.records.layout import Layout
+
 
 def run_name(checkpoint: str) -> str:
     """runs/grpo-s0/final -> grpo-s0; runs/grpo-s0/checkpoint-60 -> grpo-s0-checkpoint-60; model/warmstart ->
@@ -35,7 +37,7 @@ def evaluate_checkpoint(checkpoint: str, config: str | Path, overrides: dict, ou
     check_checkpoint(checkpoint, "--checkpoint")
     cfg = load_eval_config(config, overrides)
     benches = bm.resolve(benchmarks or cfg.benchmarks)
-    out = Path(out or Path("results") / Path(config).stem / "eval" / run_name(checkpoint))
+    out = Path(out or Layout(f"results/{Path(config).stem}").eval_by_hand(run_name(checkpoint)))
     if revision:  # a hub model at a pinned commit: evaluate its cached snapshot (what training started from)
         from pgpo.models.processor import pinned_snapshot
 

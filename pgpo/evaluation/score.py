@@ -20,6 +20,8 @@ import numpy as np
 from pgpo.data.datasets import DataError, sha256_file
 from pgpo.evaluation.docs import FAILED_PREFIX
 from pgpo.rewards.graders import agreement, get_grader
+from pgpo.records.stages import (META_SUFFIX, read_samples_meta, write_eval_result, write_eval_summary)
+from pgpo.records.stages import summary_path as default_summary
 from pgpo.rewards.scoring import choice_letter
 
 
@@ -79,22 +81,14 @@ def grade_samples(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str 
     return scores
 
 
-def grade_question(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str = "pgpo") -> float:
-    """Mean grade of one question's responses (with the named grader, pgpo.rewards.graders); counts each status."""
-    scores = grade_samples(row, counts, abs_tol, grader)
-    return sum(scores) / len(scores)
-
-
 def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, seed: int = 0,
                     grader: str = "pgpo") -> dict:
     """Grade one samples file (and its .meta.json); returns the result record."""
     from pgpo.util.provenance import code_version
 
     path = Path(samples_path)
-    meta_path = path.with_suffix(".meta.json")
-    if not meta_path.exists():
-        raise DataError(f"{meta_path}: missing (samples are written with their meta file by `pgpo evaluate`)")
-    meta = json.loads(meta_path.read_text())
+    meta_path = path.with_suffix(META_SUFFIX)
+    meta = read_samples_meta(path).as_dict()
     k = int(meta["sampling"]["samples"])
     rows = read_samples(path, k)
     samples_sha = sha256_file(path)
@@ -171,15 +165,12 @@ def score_run(run_dir: str | Path, benchmarks: list[str] | None = None, bootstra
     summary = {}
     for f in files:
         result = score_benchmark(f, bootstrap_samples, seed, grader)
-        (run_dir / f"{result['benchmark']}{suffix}.json").write_text(json.dumps(result, indent=2))
+        write_eval_result(run_dir, result, grader)
         if grader != "pgpo":
-            meta = json.loads(f.with_suffix(".meta.json").read_text())
-            report = agreement(read_samples(f, int(meta["sampling"]["samples"])), "pgpo", grader,
-                               float((meta.get("grading") or {}).get("abs_tol", 0.0)))
+            meta = read_samples_meta(f)
+            report = agreement(read_samples(f, meta.k), "pgpo", grader, float(meta.grading.get("abs_tol", 0.0)))
             (run_dir / "agreement").mkdir(exist_ok=True)
             (run_dir / "agreement" / f"{result['benchmark']}{suffix}.json").write_text(json.dumps(report, indent=2))
         summary[result["benchmark"]] = {key: result[key] for key in (
             "avg_at_k", "k", "n_questions", "standard_error", "ci95_bootstrap", "n_failed", "n_timeout")}
-    table = {"benchmarks": summary, "mean_avg_at_k": float(np.mean([v["avg_at_k"] for v in summary.values()]))}
-    Path(summary_path or run_dir / f"summary{suffix}.json").write_text(json.dumps(table, indent=2))
-    return table
+    return write_eval_summary(summary_path or default_summary(run_dir, grader=grader), summary)

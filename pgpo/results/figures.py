@@ -18,6 +18,7 @@ import numpy as np
 
 from pgpo.config.schema import ConfigError
 from pgpo.data.datasets import DataError
+from pgpo.records.stages import read_metrics, read_run
 
 # Curve panels: these generic keys when any run logged them, then every key under these prefixes (sorted), at most
 # MAX_PANELS in all. `dependency/*` are the visual-dependency statistics the dependency-aware methods log.
@@ -59,25 +60,6 @@ class Curve:
     """largest seed value at the step (the band's upper edge)"""
     n_seeds: np.ndarray
     """how many seeds contributed at the step"""
-
-
-def load_metrics(run_dir: str | Path) -> list[dict]:
-    """The rows of <run_dir>/metrics.jsonl (one per logged optimizer step; a repeated step keeps its last row)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing training metrics (the training run writes one row per step)")
-    rows: dict[int, dict] = {}
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{i}: not a JSON row ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-            raise DataError(f"{path}:{i}: a metrics row needs an integer 'step'")
-        rows[row["step"]] = row
-    return [rows[s] for s in sorted(rows)]
 
 
 def curve_names(labels: dict[str, dict], names: list[str]) -> dict[str, str]:
@@ -373,25 +355,29 @@ def plot_sweep(sweep: Sweep, path: str | Path, title: str, value_name: str = "av
     return _save(fig, path)
 
 
-def row_methods(rows: dict[str, list[str | Path]]) -> dict[str, dict | None]:
-    """Table row -> the flat method record (run.json 'method') of the training its evaluations scored, None for a
-    row whose checkpoint no training wrote (a base model). The seeds of a row must share the record."""
+def row_methods(row_runs: dict[str, list[str | Path | None]]) -> dict[str, dict | None]:
+    """Table row -> the flat method record (run.json 'method') of the trainings it came from (row_runs: row label ->
+    the training directory of each seed, None for the start model), None for a row no training wrote (a base
+    model). The seeds of a row must share the record."""
     out: dict[str, dict | None] = {}
-    for label, eval_dirs in rows.items():
-        records = []
-        for d in eval_dirs:
-            meta = next(iter(sorted((Path(d) / "samples").glob("*.meta.json"))), None)
-            if meta is None:
-                raise FileNotFoundError(f"{d}/samples: no *.meta.json (run `pgpo evaluate` for row {label!r})")
-            run_json = Path(json.loads(meta.read_text())["checkpoint"]).parent / "run.json"
-            records.append(flatten(json.loads(run_json.read_text())["method"]) if run_json.exists() else None)
+    for label, runs in row_runs.items():
+        records = [flatten(read_run(d).method) if d else None for d in runs]
         if any(r != records[0] for r in records):
-            raise DataError(f"row {label!r}: its seeds were trained with different method records ({eval_dirs})")
+            raise DataError(f"row {label!r}: its seeds were trained with different method records ({runs})")
         out[label] = records[0] if records else None
     return out
 
 
 # ---------------------------------------------------------------- one target
+def _row_runs(spec: dict) -> dict[str, list]:
+    """The training directories of every row of the table (the spec's row_runs, planned with its rows)."""
+    runs = spec.get("row_runs") or {}
+    missing = [label for label in spec["rows"] if label not in runs]
+    if missing:
+        raise ConfigError(f"table spec: row_runs names no training runs for row(s) {missing}")
+    return {label: runs[label] for label in spec["rows"]}
+
+
 def write_figures(spec: dict, table: dict, outputs: dict[str, str]) -> list[Path]:
     """The figures a table job declares: outputs maps 'curves' / 'heatmap' / 'warmstart' to the file to write."""
     unknown = set(outputs) - {"curves", "heatmap", "warmstart"}
@@ -400,7 +386,7 @@ def write_figures(spec: dict, table: dict, outputs: dict[str, str]) -> list[Path
     files = []
     title = spec.get("title", spec.get("target", ""))
     if "curves" in outputs:
-        metrics = {name: load_metrics(d) for name, d in (spec.get("trainings") or {}).items()}
+        metrics = {name: read_metrics(d) for name, d in (spec.get("trainings") or {}).items()}
         keys = curve_keys(metrics)
         files.append(plot_curves(training_curves(metrics, spec.get("labels") or {}, keys), keys,
                                  outputs["curves"], title))
@@ -408,7 +394,7 @@ def write_figures(spec: dict, table: dict, outputs: dict[str, str]) -> list[Path
         column = "avg" if table.get("average_over") else table["benchmarks"][0]
         values = {lab: row[column] for lab, row in table["rows"].items()}
         try:
-            sweep = find_sweep(row_methods(spec["rows"]), values)
+            sweep = find_sweep(row_methods(_row_runs(spec)), values)
         except DataError as e:
             raise DataError(f"{spec.get('target', 'table')} heatmap: {e}") from None
         files.append(plot_sweep(sweep, outputs["heatmap"], title, column))

@@ -16,17 +16,12 @@ from pathlib import Path
 
 import yaml
 
+from pgpo.records.stages import SAMPLES_DIR, RunRecord, find_run, read_eval_result
+
 MARKER = "<!-- written by pgpo (pgpo/results/model_card.py); pgpo evaluate adds results -->"
 CARD = "README.md"
 
 
-def run_record(run_dir: str | Path) -> dict | None:
-    """run.json of a finished run, else run_config.json of one in progress, else None."""
-    for name in ("run.json", "run_config.json"):
-        path = Path(run_dir) / name
-        if path.is_file():
-            return {**json.loads(path.read_text()), "finished": name == "run.json"}
-    return None
 
 
 def base_license(base: str, revision: str = "") -> str | None:
@@ -69,13 +64,11 @@ def read_results(eval_dir: str | Path) -> dict[str, dict]:
     grader) next to a samples file."""
     root = Path(eval_dir)
     out = {}
-    for samples in sorted((root / "samples").glob("*.jsonl")):
-        path = root / f"{samples.stem}.json"
-        if path.is_file():
-            r = json.loads(path.read_text())
-            out[samples.stem] = {"avg_at_k": r["avg_at_k"], "k": r["k"], "ci95": r.get("ci95_bootstrap"),
-                                 "n_questions": r["n_questions"], "n_failed": r.get("n_failed", 0),
-                                 "source": str(root)}
+    for samples in sorted((root / SAMPLES_DIR).glob("*.jsonl")):
+        r = read_eval_result(root, samples.stem, optional=True)
+        if r is not None:
+            out[samples.stem] = {"avg_at_k": r.avg_at_k, "k": r.k, "ci95": r.ci95_bootstrap or None,
+                                 "n_questions": r.n_questions, "n_failed": r.n_failed, "source": str(root)}
     return out
 
 
@@ -103,11 +96,11 @@ def results_from_front(front: dict) -> dict[str, dict]:
     return out
 
 
-def _steps(run: dict, step: int | None) -> str:
-    target = run["config"].get("max_steps")
-    if run.get("finished"):
-        resumed = f", resumed from {Path(run['resumed_from']).name}" if run.get("resumed_from") else ""
-        return f"{run['global_steps']} (finished in {run.get('wall_seconds')} s{resumed})"
+def _steps(run: RunRecord, step: int | None) -> str:
+    target = run.config.get("max_steps")
+    if run.finished:
+        resumed = f", resumed from {Path(run.resumed_from).name}" if run.resumed_from else ""
+        return f"{run.global_steps} (finished in {run.wall_seconds} s{resumed})"
     return f"{step if step is not None else '?'} of {target} (training in progress)"
 
 
@@ -119,12 +112,12 @@ def _base_text(base: str, revision: str) -> str:
     return text
 
 
-def card_text(run: dict, name: str, results: dict[str, dict] | None = None, step: int | None = None,
+def card_text(run: RunRecord, name: str, results: dict[str, dict] | None = None, step: int | None = None,
               checkpoint: str = ".") -> str:
-    """The model card of a run (`run`: run_record's dict) as markdown with YAML front matter."""
+    """The model card of a run (run.json, or run_config.json while it trains) as markdown with YAML front matter."""
     from pgpo.config.schema import is_hub_id
 
-    method, cfg = run["method"], run["config"]
+    method, cfg = run.method, run.config
     base, revision = cfg["model"]["path"], cfg["model"].get("revision", "")
     front = {"library_name": "transformers", "pipeline_tag": "image-text-to-text",
              "tags": sorted({"pgpo-harness", "reinforcement-learning", "trl", method["name"], method["loss"]["type"]})}
@@ -136,17 +129,17 @@ def card_text(run: dict, name: str, results: dict[str, dict] | None = None, step
     front["model-index"] = model_index(name, results or {})
     if not front["model-index"]:
         del front["model-index"]
-    inputs = run.get("inputs") or {}
+    inputs = run.inputs
     rows = [("Base model", _base_text(base, revision) + (f", files sha256 `{inputs['model_hash']}`"
                                                           if inputs.get("model_hash") else "")),
             ("Method", f"`{method['name']}`: {method.get('description', '')}"),
-            ("Recipe", f"profile `{cfg.get('profile')}`, hash `{run.get('config_hash')}`, seed {cfg.get('seed')}"),
+            ("Recipe", f"profile `{cfg.get('profile')}`, hash `{run.config_hash}`, seed {cfg.get('seed')}"),
             ("Training data", f"`{cfg['data']['train']}`" + (f", sha256 `{inputs['train_split_sha256']}`"
                                                              if inputs.get("train_split_sha256") else "")),
             ("Steps", _steps(run, step)),
-            ("Code", f"`{run['code_version']}`" if run.get("code_version") else "recorded in run.json at the end")]
-    if run.get("final_checkpoint_hash"):
-        rows.append(("final/ files sha256", f"`{run['final_checkpoint_hash']}`"))
+            ("Code", f"`{run.code_version}`" if run.code_version else "recorded in run.json at the end")]
+    if run.final_checkpoint_hash:
+        rows.append(("final/ files sha256", f"`{run.final_checkpoint_hash}`"))
     lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", MARKER, "",
              f"# {name}", "", f"Qwen2.5-VL trained with RL by the PGPO reproduction harness: method `{method['name']}`.",
              "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], "",
@@ -186,7 +179,7 @@ def run_name(run_dir: Path) -> str:
 def write_run_cards(run_dir: str | Path, step: int | None = None) -> list[Path]:
     """The card of a run: <run>/README.md, and <run>/final/README.md once final/ exists. None without records."""
     run_dir = Path(run_dir)
-    run = run_record(run_dir)
+    run = find_run(run_dir)
     if run is None:
         return []
     written = [_write(run_dir / CARD, card_text(run, run_name(run_dir), step=step, checkpoint=str(run_dir / "final")))]
@@ -209,7 +202,7 @@ def refresh_card(checkpoint: str | Path, eval_dir: str | Path) -> Path | None:
     if not card.is_file() or MARKER not in card.read_text(errors="replace"):
         return None
     run_dir = ckpt.parent
-    run = run_record(run_dir)
+    run = find_run(run_dir)
     if run is None:
         return None
     with FileLock(str(ckpt / f".{CARD}.lock")):  # evaluation shards of one checkpoint finish concurrently

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pgpo.data.datasets import DataError
+from pgpo.records.stages import read_eval_result, result_path
 from pgpo.stats.paired import (
     PairingError,
     block_means,
@@ -30,14 +31,11 @@ from pgpo.stats.paired import (
 
 def load_questions(eval_dir: str | Path, benchmark: str) -> dict:
     """{"ids", "means" [Q], "samples" ([Q][k] or None when the result predates per-sample scores), "k", "path"}."""
-    path = Path(eval_dir) / f"{benchmark}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing evaluation result (run `pgpo evaluate`)")
-    r = json.loads(path.read_text())
-    per_q = r["per_question"]
+    r = read_eval_result(eval_dir, benchmark)
+    per_q = r.per_question
     samples = [q["samples"] for q in per_q] if per_q and all("samples" in q for q in per_q) else None
     return {"ids": [q["id"] for q in per_q], "means": np.array([q["mean"] for q in per_q], dtype=float),
-            "samples": samples, "k": int(r.get("k", 1)), "path": str(path)}
+            "samples": samples, "k": int(r.k), "path": str(result_path(eval_dir, benchmark))}
 
 
 def _by_seed(dirs: list[str], seeds: list, ref_seeds: list, label: str) -> dict:
@@ -104,9 +102,9 @@ def curve_view(runs: dict[str, dict[str, str]], reference: dict[str, str], keys:
     """row -> key -> {"auc": paired_seed_difference of the curve's mean level, "blocks": [{"start", "end", ...}],
     "steps": [first, last]} for every trained row with a trained reference; a key a run did not log is reported
     in "missing" (never silently dropped)."""
-    from pgpo.results.figures import load_metrics
+    from pgpo.records.stages import read_metrics
 
-    metrics = {d: load_metrics(d) for row in runs.values() for d in row.values()}
+    metrics = {d: read_metrics(d) for row in runs.values() for d in row.values()}
     out = {}
     for label, ref_label in reference.items():
         if label not in runs or ref_label not in runs:

@@ -14,12 +14,14 @@ States: finished, running, starting (no step yet), failed (its log ends in an er
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgpo.records.layout import Layout
+from pgpo.records.stages import (METRICS_FILE, RUN_CONFIG_FILE, RUN_FILE, SAMPLES_DIR, find_run, read_eval_result,
+                                 read_eval_summary, read_metrics, summary_path)
 from pgpo.util.progress import eta_text
 
 TRACEBACK = "Traceback (most recent call last)"
@@ -82,17 +84,6 @@ def log_error(lines: list[str]) -> str | None:
     return None
 
 
-def _metrics(path: Path) -> list[dict]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line being written
-                continue
-    return rows
-
-
 def _checkpoint_rate(run_dir: Path) -> float | None:
     """Seconds per step between the two newest complete checkpoints (saves and rollouts included)."""
     saved = sorted((int(p.parent.name.split("-")[-1]), p.stat().st_mtime)
@@ -107,20 +98,16 @@ def training_status(run_dir: str | Path, name: str, log: Path | None = None, now
                     stale_after: float = 1800.0) -> TrainingStatus:
     """The status of one training run directory."""
     run_dir, now = Path(run_dir), now or time.time()
-    record = None
-    for fname in ("run.json", "run_config.json"):
-        if (run_dir / fname).is_file():
-            record = json.loads((run_dir / fname).read_text())
-            break
-    max_steps = (record or {}).get("config", {}).get("max_steps") or None
-    rows = _metrics(run_dir / "metrics.jsonl")
+    record = find_run(run_dir)
+    max_steps = (record.config.get("max_steps") if record else None) or None
+    rows = read_metrics(run_dir, live=True)
     last = rows[-1] if rows else {}
     reward = last.get("reward")
-    if (run_dir / "run.json").is_file():
-        return TrainingStatus(name, "finished", record["global_steps"], max_steps, reward,
-                              idle_seconds=now - _mtime(run_dir / "run.json"),
-                              note=f"{record.get('wall_seconds')} s of training")
-    updated = _mtime(run_dir / "run_config.json", run_dir / "metrics.jsonl", *run_dir.glob("checkpoint-*"),
+    if record is not None and record.finished:
+        return TrainingStatus(name, "finished", record.global_steps, max_steps, reward,
+                              idle_seconds=now - _mtime(run_dir / RUN_FILE),
+                              note=f"{record.wall_seconds} s of training")
+    updated = _mtime(run_dir / RUN_CONFIG_FILE, run_dir / METRICS_FILE, *run_dir.glob("checkpoint-*"),
                      *([log] if log else []))
     step = int(last.get("step", 0))
     times = [r["step_time"] for r in rows[-10:] if isinstance(r.get("step_time"), (int, float))]
@@ -137,10 +124,10 @@ def training_status(run_dir: str | Path, name: str, log: Path | None = None, now
 
 def _scores(eval_dir: Path) -> dict:
     out = {}
-    for samples in sorted((eval_dir / "samples").glob("*.jsonl")):
-        result = eval_dir / f"{samples.stem}.json"
-        if result.is_file():
-            out[samples.stem] = json.loads(result.read_text()).get("avg_at_k")
+    for samples in sorted((eval_dir / SAMPLES_DIR).glob("*.jsonl")):
+        result = read_eval_result(eval_dir, samples.stem, optional=True)
+        if result is not None:
+            out[samples.stem] = result.avg_at_k
     return out
 
 
@@ -148,15 +135,14 @@ def evaluation_status(eval_dir: str | Path, name: str, shard: str | None = None,
                       now: float | None = None, stale_after: float = 1800.0) -> EvaluationStatus:
     """The status of one evaluation job (`shard` with its `log`) or of a hand-run evaluation directory."""
     eval_dir, now = Path(eval_dir), now or time.time()
-    done = sorted(p.stem for p in (eval_dir / "samples").glob("*.jsonl"))
+    done = sorted(p.stem for p in (eval_dir / SAMPLES_DIR).glob("*.jsonl"))
     scores = _scores(eval_dir)
-    summary = eval_dir / f"shard-{shard}.json" if shard else eval_dir / "summary.json"
+    summary = summary_path(eval_dir, shard)
     if summary.is_file():
-        table = json.loads(summary.read_text()).get("benchmarks", {})
-        ours = {b: r["avg_at_k"] for b, r in table.items()}
+        ours = read_eval_summary(summary)
         return EvaluationStatus(name, "finished", sorted(ours), ours, idle_seconds=now - _mtime(summary))
     lines = _tail(log, 400) if log else []
-    updated = _mtime(*(eval_dir / "samples").glob("*"), *([log] if log else []))
+    updated = _mtime(*(eval_dir / SAMPLES_DIR).glob("*"), *([log] if log else []))
     st = EvaluationStatus(name, "running" if lines or done else "starting", done, scores, idle_seconds=now - updated)
     for line in reversed(lines):
         m = BENCH_LINE.search(line)
@@ -180,38 +166,6 @@ def evaluation_status(eval_dir: str | Path, name: str, shard: str | None = None,
     return st
 
 
-def _training_log(root: Path, run_dir: Path) -> Path | None:
-    rel = run_dir.relative_to(root)
-    if rel.parts[0] == "runs":
-        return root / "logs" / "train" / Path(*rel.parts[1:]).with_suffix(".log")
-    return root / "logs" / "ablation" / Path(*rel.parts[1:]).with_suffix(".log")
-
-
-def find_training_runs(root: Path) -> list[Path]:
-    """Directories under ROOT/runs and ROOT/ablation with run_config.json, metrics.jsonl or run.json."""
-    found = set()
-    for top in ("runs", "ablation"):
-        for name in ("run_config.json", "metrics.jsonl", "run.json"):
-            found |= {p.parent for p in (root / top).rglob(name) if "checkpoint-" not in str(p.parent)}
-    return sorted(found)
-
-
-def find_evaluations(root: Path) -> list[tuple[Path, str | None, Path | None]]:
-    """(eval directory, shard, log) of every evaluation job that has a log, plus hand-run eval directories."""
-    jobs, seen = [], set()
-    logs = root / "logs" / "eval"
-    for log in sorted(logs.rglob("*.log")) if logs.is_dir() else []:
-        rel = log.relative_to(logs)
-        eval_dir = root / "eval" / rel.parent
-        jobs.append((eval_dir, log.stem, log))
-        seen.add(eval_dir)
-    for samples in sorted((root / "eval").rglob("samples")) if (root / "eval").is_dir() else []:
-        if samples.is_dir() and samples.parent not in seen:
-            jobs.append((samples.parent, None, None))
-            seen.add(samples.parent)
-    return jobs
-
-
 def status(root: str | Path, now: float | None = None, stale_after: float = 1800.0) -> dict:
     """{"trainings": [TrainingStatus], "evaluations": [EvaluationStatus]} of a workflow root."""
     from pgpo.config.schema import ConfigError
@@ -219,10 +173,11 @@ def status(root: str | Path, now: float | None = None, stale_after: float = 1800
     root, now = Path(root), now or time.time()
     if not root.is_dir():
         raise ConfigError(f"{root}: no such directory (the workflow's results root, e.g. results/tiny)")
-    trainings = [training_status(d, str(d.relative_to(root)), _training_log(root, d), now, stale_after)
-                 for d in find_training_runs(root)]
+    layout = Layout(root)
+    trainings = [training_status(d, str(d.relative_to(root)), layout.log_of_run(d), now, stale_after)
+                 for d in layout.training_runs()]
     evaluations = [evaluation_status(d, str(d.relative_to(root)) + (f" [{shard}]" if shard else ""), shard, log,
-                                     now, stale_after) for d, shard, log in find_evaluations(root)]
+                                     now, stale_after) for d, shard, log in layout.evaluations()]
     return {"trainings": trainings, "evaluations": evaluations}
 
 

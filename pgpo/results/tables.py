@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from pgpo.records.stages import read_eval_result, read_run, result_path
+from pgpo.util.provenance import short_digest
 
 
 @dataclass
@@ -48,15 +50,11 @@ def _two_level_ci(per_seed: list[list[np.ndarray]], bootstrap: int, seed: int) -
     return float(lo), float(hi)
 
 
-def load_result(path: Path) -> dict:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing evaluation result (run `pgpo evaluate`)")
-    return json.loads(path.read_text())
-
-
 def build_table(runs: dict[str, list[Path]], benchmarks: list[str], average_over: list[str],
-                tracking: dict | None = None, bootstrap: int = 2000) -> dict:
-    """runs: row label -> run directories (one per seed) holding <benchmark>.json.
+                tracking: dict | None = None, bootstrap: int = 2000,
+                row_runs: dict[str, list[str | None]] | None = None) -> dict:
+    """runs: row label -> evaluation directories (one per seed) holding <benchmark>.json; row_runs: row label ->
+    the training directory each of them scored (None: the start model), whose recipe hash the provenance names.
 
     Returns {"rows": {label: {bench: stats, ..., "avg": stats}}, "provenance": [...]}. `avg` is the mean over
     `average_over` (the paper's Avg column), its interval from the same two-level bootstrap per seed."""
@@ -64,16 +62,17 @@ def build_table(runs: dict[str, list[Path]], benchmarks: list[str], average_over
     rows, provenance = {}, []
     for label, run_dirs in runs.items():
         cells = {b: Cell() for b in benchmarks}
-        for run_dir in run_dirs:
+        trained = (row_runs or {}).get(label) or [None] * len(run_dirs)
+        for run_dir, training in zip(run_dirs, trained, strict=True):
+            recipe = read_run(training).config_hash if training else ""
             for b in benchmarks:
-                path = Path(run_dir) / f"{b}.json"
-                r = load_result(path)
-                cells[b].per_seed.append(np.array([q["mean"] for q in r["per_question"]]))
-                prov = {"row": label, "benchmark": b, "result": str(path), "samples_sha256": r["samples_sha256"],
-                        "checkpoint_hash": r["checkpoint_hash"], "avg_at_k": r["avg_at_k"], "k": r["k"],
-                        "n_failed": r.get("n_failed", 0) + len(r.get("invalid_gold", [])),
-                        "config_hash": _run_config_hash(Path(run_dir)),
-                        "mlflow_run_id": tracking.get(str(Path(run_dir)), "")}
+                r = read_eval_result(run_dir, b)
+                cells[b].per_seed.append(np.array([q["mean"] for q in r.per_question]))
+                prov = {"row": label, "benchmark": b, "result": str(result_path(run_dir, b)),
+                        "samples_sha256": r.samples_sha256, "checkpoint_hash": r.checkpoint_hash,
+                        "avg_at_k": r.avg_at_k, "k": r.k,
+                        "n_failed": r.n_failed + len(r.invalid_gold),
+                        "config_hash": recipe, "mlflow_run_id": tracking.get(str(Path(run_dir)), "")}
                 cells[b].sources.append(prov)
                 provenance.append(prov)
         row = {b: c.stats(bootstrap) for b, c in cells.items()}
@@ -90,16 +89,6 @@ def _average_stats(cells: dict[str, Cell], average_over: list[str], bootstrap: i
     per_seed_avg = [float(np.mean([v.mean() for v in g])) for g in groups]
     lo, hi = _two_level_ci(groups, bootstrap, seed)
     return {"mean": float(np.mean(per_seed_avg)), "ci95": [lo, hi], "per_seed": per_seed_avg, "n_seeds": n_seeds}
-
-
-def _run_config_hash(eval_dir: Path) -> str:
-    """config_hash of the training run whose evaluation this is (run.json), '' for a base model."""
-    meta = next(iter(sorted((eval_dir / "samples").glob("*.meta.json"))), None)
-    if meta is None:
-        return ""
-    ckpt = Path(json.loads(meta.read_text())["checkpoint"])
-    run_json = ckpt.parent / "run.json"
-    return json.loads(run_json.read_text()).get("config_hash", "") if run_json.exists() else ""
 
 
 def table_records(table: dict) -> list[dict]:
@@ -151,7 +140,7 @@ def write_table(table: dict, prefix: str | Path, title: str, column_names: dict[
                             sum(p["n_failed"] for p in src),
                             ";".join(sorted({p["mlflow_run_id"] for p in src if p["mlflow_run_id"]})),
                             ";".join(sorted({p["config_hash"] for p in src if p["config_hash"]})),
-                            ";".join(sorted({p["samples_sha256"][:16] for p in src})),
+                            ";".join(sorted({short_digest(p["samples_sha256"]) for p in src})),
                             ";".join(sorted({p["result"] for p in src}))])
     if not bars:
         return [md, csv_path]

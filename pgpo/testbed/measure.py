@@ -169,12 +169,7 @@ def _answer_shares(model, components, clamp_max, tok, chunk, k, temperature, pro
 def load_measured_model(checkpoint):
     """A checkpoint for the testbed's no-gradient measurements (gates, records): float32, eval mode, with the
     bitwise-exact generation speed-ups (pgpo.models.attention's sdpa_gqa, pgpo.models.shared_prefill)."""
-    from transformers import AutoModelForImageTextToText
+    from pgpo.models.loading import load_model
 
-    from pgpo.models.attention import resolve
-    from pgpo.models.shared_prefill import install
-
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32,
-                                                        attn_implementation=resolve("sdpa")).eval()
-    install(model)
-    return model
+    return load_model(checkpoint, attn_implementation="sdpa", fast_attention=True, shared_prefill=True,
+                      eval_mode=True)

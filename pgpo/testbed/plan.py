@@ -36,7 +36,9 @@ def section(config: dict) -> dict:
 
 
 def base(config: dict) -> str:
-    return f"{config['root']}/testbed"
+    from pgpo.records.layout import Layout
+
+    return Layout(config["root"]).testbed
 
 
 def runs(config: dict) -> list[tuple[str, str, int]]:

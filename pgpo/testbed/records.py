@@ -12,14 +12,14 @@ import math
 import time
 from pathlib import Path
 
+from pgpo.records.stages import METRICS_FILE, read_metrics, read_run
+
 REQUIRED = ("arm", "seed", "variant", "curves", "accuracy_curve", "gain", "block", "forced")
 
 
 def read_curves(metrics_path: Path, curves: dict[str, str]) -> dict[str, dict]:
     """label -> {metric, steps, values} from a metrics.jsonl (rows without the key are skipped, not zero-filled)."""
-    if not metrics_path.exists():
-        raise FileNotFoundError(f"{metrics_path}: no metrics (the run logged no step)")
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    rows = read_metrics(metrics_path)
     out = {}
     for label, key in curves.items():
         points = [(r["step"], float(r[key])) for r in rows if key in r and r[key] is not None]
@@ -53,8 +53,8 @@ def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str |
         raise ValueError(f"pgpo testbed record: --spec lacks {missing}")
     start = time.perf_counter()
     run_dir, data_dir = Path(run_dir), Path(data_dir)
-    run = json.loads((run_dir / "run.json").read_text())
-    curves = read_curves(run_dir / "metrics.jsonl", spec["curves"])
+    run = read_run(run_dir)
+    curves = read_curves(run_dir / METRICS_FILE, spec["curves"])
     acc = curves[spec["accuracy_curve"]]
     gain_step = steps_to_gain(acc["steps"], acc["values"], spec["gain"], block=spec["block"])
     skills = json.loads((data_dir / "MANIFEST.json").read_text())["config"]["skills"]
@@ -70,8 +70,8 @@ def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str |
     flat = [p for v in per_skill.values() for p in v["p"]]
     record = {
         "arm": spec["arm"], "seed": int(spec["seed"]), "variant": spec["variant"], "run": str(run_dir),
-        "method": run["method"].get("name", ""), "global_steps": run["global_steps"],
-        "train_seconds": run.get("wall_seconds"), "curves": curves,
+        "method": run.method.get("name", ""), "global_steps": run.global_steps,
+        "train_seconds": run.wall_seconds, "curves": curves,
         "auc": curve_auc(acc["steps"], acc["values"]), "steps_to_gain": gain_step,
         "gain": spec["gain"], "block": spec["block"],
         "forced": per_skill, "forced_mean": sum(flat) / len(flat),

@@ -144,8 +144,7 @@ def testbed_warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str
                        cfg: TestbedWarmStartConfig) -> dict:
     """Fine-tune model_dir on data_dir/warmstart_<variant>.jsonl; save to out_dir with warmstart.json (the curve of
     held-out greedy accuracy per skill, as the tiny warm start writes it)."""
-    from transformers import AutoModelForImageTextToText
-
+    from pgpo.models.loading import load_model
     from pgpo.models.processor import load_processor
 
     torch.manual_seed(cfg.seed)
@@ -153,7 +152,7 @@ def testbed_warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str
     data_dir = Path(data_dir)
     length = variant_length(data_dir, cfg.variant)
     processor = load_processor(model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    model = load_model(model_dir)
     clean = load_split(data_dir / f"warmstart_{cfg.variant}.jsonl")
     answers = skill_answers(clean)
     train = noisy_answers(clean, cfg.label_noise, random.Random(cfg.seed + 1))

@@ -86,14 +86,13 @@ def _batch(processor, records: list[Record]):
 
 def warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, cfg: WarmStartConfig) -> dict:
     """Fine-tune model_dir on data_dir/warmstart.jsonl, save to out_dir, return the held-out accuracy curve."""
-    from transformers import AutoModelForImageTextToText
-
+    from pgpo.models.loading import load_model
     from pgpo.models.processor import load_processor
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     processor = load_processor(model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    model = load_model(model_dir)
     train = noisy_answers(load_split(Path(data_dir) / "warmstart.jsonl"), cfg.label_noise, random.Random(cfg.seed + 1))
     held = _held_out(data_dir, cfg.eval_items)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from pgpo.tracking.store import KEY, LIVE, SOURCE, artifact_root, client_for, dataset_inputs, experiment, log_everything
 from pgpo.tracking.records import Record, eval_record, run_key, system_tags, train_record
+from pgpo.records.stages import RUN_FILE, result_path
+from pgpo.util.provenance import short_digest
 
 FORMAT = "2"  # what ingestion logs per run; part of the source hash, so a newer format replaces older runs
 
@@ -45,7 +47,7 @@ def _files_hash(paths: list[Path]) -> str:
     for p in sorted(paths):
         h.update(str(p).encode())
         h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+    return short_digest(h.hexdigest())
 
 
 def _live_run(client, key: str):
@@ -126,8 +128,8 @@ def _ingest(root, target, trainings, evaluations, benchmarks, labels) -> dict:
     uri, artifacts = tracking_uri(root)
     client = client_for(uri)
     exp_id = experiment(client, f"{Path(root).name}/{target}", artifacts)
-    sources = [p for d in trainings.values() for p in (d / "run.json",)] + \
-              [d / f"{b}.json" for d in evaluations.values() for b in benchmarks]
+    sources = [d / RUN_FILE for d in trainings.values()] + \
+              [result_path(d, b) for d in evaluations.values() for b in benchmarks]
     # the parent is kept across re-ingestion (children point at it); the sources hash is only a tag on it
     parent = upsert(client, exp_id, f"{target}/parent", "parent", target, None, Record({}, [], {}, []),
                     {"target": target, "benchmarks": ",".join(benchmarks)},

@@ -13,11 +13,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgpo.records.layout import Layout
+from pgpo.records.stages import (METRICS_FILE, RUN_FILE, EvalResult, RunRecord, read_eval_result, read_metrics,
+                                 read_run, result_path)
+from pgpo.util.provenance import short_digest
+
 # metrics.jsonl fields that index a row rather than measure anything
 ROW_INDEX = ("step", "timestamp_ms")
-DIGEST_CHARS = 16  # MLflow stores dataset digests in 36 characters; the full hash goes into the dataset profile
-# layout folders of a profile's results root (results/<profile>/runs/..., results/<profile>/ablation/...)
-LAYOUT = ("runs", "ablation")
 
 
 @dataclass
@@ -72,11 +74,8 @@ def system_tags(entry: str, code_version: str, user: str | None) -> dict:
 def results_root(run_dir: str | Path) -> Path | None:
     """The profile's results root above a run directory laid out as <root>/runs/... or <root>/ablation/...
     (the workflow's layout), else None."""
-    path = Path(run_dir).resolve()
-    for parent in path.parents:
-        if parent.name in LAYOUT and parent.parent != parent:
-            return parent.parent
-    return None
+    layout = Layout.of_run(run_dir)
+    return Path(layout.root) if layout else None
 
 
 def run_key(run_dir: str | Path) -> str:
@@ -90,22 +89,21 @@ def run_key(run_dir: str | Path) -> str:
 
 def curves(metrics_file: Path) -> list:
     """Every numeric field of every metrics.jsonl row as (key, value, step, logged time in ms or None)."""
-    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] \
-        if metrics_file.exists() else []
+    rows = read_metrics(metrics_file, optional=True)
     return [(k, float(v), int(row["step"]), row.get("timestamp_ms")) for row in rows for k, v in row.items()
             if k not in ROW_INDEX and isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
 def _digest(value: str) -> str:
-    return str(value)[:DIGEST_CHARS]
+    return short_digest(value)  # MLflow stores dataset digests in 36 characters; the full hash is in the profile
 
 
-def blind_view(run: dict) -> str:
+def blind_view(run: RunRecord) -> str:
     """The blind view a run used ('-' if none; run.json files older than the peer baselines stored a bare name)."""
-    view = run["method"].get("blind_view", "")
+    view = run.method.get("blind_view", "")
     name = view.get("name", "") if isinstance(view, dict) else view
     # run.json files older than `uses_blind_view` did not say; they show the view their method record names
-    return name if run.get("uses_blind_view", True) else "-"
+    return name if run.uses_blind_view in (None, True) else "-"
 
 
 def train_dataset(split: str, sha256: str) -> tuple:
@@ -115,62 +113,62 @@ def train_dataset(split: str, sha256: str) -> tuple:
 
 def train_record(run_dir: Path) -> Record:
     """A training run directory (run.json, metrics.jsonl) as an MLflow run."""
-    run = json.loads((run_dir / "run.json").read_text())
-    params = {**method_params(run["method"], run["config"]), "seed": run["config"]["seed"],
-              "steps": run["global_steps"], "recipe_hash": run["config_hash"], "blind_view": blind_view(run)}
-    curve = run_dir / "metrics.jsonl"
+    run = read_run(run_dir)
+    params = {**method_params(run.method, run.config), "seed": run.config["seed"],
+              "steps": run.global_steps, "recipe_hash": run.config_hash, "blind_view": blind_view(run)}
+    curve = run_dir / METRICS_FILE
     metrics = curves(curve)
     times = [t for *_, t in metrics if t]
-    start = run.get("started_at") or (min(times) if times else None)
+    start = run.started_at or (min(times) if times else None)
     if times and start:
         start = min(start, min(times))  # a resumed run: its first attempt started earlier
-    end = run.get("finished_at") or (start + int(run["wall_seconds"] * 1000) if run.get("started_at") else None)
-    metrics.append(("wall_seconds", float(run["wall_seconds"]), 0, end))
-    tags = {**system_tags("pgpo train", run["code_version"], run.get("user")), "code_version": run["code_version"],
-            "torch": run["versions"]["torch"], "trl": run["versions"]["trl"],
-            "checkpoint_hash": run.get("final_checkpoint_hash", "")}
-    inputs = run.get("inputs", {})
-    datasets = [train_dataset(run["config"]["data"]["train"], inputs["train_split_sha256"])] \
+    end = run.finished_at or (start + int(run.wall_seconds * 1000) if run.started_at else None)
+    metrics.append(("wall_seconds", float(run.wall_seconds), 0, end))
+    tags = {**system_tags("pgpo train", run.code_version, run.user), "code_version": run.code_version,
+            "torch": run.versions["torch"], "trl": run.versions["trl"],
+            "checkpoint_hash": run.final_checkpoint_hash}
+    inputs = run.inputs
+    datasets = [train_dataset(run.config["data"]["train"], inputs["train_split_sha256"])] \
         if inputs.get("train_split_sha256") else []
-    return Record(params, metrics, tags, [run_dir / "run.json"] + ([curve] if curve.exists() else []), datasets,
+    return Record(params, metrics, tags, [run_dir / RUN_FILE] + ([curve] if curve.exists() else []), datasets,
                   start, end)
 
 
-def eval_datasets(results: dict) -> list:
+def eval_datasets(results: dict[str, EvalResult]) -> list:
     """One dataset input per benchmark: a hub revision (digest: the commit) or a local split (its sha256)."""
     out = []
     for bench, r in results.items():
-        inputs = r["generation"]["inputs"]
+        inputs = r.generation["inputs"]
         revision = inputs.get("commit") or inputs.get("split_sha256") or inputs.get("revision")
         if not revision:
             continue
         kind, source = ("hub", inputs["dataset"]) if inputs.get("dataset") else ("local", inputs.get("data_dir", bench))
         profile = {k: v for k, v in inputs.items() if isinstance(v, (str, int, float)) and v is not None}
         out.append((bench, _digest(revision), kind, str(source), "evaluation",
-                    {**profile, "n_questions": r["n_questions"]}))
+                    {**profile, "n_questions": r.n_questions}))
     return out
 
 
 def eval_record(eval_dir: Path, benchmarks: list[str]) -> Record:
     """An evaluation directory (one scored <benchmark>.json each) as an MLflow run."""
-    results = {b: json.loads((eval_dir / f"{b}.json").read_text()) for b in benchmarks}
+    results = {b: read_eval_result(eval_dir, b) for b in benchmarks}
     first = next(iter(results.values()))
-    gen = first["generation"]
-    metrics = [(f"avg_at_k.{b}", r["avg_at_k"], 0) for b, r in results.items()]
-    metrics += [(f"ci95_low.{b}", r["ci95_bootstrap"][0], 0) for b, r in results.items()]
-    metrics += [(f"ci95_high.{b}", r["ci95_bootstrap"][1], 0) for b, r in results.items()]
-    metrics.append(("avg_at_k.mean", sum(r["avg_at_k"] for r in results.values()) / len(results), 0))
-    metrics.append(("failed_generations", sum(r["n_failed"] for r in results.values()), 0))
-    params = {"k": first["k"], "backend": gen["backend"]["name"], "checkpoint": gen["checkpoint"],
+    gen = first.generation
+    metrics = [(f"avg_at_k.{b}", r.avg_at_k, 0) for b, r in results.items()]
+    metrics += [(f"ci95_low.{b}", r.ci95_bootstrap[0], 0) for b, r in results.items()]
+    metrics += [(f"ci95_high.{b}", r.ci95_bootstrap[1], 0) for b, r in results.items()]
+    metrics.append(("avg_at_k.mean", sum(r.avg_at_k for r in results.values()) / len(results), 0))
+    metrics.append(("failed_generations", sum(r.n_failed for r in results.values()), 0))
+    params = {"k": first.k, "backend": gen["backend"]["name"], "checkpoint": gen["checkpoint"],
               **flatten(gen["sampling"], "sampling.")}
-    revisions = {b: r["generation"]["inputs"].get("commit") or r["generation"]["inputs"].get("split_sha256", "")
+    revisions = {b: r.generation["inputs"].get("commit") or r.generation["inputs"].get("split_sha256", "")
                  for b, r in results.items()}
-    starts = [r["generation"].get("started_at") for r in results.values()]
-    ends = [r["generation"].get("finished_at") for r in results.values()]
+    starts = [r.generation.get("started_at") for r in results.values()]
+    ends = [r.generation.get("finished_at") for r in results.values()]
     start = min(starts) if all(starts) else None
     end = max(ends) if all(ends) else None
     tags = {**system_tags("pgpo evaluate", gen["code_version"], gen.get("user")), "code_version": gen["code_version"],
-            "lmms_eval": gen["versions"]["lmms_eval"], "checkpoint_hash": first["checkpoint_hash"],
+            "lmms_eval": gen["versions"]["lmms_eval"], "checkpoint_hash": first.checkpoint_hash,
             "dataset_revisions": json.dumps(revisions)[:4900]}
     return Record(params, [(k, float(v), s, end) for k, v, s in metrics], tags,
-                  [eval_dir / f"{b}.json" for b in benchmarks], eval_datasets(results), start, end)
+                  [result_path(eval_dir, b) for b in benchmarks], eval_datasets(results), start, end)

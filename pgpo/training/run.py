@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 
 from pgpo.config.schema import ConfigError, MethodConfig, RunConflict, TrainConfig
+from pgpo.records.stages import (METRICS_FILE, RUN_CONFIG_FILE, RUN_FILE, RunRecord, append_metrics, find_run,
+                                 read_run, truncate_metrics, write_run)
 from pgpo.training.grpo_args import to_grpo_config  # the recipe -> GRPOConfig translation
 from pgpo.util.provenance import code_version, config_hash, dir_hash
 
@@ -21,11 +23,9 @@ def metrics_callback(path: Path):
     class MetricsFile(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and state.is_world_process_zero and "loss" in logs:
-                with open(path, "a") as f:
-                    # the step's wall time, for MLflow's metric timestamps ('time' in the name: run
-                    # comparisons that drop wall-clock statistics drop it too)
-                    row = {"step": state.global_step, "timestamp_ms": int(time.time() * 1000), **logs}
-                    f.write(json.dumps(row) + "\n")
+                # the step's wall time, for MLflow's metric timestamps ('time' in the name: run comparisons
+                # that drop wall-clock statistics drop it too)
+                append_metrics(path, {"step": state.global_step, "timestamp_ms": int(time.time() * 1000), **logs})
 
     return MetricsFile()
 
@@ -33,13 +33,10 @@ def metrics_callback(path: Path):
 def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, records=None):
     """The PGPOTrainer of a recipe x method, with the model, processor and dataset loaded (`records`: the
     already validated training split, else it is read here)."""
-    from transformers import AutoModelForImageTextToText
-
-    from pgpo.models.attention import resolve
     from pgpo.data.datasets import load_split, to_trl_dataset
+    from pgpo.models.loading import load_model
     from pgpo.models.processor import load_processor, pinned_snapshot
     from pgpo.rewards.scoring import REWARD_FUNCS
-    from pgpo.models.shared_prefill import install as install_shared_prefill
     from pgpo.tracking.live import live_callbacks
     from pgpo.training.trainer import PGPOTrainer
 
@@ -50,9 +47,8 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     path = pinned_snapshot(cfg.model.path, cfg.model.revision)  # a hub id at its pinned commit (paper recipes)
     processor = load_processor(path, **pixel_budget(cfg))
     processor.tokenizer.padding_side = "left"
-    model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=getattr(torch, cfg.model.dtype), attn_implementation=resolve(cfg.model.attn_implementation))
-    install_shared_prefill(model)  # one prefill per distinct prompt in generate: bitwise the same rollouts
+    # shared prefill: one prefill per distinct prompt in generate, bitwise the same rollouts
+    model = load_model(path, cfg.model.dtype, cfg.model.attn_implementation, fast_attention=True, shared_prefill=True)
     if cfg.model.freeze_vision:
         model.model.visual.requires_grad_(False)
     records = records if records is not None else load_split(cfg.data.train)
@@ -84,7 +80,6 @@ def vllm_engine_kwargs(cfg: TrainConfig) -> dict:
     return out
 
 
-RUN_CONFIG = "run_config.json"  # written before the first step: what an unfinished output directory is training
 # fields that do not change what is trained (the workflow sets threads per job); excluded when comparing runs
 _NOT_THE_RECIPE = ("threads",)
 
@@ -179,14 +174,11 @@ def check_output_dir(out: Path, identity: dict, fresh: bool = False) -> str:
     `fresh`, which deletes the old run's checkpoints, metrics, final/ and run.json first."""
     import shutil
 
-    recorded = None
-    for name in ("run.json", RUN_CONFIG):
-        if (out / name).exists():
-            saved = json.loads((out / name).read_text())
-            recorded = {"method": saved["method"], "config": _recipe(saved["config"])}
-            break
-    if recorded is None:
+    saved = find_run(out)
+    if saved is None:
         return "resume" if any(out.glob("checkpoint-*")) else "new"
+    name = RUN_FILE if saved.finished else RUN_CONFIG_FILE
+    recorded = {"method": saved.method, "config": _recipe(saved.config)}
     changes = _differences(recorded, {"method": identity["method"], "config": identity["config"]})
     if changes and not fresh:
         raise RunConflict(f"{out} holds a run of another recipe/method ({len(changes)} field(s) differ; recorded "
@@ -196,31 +188,32 @@ def check_output_dir(out: Path, identity: dict, fresh: bool = False) -> str:
     if changes or fresh:
         for path in [*out.glob("checkpoint-*"), out / "final"]:
             shutil.rmtree(path, ignore_errors=True)
-        for name_ in ("run.json", RUN_CONFIG, "metrics.jsonl"):
+        for name_ in (RUN_FILE, RUN_CONFIG_FILE, METRICS_FILE):
             (out / name_).unlink(missing_ok=True)
         return "new"
-    return "finished" if (out / "run.json").exists() else "resume"
+    return "finished" if saved.finished else "resume"
 
 
-def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh: bool = False) -> dict:
+def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh: bool = False) -> RunRecord | None:
     """Train (resuming from the last checkpoint in output_dir if any) and write final/ and run.json.
 
-    Re-running a finished run is a no-op (its run.json is returned); a different recipe or method on an existing
+    Returns the run's record (None on the ranks other than 0 of a multi-process launch). Re-running a finished run
+    is a no-op (its run.json is returned); a different recipe or method on an existing
     output directory refuses (RunConflict) unless `fresh`."""
-    from pgpo.data.datasets import disk_full_error, sha256_file
+    from pgpo.data.datasets import disk_full_error
 
     out = Path(output_dir)
     identity = run_identity(cfg, method)
     out.mkdir(parents=True, exist_ok=True)
     if check_output_dir(out, identity, fresh) == "finished":
-        run = json.loads((out / "run.json").read_text())
-        print(f"{out}: already finished ({run['global_steps']} steps, same recipe and method): nothing to do")
+        run = read_run(out)
+        print(f"{out}: already finished ({run.global_steps} steps, same recipe and method): nothing to do")
         return run
     records = preflight(cfg)  # every input check that needs no model, before it loads
     main = is_main_process()
     if main:
-        (out / RUN_CONFIG).write_text(json.dumps({"method": identity["method"], "config": asdict(cfg),
-                                              "config_hash": identity["hash"]}, indent=2))
+        write_run(out, RunRecord(method=identity["method"], config=asdict(cfg), config_hash=identity["hash"],
+                                 finished=False))
     version = code_version()  # at start: a commit made while training must not relabel this run
     trainer = build_trainer(cfg, method, out, records)
     from pgpo.util.progress import use_plain_progress
@@ -228,10 +221,10 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh:
     use_plain_progress(trainer)  # plain `step N/M ...` lines instead of tqdm bars when the log is a file
     processor = trainer.processing_class
     last = last_complete_checkpoint(out, delete_incomplete=main)
-    if main and last is None and (out / "metrics.jsonl").exists():
-        (out / "metrics.jsonl").unlink()  # a fresh start: drop metrics of an earlier, checkpoint-less attempt
+    if main and last is None:
+        (out / METRICS_FILE).unlink(missing_ok=True)  # a fresh start: drop metrics of a checkpoint-less attempt
     elif main and last is not None:
-        _truncate_metrics(out / "metrics.jsonl", _step_of(last))
+        truncate_metrics(out, _step_of(last))
     start, started_at = time.perf_counter(), int(time.time() * 1000)
     try:
         if last is not None and cfg.max_steps > 0 and _step_of(last) >= cfg.max_steps:
@@ -250,26 +243,36 @@ def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh:
             raise full from e
         raise
     if not main:  # rank 0 writes run.json (after final/ is complete on its side)
-        return {"global_steps": global_steps, "resumed_from": last, "rank": int(__import__("os").environ["RANK"])}
-    run = {
-        "method": asdict(method), "uses_blind_view": method.needs_blind_view(), "config": asdict(cfg),
-        "config_hash": identity["hash"],
-        "code_version": version, "resumed_from": last, "wall_seconds": round(wall, 1),
-        "started_at": started_at, "finished_at": int(time.time() * 1000), "user": __import__("getpass").getuser(),
-        "global_steps": global_steps, "inputs": {"train_split_sha256": sha256_file(cfg.data.train),
-                                                 "model_hash": dir_hash(cfg.model.path)},
-        "final_checkpoint_hash": dir_hash(out / "final"),
-        "pixel_budget": {"min_pixels": getattr(processor.image_processor.size, "shortest_edge", None),
-                         "max_pixels": getattr(processor.image_processor.size, "longest_edge", None),
-                         "source": "recipe" if pixel_budget(cfg) else "checkpoint processor"},
-        "versions": {"torch": torch.__version__, "trl": __import__("trl").__version__,
-                     "transformers": __import__("transformers").__version__},
-    }
-    (out / "run.json").write_text(json.dumps(run, indent=2))
+        return None
+    run = finished_record(cfg, method, identity["hash"], out, processor, version=version, resumed_from=last,
+                          wall=wall, started_at=started_at, global_steps=global_steps)
+    write_run(out, run)
     from pgpo.results.model_card import write_run_cards
 
     write_run_cards(out)  # <run>/README.md and final/README.md: base, method, hashes, steps
     return run
+
+
+def finished_record(cfg: TrainConfig, method: MethodConfig, config_hash: str, out: Path, processor, *, version: str,
+                    resumed_from: str | None, wall: float, started_at: int, global_steps: int) -> RunRecord:
+    """run.json of a run that just wrote final/: what was trained, from which inputs, by which code, for how long."""
+    from pgpo.data.datasets import sha256_file
+
+    size = processor.image_processor.size
+    return RunRecord(
+        method=asdict(method), uses_blind_view=method.needs_blind_view(), config=asdict(cfg),
+        config_hash=config_hash,
+        code_version=version, resumed_from=resumed_from, wall_seconds=round(wall, 1),
+        started_at=started_at, finished_at=int(time.time() * 1000), user=__import__("getpass").getuser(),
+        global_steps=global_steps, inputs={"train_split_sha256": sha256_file(cfg.data.train),
+                                           "model_hash": dir_hash(cfg.model.path)},
+        final_checkpoint_hash=dir_hash(out / "final"),
+        pixel_budget={"min_pixels": getattr(size, "shortest_edge", None),
+                      "max_pixels": getattr(size, "longest_edge", None),
+                      "source": "recipe" if pixel_budget(cfg) else "checkpoint processor"},
+        versions={"torch": torch.__version__, "trl": __import__("trl").__version__,
+                  "transformers": __import__("transformers").__version__},
+    )
 
 
 def last_complete_checkpoint(out: Path, delete_incomplete: bool = True) -> str | None:
@@ -300,8 +303,3 @@ def _step_of(checkpoint: str | Path) -> int:
     return int(Path(checkpoint).name.split("-")[-1])
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, keep metrics up to the checkpoint's step so steps after it are not logged twice."""
-    if path.exists():
-        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        path.write_text("".join(f"{line}\n" for line in keep))

@@ -5,3 +5,8 @@ and the fix. An error that is not a UserError is a bug and keeps its traceback."
 
 class UserError(Exception):
     """Something the user can fix; the message says what and how."""
+
+
+class DataError(UserError, ValueError):
+    """Bad input data or a broken record between stages; the message names file, row and field of every problem
+    found."""

@@ -22,9 +22,17 @@ def code_version() -> str:
         return "unknown"
 
 
+DIGEST_CHARS = 16  # every short hash the records carry (a recipe, a checkpoint's files, MLflow dataset digests)
+
+
+def short_digest(hexdigest: str) -> str:
+    """The first DIGEST_CHARS of a hex digest: how hashes are shown and compared in records and tables."""
+    return str(hexdigest)[:DIGEST_CHARS]
+
+
 def config_hash(obj) -> str:
     data = asdict(obj) if is_dataclass(obj) else obj
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return short_digest(hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest())
 
 
 def sha256_file(path: str | Path) -> str:
@@ -42,7 +50,7 @@ def dir_hash(path: str | Path, patterns=("*.json", "*.safetensors", "*.jsonl")) 
     for p in sorted(f for pat in patterns for f in root.glob(pat)):
         h.update(p.name.encode())
         h.update(sha256_file(p).encode())
-    return h.hexdigest()[:16]
+    return short_digest(h.hexdigest())
 
 
 def machine() -> dict:

@@ -3,11 +3,7 @@
 Pure functions over the workflow config (workflows/config/*.yaml after `load_profile`: `extends` resolved, the
 schema's defaults filled). The Snakemake rules only place what these return, and `check` validates the method
 names and every recipe / evaluation / ablation override when the DAG is built, so a typo fails `snakemake -n`
-instead of a job an hour later. Directory layout (under config["root"]):
-
-    runs/<size>/<method>-s<seed>/              a Table 1 training run       eval/<size>/<method>-s<seed>/
-    ablation/<size>/<variant>/s<seed>/         an ablation training run     eval/<size>/ablation/<variant>/s<seed>/
-    model/warmstart/                           the tiny profile's start     eval/<size>/base/
+instead of a job an hour later. Every path under config["root"] comes from its Layout (pgpo.records.layout).
 """
 
 from __future__ import annotations
@@ -24,6 +20,8 @@ import yaml
 
 from pgpo.config.schema import ConfigError, available_methods, deep_merge, load_method, load_train_config
 from pgpo.config.yamlconf import nest_dotted
+from pgpo.records.layout import ABLATION_RUN, Layout
+from pgpo.records.stages import RUN_FILE
 
 TARGETS = ("table1", "table7", "ablation_thresholds")
 SCHEMA = Path(__file__).resolve().parents[2] / "workflows/schemas/config.schema.yaml"
@@ -83,6 +81,10 @@ def methods(config: dict) -> list[str]:
     return available_methods() if config["methods"] == "all" else list(config["methods"])
 
 
+def layout(config: dict) -> Layout:
+    return Layout(config["root"])
+
+
 def start_model(config: dict, size: str) -> str:
     return config["sizes"][size]["model"].format(root=config["root"])
 
@@ -127,13 +129,13 @@ def table_methods(config: dict, target: str) -> list[str]:
 
 def trainings(config: dict, target: str, repo: Path) -> list[Training]:
     """Every training run a target's table reads."""
-    root = config["root"]
+    where = layout(config)
     if target in ("table1", "table7"):
         keep = table_methods(config, target)
-        return [Training(f"{size}/{m}-s{s}", f"{root}/runs/{size}/{m}-s{s}", size, m, s)
+        return [Training(f"{size}/{m}-s{s}", where.run(size, m, s), size, m, s)
                 for size in config["sizes"] for m in keep for s in config["seeds"]]
     method = config["ablation"]["method"]
-    return [Training(f"{size}/{v}/s{s}", f"{root}/ablation/{size}/{v}/s{s}", size, method, s, v)
+    return [Training(f"{size}/{v}/s{s}", where.ablation_run(size, v, s), size, method, s, v)
             for size in config["sizes"] for v in ablation_grid(config, repo) for s in config["ablation"]["seeds"]]
 
 
@@ -143,10 +145,10 @@ def run_label(config: dict, size: str, name: str) -> str:
 
 def table_rows(config: dict, target: str, repo: Path) -> dict[str, list[str]]:
     """Row label -> evaluation directories (one per seed), in table order: base first, then the runs."""
-    root, rows = config["root"], {}
+    rows = {}
     if target in ("table1", "table7"):
         for size in config["sizes"]:
-            rows[run_label(config, size, "base")] = [f"{root}/eval/{size}/base"]
+            rows[run_label(config, size, "base")] = [layout(config).eval(size, "base")]
     for t in trainings(config, target, repo):
         rows.setdefault(run_label(config, t.size, t.variant or t.method), []).append(eval_dir_of(config, t))
     return rows
@@ -161,6 +163,18 @@ def row_seeds(config: dict, target: str, repo: Path) -> dict[str, list[int | Non
             out[run_label(config, size, "base")] = [None]
     for t in trainings(config, target, repo):
         out.setdefault(run_label(config, t.size, t.variant or t.method), []).append(t.seed)
+    return out
+
+
+def row_runs(config: dict, target: str, repo: Path) -> dict[str, list[str | None]]:
+    """Row label -> the training directory of each of its evaluation directories (table_rows' order); None for
+    the start model's evaluation: the runs a row came from, so no reader walks back from evaluation files."""
+    out: dict[str, list[str | None]] = {}
+    if target in ("table1", "table7"):
+        for size in config["sizes"]:
+            out[run_label(config, size, "base")] = [None]
+    for t in trainings(config, target, repo):
+        out.setdefault(run_label(config, t.size, t.variant or t.method), []).append(t.run_dir)
     return out
 
 
@@ -204,18 +218,16 @@ def reference_rows(config: dict, target: str, repo: Path) -> tuple[dict[str, str
 
 
 def eval_dir_of(config: dict, t: Training) -> str:
-    return f"{config['root']}/eval/{t.name}" if t.variant is None else \
-        f"{config['root']}/eval/{t.size}/ablation/{t.variant}/s{t.seed}"
+    run = f"{t.method}-s{t.seed}" if t.variant is None else f"{ABLATION_RUN}{t.variant}/s{t.seed}"
+    return layout(config).eval(t.size, run)
 
 
 def checkpoint_marker(config: dict, size: str, run: str) -> list[str]:
     """The file whose existence means the checkpoint an evaluation directory `eval/<size>/<run>` reads is done."""
-    root = config["root"]
+    where = layout(config)
     if run == "base":
-        return [f"{root}/model/warmstart/warmstart.json"] if config["build_tiny"] else []
-    if run.startswith("ablation/"):
-        return [f"{root}/ablation/{size}/{run[len('ablation/'):]}/run.json"]
-    return [f"{root}/runs/{size}/{run}/run.json"]
+        return [f"{where.model('warmstart')}/warmstart.json"] if config["build_tiny"] else []
+    return [f"{where.trained_run(size, run)}/{RUN_FILE}"]
 
 
 def checkpoint_dir(config: dict, size: str, run: str) -> str:
@@ -290,6 +302,7 @@ class TableSpec(_Spec):
     reference_note: str = ""  # why a row has no reference, when one is missing
     curve_runs: dict[str, dict[str, str]] = field(default_factory=dict)  # row -> seed -> training run directory
     paired: dict = field(default_factory=dict)  # the config's `paired` block: bootstrap, curves, curve_block
+    row_runs: dict[str, list] = field(default_factory=dict)  # row -> training dir of each evaluation (None: start)
 
 
 def track_spec(config: dict, target: str, repo: Path) -> TrackSpec:
@@ -301,34 +314,33 @@ def track_spec(config: dict, target: str, repo: Path) -> TrackSpec:
 
 
 def table_spec(config: dict, target: str, repo: Path) -> TableSpec:
-    runs, root = trainings(config, target, repo), config["root"]
+    runs, root, where = trainings(config, target, repo), config["root"], layout(config)
     warm = checkpoint_marker(config, next(iter(config["sizes"])), "base")
     reference, note = reference_rows(config, target, repo)
     paired = {k: v for k, v in (config.get("paired") or {}).items() if k != "reference"}
     return TableSpec(root, target, title(config, target), table_rows(config, target, repo), benchmarks(config),
-                     list(config["average_over"]), f"{root}/tracking/{target}.json", f"{root}/{target}",
+                     list(config["average_over"]), where.tracking(target), where.target(target),
                      {t.name: t.run_dir for t in runs}, {t.name: t.labels() for t in runs}, (warm or [None])[0],
                      figure_files(config, target), row_seeds(config, target, repo), reference, note,
-                     curve_runs(config, target, repo), paired)
+                     curve_runs(config, target, repo), paired, row_runs(config, target, repo))
 
 
 def diff_files(config: dict, target: str) -> dict[str, str]:
     """The difference view's files a table step writes (pgpo.results.paired_tables): kind -> path."""
-    root = config["root"]
-    return {f"diff_{ext}": f"{root}/{target}.diff.{ext}" for ext in ("md", "csv", "json")}
+    return {f"diff_{ext}": layout(config).target(target, f"diff.{ext}") for ext in ("md", "csv", "json")}
 
 
 def figure_files(config: dict, target: str) -> dict[str, str]:
     """Kind -> file of the figures a target's table step draws (pgpo.results.figures): the training curves always; an
     ablation's heatmap instead of the per-benchmark bars; Table 1 also the shared warm start's curve."""
-    root = config["root"]
-    files = {"curves": f"{root}/{target}.curves.png"}
+    where = layout(config)
+    files = {"curves": where.target(target, "curves.png")}
     if target == "ablation_thresholds":
-        files["heatmap"] = f"{root}/{target}.heatmap.png"
+        files["heatmap"] = where.target(target, "heatmap.png")
     else:
-        files["bars"] = f"{root}/{target}.png"
+        files["bars"] = where.target(target, "png")
     if target == "table1" and config["build_tiny"]:
-        files["warmstart"] = f"{root}/warmstart.png"
+        files["warmstart"] = where.target("warmstart", "png")
     return files
 
 

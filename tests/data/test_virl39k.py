@@ -316,7 +316,7 @@ def test_two_step_training_rolls_out_the_two_image_row(split, tiny_dir, tmp_path
 
     monkeypatch.setattr(PGPOTrainer, "_shape_advantages", recording)
     run = train(_recipe(tiny_dir, split[0]), load_method(method), tmp_path / method)
-    assert run["global_steps"] == 2
+    assert run.global_steps == 2
     pairs = [(b, i) for b in seen for i, rid in enumerate(b["ids"]) if rid == "virl-pair"]
     assert pairs, f"the 2-image row was never rolled out: {[b['ids'] for b in seen]}"
     for batch, i in pairs:

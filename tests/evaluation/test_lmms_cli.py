@@ -147,7 +147,7 @@ def test_paper_tasks_give_canonical_documents_through_lmms_evals_loader(name, tm
     published rows of tests/fixtures/realdata saved as the hub dataset's columns."""
     from lmms_eval.api.task import ConfigurableTask
     from lmms_eval.utils import load_yaml_config
-    from test_real_rows import BENCHMARKS, _ds
+    from realdata_rows import BENCHMARKS, _ds
 
     rows_fn, direct, image_columns = BENCHMARKS[name]
     bench = bm.all_benchmarks()[name]

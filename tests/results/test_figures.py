@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
+from pgpo.records.stages import RunRecord, read_metrics, write_run
 from pgpo.results.figures import (
     curve_keys,
     find_sweep,
-    load_metrics,
     plot_curves,
     plot_sweep,
     plot_warmstart,
@@ -36,7 +36,7 @@ def two_methods(tmp_path):
         "tiny/pgpo-s1": [{"step": 1, "reward": 1.0, "dependency/mean": 0.6, "dependency/max": 0.7, "weights/max": 2},
                          {"step": 2, "reward": 0.8, "dependency/mean": 0.8}],
     }
-    metrics = {name: load_metrics(write_metrics(tmp_path / name, rows)) for name, rows in runs.items()}
+    metrics = {name: read_metrics(write_metrics(tmp_path / name, rows)) for name, rows in runs.items()}
     labels = {name: {"size": "tiny", "method": name.split("/")[1].split("-")[0], "seed": int(name[-1])}
               for name in runs}
     return metrics, labels
@@ -77,9 +77,9 @@ def test_a_bad_metrics_row_names_file_and_line(tmp_path):
     run.mkdir()
     (run / "metrics.jsonl").write_text('{"step": 1, "reward": 0}\n{"reward": 1}\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2: a metrics row needs an integer 'step'"):
-        load_metrics(run)
+        read_metrics(run)
     with pytest.raises(FileNotFoundError, match="missing training metrics"):
-        load_metrics(tmp_path / "nowhere")
+        read_metrics(tmp_path / "nowhere")
 
 
 def sweep_points():
@@ -123,7 +123,7 @@ def test_a_sweep_needs_two_numeric_parameters():
 def fake_evaluated_training(tmp_path, name, method, benches=("x", "y"), mean=0.5):
     """A training run (run.json + metrics.jsonl) and its evaluation (per-benchmark results + samples meta)."""
     run = write_metrics(tmp_path / "runs" / name, [{"step": 1, "reward": mean}, {"step": 2, "reward": mean + 0.1}])
-    (run / "run.json").write_text(json.dumps({"method": method}))
+    write_run(run, RunRecord(method=method, config={}, config_hash="h", global_steps=2))
     ev = tmp_path / "eval" / name
     (ev / "samples").mkdir(parents=True)
     (ev / "samples/x.meta.json").write_text(json.dumps({"checkpoint": str(run / "final")}))
@@ -134,15 +134,12 @@ def fake_evaluated_training(tmp_path, name, method, benches=("x", "y"), mean=0.5
     return run, ev
 
 
-def test_row_methods_follow_the_evaluated_checkpoint_to_its_run_json(tmp_path):
-    _, ev = fake_evaluated_training(tmp_path, "m-s0", {"name": "m", "shaper": {"params": {"k": 0.3}}})
-    _, ev1 = fake_evaluated_training(tmp_path, "m-s1", {"name": "m", "shaper": {"params": {"k": 0.4}}})
-    base = tmp_path / "eval/base"
-    (base / "samples").mkdir(parents=True)
-    (base / "samples/x.meta.json").write_text(json.dumps({"checkpoint": str(tmp_path / "model")}))
-    assert row_methods({"m": [ev], "base": [base]}) == {"m": {"name": "m", "shaper.params.k": 0.3}, "base": None}
+def test_row_methods_read_the_run_json_of_the_trainings_a_row_came_from(tmp_path):
+    run, _ = fake_evaluated_training(tmp_path, "m-s0", {"name": "m", "shaper": {"params": {"k": 0.3}}})
+    run1, _ = fake_evaluated_training(tmp_path, "m-s1", {"name": "m", "shaper": {"params": {"k": 0.4}}})
+    assert row_methods({"m": [run], "base": [None]}) == {"m": {"name": "m", "shaper.params.k": 0.3}, "base": None}
     with pytest.raises(ValueError, match="row 'mixed': its seeds were trained with different method records"):
-        row_methods({"mixed": [ev, ev1]})
+        row_methods({"mixed": [run, run1]})
 
 
 def test_warmstart_panels_and_figure(tmp_path):
@@ -161,16 +158,17 @@ def test_warmstart_panels_and_figure(tmp_path):
 def test_pgpo_table_writes_the_declared_figures_and_no_bars_for_a_sweep(tmp_path, capsys):
     from pgpo.cli import main
 
-    rows, trainings, labels = {}, {}, {}
+    rows, trainings, labels, row_runs = {}, {}, {}, {}
     for i, (a, b) in enumerate([(0.2, 1.0), (0.2, 2.0), (0.4, 1.0), (0.4, 2.0), (0.9, 2.0)]):
         name = f"a{a}-b{b}"
         run, ev = fake_evaluated_training(tmp_path, name, {"name": "m", "params": {"a": a, "b": b}}, mean=0.1 * i)
         rows[name], trainings[name], labels[name] = [str(ev)], str(run), {"method": "m", "seed": 0, "variant": name}
+        row_runs[name] = [str(run)]
     out = tmp_path / "out/abl"
     figures = {"curves": str(out) + ".curves.png", "heatmap": str(out) + ".heatmap.png"}
     spec = {"root": str(tmp_path), "target": "abl", "title": "abl", "rows": rows, "trainings": trainings,
             "labels": labels, "warmstart": None, "benchmarks": ["x", "y"], "average_over": ["x", "y"],
-            "tracking": None, "out": str(out), "figures": figures}
+            "tracking": None, "out": str(out), "figures": figures, "row_runs": row_runs}
     assert main(["table", "--spec", json.dumps(spec)]) == 0
     assert sorted(p.name for p in out.parent.iterdir()) == ["abl.csv", "abl.curves.png", "abl.diff.csv",
                                                             "abl.diff.json", "abl.diff.md", "abl.heatmap.png",

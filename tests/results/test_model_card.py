@@ -5,6 +5,7 @@ import json
 import pytest
 import yaml
 
+from pgpo.records.stages import RunRecord, write_run
 from pgpo.results.model_card import MARKER, card_text, read_results, refresh_card, split_front_matter, write_run_cards
 
 HUB_BASE = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -21,7 +22,7 @@ def _run(base=HUB_BASE, revision=COMMIT, finished=True):
     if finished:
         run |= {"global_steps": 60, "wall_seconds": 7200.0, "code_version": "f" * 40, "resumed_from": None,
                 "inputs": {"train_split_sha256": "d" * 64, "model_hash": "e" * 16}, "final_checkpoint_hash": "a" * 16}
-    return run
+    return RunRecord(**run)
 
 
 def test_card_names_base_method_parameters_hashes_and_steps():
@@ -54,7 +55,9 @@ def _eval_dir(tmp_path, name, results):
     for bench, value in results.items():
         (ev / "samples" / f"{bench}.jsonl").write_text("{}\n")
         (ev / f"{bench}.json").write_text(json.dumps({"avg_at_k": value, "k": 8, "n_questions": 50, "n_failed": 1,
-                                                      "ci95_bootstrap": [value - 0.1, value + 0.1]}))
+                                                      "ci95_bootstrap": [value - 0.1, value + 0.1],
+                                                      "per_question": [], "checkpoint_hash": "c",
+                                                      "samples_sha256": "s"}))
     (ev / "summary.json").write_text("{}")  # not a benchmark: no samples file of that name
     return ev
 
@@ -63,7 +66,7 @@ def test_refresh_adds_results_keeps_other_runs_and_replaces_a_re_evaluated_bench
     run_dir = tmp_path / "runs" / "pgpo-s1"
     (run_dir / "final").mkdir(parents=True)
     (run_dir / "final" / "config.json").write_text("{}")
-    (run_dir / "run.json").write_text(json.dumps(_run()))
+    write_run(run_dir, _run())
     write_run_cards(run_dir)
     card = run_dir / "final" / "README.md"
     first = _eval_dir(tmp_path, "a", {"mathvista": 0.5, "mathverse": 0.25})
@@ -108,8 +111,8 @@ def test_real_training_writes_cards_and_evaluate_adds_its_results(tiny_dir, tiny
         assert MARKER in text and "[None]" not in text and 'model="None"' not in text
         front, body = split_front_matter(text)
         assert front["library_name"] == "transformers" and "grpo" in front["tags"]
-        assert f"`{tiny_dir}`" in body and run["config_hash"] in body
-        assert run["inputs"]["train_split_sha256"] in body and "| Steps | 1 (finished in" in body
+        assert f"`{tiny_dir}`" in body and run.config_hash in body
+        assert run.inputs["train_split_sha256"] in body and "| Steps | 1 (finished in" in body
     ev = tmp_path / "eval" / "grpo-s0"
     assert main(["evaluate", "--checkpoint", str(run_dir / "final"), "--data", str(tiny_data), "--benchmarks",
                  "tiny_count", "--samples", "2", "--set", "limit=2", "--out", str(ev)]) == 0

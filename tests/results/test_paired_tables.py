@@ -21,7 +21,8 @@ def fake_eval(run_dir, samples_by_bench, ids=None):
     for bench, samples in samples_by_bench.items():
         per_q = [{"id": (ids or {}).get(bench, [str(i) for i in range(len(samples))])[i],
                   "mean": float(np.mean(s)), "samples": [float(x) for x in s]} for i, s in enumerate(samples)]
-        (run_dir / f"{bench}.json").write_text(json.dumps({"per_question": per_q, "k": len(samples[0])}))
+        (run_dir / f"{bench}.json").write_text(json.dumps({"per_question": per_q, "k": len(samples[0]), "avg_at_k": 0.0,
+                                                                   "checkpoint_hash": "c", "samples_sha256": "s"}))
     return str(run_dir)
 
 

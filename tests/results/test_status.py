@@ -94,7 +94,7 @@ def test_status_of_a_workflow_root_lists_every_run_and_job(tmp_path, capsys):
     _touch(tmp_path / "logs/eval/tiny/base/tiny.log", "[1/7] tiny_count: 8 samples per question (pgpo_vlm)\n")
     by_hand = tmp_path / "eval/tiny/by-hand"
     _touch(by_hand / "samples/tiny_count.jsonl", "{}\n")
-    _touch(by_hand / "tiny_count.json", json.dumps({"avg_at_k": 0.75}))
+    _touch(by_hand / "tiny_count.json", json.dumps({"avg_at_k": 0.75, "k": 8, "per_question": []}))
     st = status(tmp_path, now=NOW)
     assert [(t.name, t.state) for t in st["trainings"]] == [("ablation/tiny/tau~0.4/beta~2/s0", "finished"),
                                                             ("runs/tiny/grpo-s0", "running")]

@@ -82,7 +82,7 @@ def test_a_new_method_parameter_and_statistic_reach_mlflow_with_times_tags_and_i
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     root, out, run = trained
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert rows[0][_stat(rows)] == GAIN and rows[0]["timestamp_ms"] >= run["started_at"]
+    assert rows[0][_stat(rows)] == GAIN and rows[0]["timestamp_ms"] >= run.started_at
     result = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [], {"tiny/throwaway-s0": {"size": "tiny"}})
     client = client_for(store(root)[0])
     exp = client.get_experiment(result["experiment_id"])
@@ -97,23 +97,23 @@ def test_a_new_method_parameter_and_statistic_reach_mlflow_with_times_tags_and_i
     assert [(m.step, m.value, m.timestamp) for m in history] == [(1, GAIN, rows[0]["timestamp_ms"])]
     assert {"reward", "rewards/accuracy_reward/mean", "step_time", "entropy"} <= set(mine.data.metrics)
     assert "timestamp_ms" not in mine.data.metrics and "step" not in mine.data.metrics
-    assert (mine.info.start_time, mine.info.end_time) == (run["started_at"], run["finished_at"])
-    assert mine.info.end_time - mine.info.start_time >= 1000 * run["wall_seconds"] - 1000  # not the ingestion's
-    assert tags["mlflow.source.name"] == "pgpo train" and tags["mlflow.user"] == run["user"]
+    assert (mine.info.start_time, mine.info.end_time) == (run.started_at, run.finished_at)
+    assert mine.info.end_time - mine.info.start_time >= 1000 * run.wall_seconds - 1000  # not the ingestion's
+    assert tags["mlflow.source.name"] == "pgpo train" and tags["mlflow.user"] == run.user
     assert tags["mlflow.source.git.commit"] == code_version()[:40] and tags["kind"] == "train"
     assert tags["pgpo.key"] == "train/runs/tiny/throwaway-s0" and tags["mlflow.parentRunId"] == result["parent_run_id"]
     (data,) = mine.inputs.dataset_inputs
-    assert data.dataset.digest == run["inputs"]["train_split_sha256"][:16] and data.dataset.name == "train"
+    assert data.dataset.digest == run.inputs["train_split_sha256"][:16] and data.dataset.name == "train"
     assert {t.key: t.value for t in data.tags} == {"mlflow.data.context": "training"}
-    assert json.loads(data.dataset.profile)["sha256"] == run["inputs"]["train_split_sha256"]
+    assert json.loads(data.dataset.profile)["sha256"] == run.inputs["train_split_sha256"]
 
     # an older ingestion keyed runs by the workflow's name: such a run is replaced, the current one left alone
     client.create_run(exp.experiment_id, tags={"pgpo.key": "train/tiny/throwaway-s0", "pgpo.source_hash": "old"})
     again = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [])
     assert again["runs"] == result["runs"] and len(client.search_runs([exp.experiment_id])) == 2  # parent + run
-    assert client.get_run(result["runs"][str(out)]).info.end_time == run["finished_at"]
+    assert client.get_run(result["runs"][str(out)]).info.end_time == run.finished_at
     # a changed source replaces the run: still one run under the key
-    (out / "run.json").write_text(json.dumps({**run, "note": "edited"}, indent=2))
+    (out / "run.json").write_text(json.dumps({**json.loads((out / "run.json").read_text()), "note": "edited"}, indent=2))
     changed = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [])
     assert changed["runs"][str(out)] != result["runs"][str(out)]
     assert [r.info.run_id for r in _runs(client, "train/runs/tiny/throwaway-s0")] == [changed["runs"][str(out)]]
@@ -136,7 +136,7 @@ def test_live_logging_is_completed_in_place_by_the_ingestion(tiny_dir, tiny_data
     assert live.data.tags["pgpo.live"] == "true" and live.info.status == "FINISHED"
     stat = _stat([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
     assert live.data.params["shaper.params.gain"] == str(GAIN) and live.data.metrics[stat] == GAIN
-    assert abs(live.info.start_time - run["started_at"]) < 30_000  # the trainer's start, not the ingestion's
+    assert abs(live.info.start_time - run.started_at) < 30_000  # the trainer's start, not the ingestion's
     assert live.info.artifact_uri.startswith((tmp_path / "server").as_uri())  # beside the server's db, not ./mlruns
 
     first = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [])
@@ -144,7 +144,7 @@ def test_live_logging_is_completed_in_place_by_the_ingestion(tiny_dir, tiny_data
     (after,) = _runs(client, "train/runs/tiny/throwaway-s0")  # exactly one run: the live one, completed
     assert first["runs"][str(out)] == second["runs"][str(out)] == live.info.run_id == after.info.run_id
     assert after.data.tags["mlflow.source.name"] == "pgpo train" and after.data.params["steps"] == "1"
-    assert after.info.end_time == run["finished_at"] and len(after.inputs.dataset_inputs) == 1
+    assert after.info.end_time == run.finished_at and len(after.inputs.dataset_inputs) == 1
     assert len(client.get_metric_history(after.info.run_id, stat)) == 1  # not logged twice
     local = client_for(store(root)[0])
     assert local.get_experiment_by_name("lab/table1") is None  # the ingestion wrote to the server only
@@ -152,7 +152,7 @@ def test_live_logging_is_completed_in_place_by_the_ingestion(tiny_dir, tiny_data
 
 def _eval_result(bench: str, inputs: dict, started: int) -> dict:
     """A scored result as pgpo score writes it (the fields ingestion reads)."""
-    return {"benchmark": bench, "avg_at_k": 0.5, "k": 2, "n_questions": 3, "ci95_bootstrap": [0.25, 0.75],
+    return {"benchmark": bench, "avg_at_k": 0.5, "k": 2, "n_questions": 3, "per_question": [], "ci95_bootstrap": [0.25, 0.75],
             "n_failed": 0, "checkpoint_hash": "abc", "generation": {
                 "checkpoint": "runs/x/final", "backend": {"name": "pgpo_vlm"}, "inputs": inputs,
                 "sampling": {"samples": 2, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32},

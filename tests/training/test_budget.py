@@ -64,7 +64,7 @@ def test_training_applies_and_records_the_pixel_budget(tiny_dir, tiny_data, tmp_
     out = trainer.rollout(rows)
     assert out["image_grid_thw"].tolist() == [[1, 4, 4]] * 4  # 16 patches -> 4 visual tokens after the merge
     run = train(cfg, load_method("grpo"), tmp_path / "run")
-    assert run["pixel_budget"] == {"min_pixels": 3136, "max_pixels": 3136, "source": "recipe"}
+    assert run.pixel_budget == {"min_pixels": 3136, "max_pixels": 3136, "source": "recipe"}
     saved = json.loads((tmp_path / "run/final/processor_config.json").read_text())["image_processor"]["size"]
     assert (saved["shortest_edge"], saved["longest_edge"]) == (3136, 3136)
 

@@ -60,7 +60,7 @@ def test_control_methods_train_two_steps_and_log_the_credit_statistics(tiny_dir,
 
     monkeypatch.setattr(pgpo.rewards.scoring, "REWARD_FUNCS", _signal_rewards([]))
     run = train(_cfg(tiny_dir, tiny_data), load_method(path), tmp_path / "run")
-    assert run["global_steps"] == 2 and run["method"]["name"] == path.stem
+    assert run.global_steps == 2 and run.method["name"] == path.stem
     rows = _rows(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2]
     for row in rows:

@@ -117,7 +117,7 @@ def test_every_method_trains_and_writes_checkpoints_and_metrics(tiny_dir, tiny_d
     from pgpo.training.run import train
 
     run = train(_cfg(tiny_dir, tiny_data), load_method(method), tmp_path / method)
-    assert run["global_steps"] == 2 and run["method"]["name"] == method and run["code_version"]
+    assert run.global_steps == 2 and run.method["name"] == method and run.code_version
     rows = [json.loads(line) for line in (tmp_path / method / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     for key in ("reward", "rewards/accuracy_reward/mean", "completions/mean_length", "entropy",
@@ -163,7 +163,7 @@ def test_resume_from_last_checkpoint(tiny_dir, tiny_data, tmp_path):
     shutil.rmtree(out / "final")
     (out / "run.json").unlink()
     run = train(cfg, load_method("dapo"), out)
-    assert run["resumed_from"].endswith("checkpoint-2") and run["global_steps"] == 3
+    assert run.resumed_from.endswith("checkpoint-2") and run.global_steps == 3
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
 

@@ -17,6 +17,7 @@ import pytest
 from workflow_run import PAPER, QUICK, snakemake
 
 from pgpo.config.schema import REPO
+from pgpo.records.stages import read_run
 
 pytestmark = pytest.mark.slow
 METHODS = sorted(p.stem for p in (REPO / "baselines").glob("*.yaml"))  # every Table 1 row (6: grpo ... vppo)
@@ -247,8 +248,8 @@ def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     assert not (root / "runs/tiny/grpo-s7/run.json").exists()
     subprocess.run(cmd + ["--unlock"], capture_output=True, check=True)
     assert subprocess.run(cmd, capture_output=True, check=False).returncode == 0
-    run = json.loads((root / "runs/tiny/grpo-s7/run.json").read_text())
-    assert run["resumed_from"] and "checkpoint-" in run["resumed_from"] and run["global_steps"] == 6
+    run = read_run(root / "runs/tiny/grpo-s7")
+    assert run.resumed_from and "checkpoint-" in run.resumed_from and run.global_steps == 6
     resumed = [json.loads(line) for line in (root / "runs/tiny/grpo-s7/metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in resumed] == [1, 2, 3, 4, 5, 6]
     # the same job uninterrupted, elsewhere: identical per-step rewards

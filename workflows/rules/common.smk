@@ -31,6 +31,7 @@ def _load(config):
 
 _load(config)
 ROOT = config["root"]
+LAYOUT = plan.layout(config)  # every path under ROOT (pgpo.records.layout); wildcards pass through its methods
 PROFILE = config["profile"]
 # the pgpo of the interpreter running Snakemake (an unactivated .venv/bin/snakemake works); `launch` is bound too
 PGPO = bind("pgpo")
@@ -62,7 +63,7 @@ def prepared_data():
 
 def train_data_set():
     """--set overrides naming the training split: the tiny profile's generated one or the prepared one."""
-    tiny = {"data.train": f"{ROOT}/data/train.jsonl"} if config["build_tiny"] else {}
+    tiny = {"data.train": f"{LAYOUT.data}/train.jsonl"} if config["build_tiny"] else {}
     return {**tiny, **(PREPARE.train_set if PREPARE else {})}
 
 

@@ -6,11 +6,11 @@ rule evaluate:
     input:
         checkpoint_marker,
     output:
-        f"{ROOT}/eval/{{size}}/{{run}}/shard-{{shard}}.json",
+        LAYOUT.eval_shard("{size}", "{run}", "{shard}"),
     log:
-        f"{ROOT}/logs/eval/{{size}}/{{run}}/{{shard}}.log",
+        LAYOUT.eval_log("{size}", "{run}", "{shard}"),
     benchmark:
-        f"{ROOT}/benchmarks/evaluate/{{size}}/{{run}}/{{shard}}.tsv"
+        LAYOUT.benchmark("evaluate", "{size}", "{run}", "{shard}")
     wildcard_constraints:
         size="[^/]+",
         shard="[^/]+",
@@ -25,9 +25,9 @@ rule evaluate:
         checkpoint=checkpoint_dir,
         revision=checkpoint_revision,
         eval_config=repo_path(config["eval_config"]),
-        data=f"--data {ROOT}/data" if config["build_tiny"] else "",
+        data=f"--data {LAYOUT.data}" if config["build_tiny"] else "",
         sets=sets(config["eval_set"]),
-        out=lambda wc: f"{ROOT}/eval/{wc.size}/{wc.run}",
+        out=lambda wc: LAYOUT.eval(wc.size, wc.run),
     shell:
         "{params.launch} --checkpoint {params.checkpoint} {params.revision} --config {params.eval_config} {params.data} "
         "--benchmarks {wildcards.shard} --out {params.out} --overwrite --summary {output} "

@@ -9,9 +9,9 @@ if PREPARE:
         output:
             PREPARE.outputs,
         log:
-            f"{ROOT}/logs/prepare_train_data.log",
+            LAYOUT.log("prepare_train_data"),
         benchmark:
-            f"{ROOT}/benchmarks/prepare_train_data.tsv"
+            LAYOUT.benchmark("prepare_train_data")
         conda:
             "../../environment.yml"
         threads: 1

@@ -6,17 +6,17 @@ if "dependency_report" in config:
 
     rule dependency_report:
         input:
-            f"{ROOT}/runs/{config['dependency_report']['size']}/{config['dependency_report']['run']}/run.json",
+            f"{LAYOUT.trained_run(config['dependency_report']['size'], config['dependency_report']['run'])}/run.json",
         output:
-            html=report(f"{ROOT}/reports/dependency.html", caption="../report/dependency_html.rst",
+            html=report(LAYOUT.report("dependency.html"), caption="../report/dependency_html.rst",
                         category="Visual dependency"),
-            png=report(f"{ROOT}/reports/dependency.png", caption="../report/dependency_png.rst",
+            png=report(LAYOUT.report("dependency.png"), caption="../report/dependency_png.rst",
                        category="Visual dependency"),
-            json=f"{ROOT}/reports/dependency.json",
+            json=LAYOUT.report("dependency.json"),
         log:
-            f"{ROOT}/logs/dependency_report.log",
+            LAYOUT.log("dependency_report"),
         benchmark:
-            f"{ROOT}/benchmarks/report/dependency.tsv"
+            LAYOUT.benchmark("report", "dependency")
         conda:
             "../../environment.yml"
         params:
@@ -24,7 +24,7 @@ if "dependency_report" in config:
             checkpoint=lambda wc, input: str(Path(input[0]).parent / "final"),
             per_task=lookup(dpath="dependency_report/items_per_task", within=config),
             k=lookup(dpath="dependency_report/k", within=config),
-            data=f"{ROOT}/data",
+            data=LAYOUT.data,
             out=lambda wc, output: str(Path(output.json).with_suffix("")),
         shell:
             "{params.pgpo} dependency-report --checkpoint {params.checkpoint} --data {params.data} --items-per-task {params.per_task} "

@@ -12,8 +12,8 @@ FIGURE_REPORT = {"bars": ("bars.rst", "results"), "heatmap": ("heatmap.rst", "re
 
 def table_outputs(target):
     """Named outputs of table_<target>: the table files, then every figure, the viewable ones marked for the report."""
-    out = {"md": f"{ROOT}/{target}.md", "csv": f"{ROOT}/{target}.csv",
-           "html": report(f"{ROOT}/{target}.html", caption="../report/table.rst", category=REPORT_CATEGORY[target],
+    out = {"md": LAYOUT.target(target, "md"), "csv": LAYOUT.target(target, "csv"),
+           "html": report(LAYOUT.target(target, "html"), caption="../report/table.rst", category=REPORT_CATEGORY[target],
                           subcategory="results"),
            **plan.diff_files(config, target)}  # the difference-to-reference view (its HTML is in the table's page)
     for kind, path in plan.figure_files(config, target).items():
@@ -31,11 +31,11 @@ for _target in ("table1", "table7", "ablation_thresholds"):
         input:
             target_inputs(_target),
         output:
-            f"{ROOT}/tracking/{_target}.json",
+            LAYOUT.tracking(_target),
         log:
-            f"{ROOT}/logs/track_{_target}.log",
+            LAYOUT.log(f"track_{_target}"),
         benchmark:
-            f"{ROOT}/benchmarks/track/{_target}.tsv"
+            LAYOUT.benchmark("track", _target)
         conda:
             "../../environment.yml"
         resources:
@@ -51,14 +51,14 @@ for _target in ("table1", "table7", "ablation_thresholds"):
             f"table_{_target}"
         input:
             target_inputs(_target),
-            f"{ROOT}/tracking/{_target}.json",
+            LAYOUT.tracking(_target),
             warm_start_marker() if "warmstart" in plan.figure_files(config, _target) else [],
         output:
             **table_outputs(_target),
         log:
-            f"{ROOT}/logs/table_{_target}.log",
+            LAYOUT.log(f"table_{_target}"),
         benchmark:
-            f"{ROOT}/benchmarks/table/{_target}.tsv"
+            LAYOUT.benchmark("table", _target)
         conda:
             "../../environment.yml"
         resources:

@@ -10,9 +10,9 @@ rule testbed_data:
     output:
         f"{TESTBED}/data/MANIFEST.json",
     log:
-        f"{ROOT}/logs/testbed/data.log",
+        LAYOUT.log("testbed", "data"),
     benchmark:
-        f"{ROOT}/benchmarks/testbed/data.tsv"
+        LAYOUT.benchmark("testbed", "data")
     conda:
         "../../environment.yml"
     params:
@@ -31,9 +31,9 @@ rule testbed_warm_start:
     output:
         f"{TESTBED}/{{variant}}/warmstart/warmstart.json",
     log:
-        f"{ROOT}/logs/testbed/{{variant}}/warm_start.log",
+        LAYOUT.log("testbed", "{variant}", "warm_start"),
     benchmark:
-        f"{ROOT}/benchmarks/testbed/{{variant}}-warm_start.tsv"
+        LAYOUT.benchmark("testbed", "{variant}-warm_start")
     wildcard_constraints:
         variant="|".join(TESTBED_VARIANTS),
     conda:
@@ -58,9 +58,9 @@ rule testbed_gates:
     output:
         f"{TESTBED}/{{variant}}/gates.json",
     log:
-        f"{ROOT}/logs/testbed/{{variant}}/gates.log",
+        LAYOUT.log("testbed", "{variant}", "gates"),
     benchmark:
-        f"{ROOT}/benchmarks/testbed/{{variant}}-gates.tsv"
+        LAYOUT.benchmark("testbed", "{variant}-gates")
     wildcard_constraints:
         variant="|".join(TESTBED_VARIANTS),
     conda:
@@ -84,9 +84,9 @@ rule testbed_train:
     output:
         f"{TESTBED}/{{variant}}/runs/{{arm}}-s{{seed}}/run.json",
     log:
-        f"{ROOT}/logs/testbed/{{variant}}/train/{{arm}}-s{{seed}}.log",
+        LAYOUT.log("testbed", "{variant}", "train", "{arm}-s{seed}"),
     benchmark:
-        f"{ROOT}/benchmarks/testbed/train/{{variant}}-{{arm}}-s{{seed}}.tsv"
+        LAYOUT.benchmark("testbed", "train", "{variant}-{arm}-s{seed}")
     wildcard_constraints:
         variant="|".join(TESTBED_VARIANTS),
         arm="|".join(TESTBED_ARMS),
@@ -122,9 +122,9 @@ rule testbed_record:
     output:
         f"{TESTBED}/{{variant}}/records/{{arm}}-s{{seed}}.json",
     log:
-        f"{ROOT}/logs/testbed/{{variant}}/record/{{arm}}-s{{seed}}.log",
+        LAYOUT.log("testbed", "{variant}", "record", "{arm}-s{seed}"),
     benchmark:
-        f"{ROOT}/benchmarks/testbed/record/{{variant}}-{{arm}}-s{{seed}}.tsv"
+        LAYOUT.benchmark("testbed", "record", "{variant}-{arm}-s{seed}")
     wildcard_constraints:
         variant="|".join(TESTBED_VARIANTS),
         arm="|".join(TESTBED_ARMS),
@@ -151,9 +151,9 @@ rule testbed_diagnostic:
     output:
         f"{TESTBED}/{{variant}}/diagnostic/{{at}}/gradient_diagnostic.json",
     log:
-        f"{ROOT}/logs/testbed/{{variant}}/diagnostic/{{at}}.log",
+        LAYOUT.log("testbed", "{variant}", "diagnostic", "{at}"),
     benchmark:
-        f"{ROOT}/benchmarks/testbed/diagnostic/{{variant}}-{{at}}.tsv"
+        LAYOUT.benchmark("testbed", "diagnostic", "{variant}-{at}")
     wildcard_constraints:
         variant="|".join(TESTBED_VARIANTS),
         at="|".join(TESTBED_DIAGNOSTIC_POINTS),
@@ -191,9 +191,9 @@ if "testbed" in config:
         output:
             **testbed_table_outputs(),
         log:
-            f"{ROOT}/logs/testbed/table.log",
+            LAYOUT.log("testbed", "table"),
         benchmark:
-            f"{ROOT}/benchmarks/testbed/table.tsv"
+            LAYOUT.benchmark("testbed", "table")
         conda:
             "../../environment.yml"
         resources:
@@ -218,9 +218,9 @@ if "testbed" in config:
             output:
                 **testbed_table_outputs("core"),
             log:
-                f"{ROOT}/logs/testbed/core_table.log",
+                LAYOUT.log("testbed", "core_table"),
             benchmark:
-                f"{ROOT}/benchmarks/testbed/core_table.tsv"
+                LAYOUT.benchmark("testbed", "core_table")
             conda:
                 "../../environment.yml"
             resources:
@@ -249,9 +249,9 @@ if "testbed" in config:
             output:
                 **testbed_claims_outputs(),
             log:
-                f"{ROOT}/logs/testbed/claims.log",
+                LAYOUT.log("testbed", "claims"),
             benchmark:
-                f"{ROOT}/benchmarks/testbed/claims.tsv"
+                LAYOUT.benchmark("testbed", "claims")
             conda:
                 "../../environment.yml"
             resources:

@@ -8,7 +8,7 @@ if "testbed" in config and workflow.is_main_process:
     except ConfigError as e:
         raise WorkflowError(f"workflow config: {e}") from None
 
-TESTBED = f"{ROOT}/testbed"
+TESTBED = LAYOUT.testbed
 TESTBED_VARIANTS = testbed_plan.variants(config) if "testbed" in config else ["none"]
 TESTBED_ARMS = list(config["testbed"]["arms"]) if "testbed" in config else ["none"]
 

@@ -3,11 +3,11 @@
 
 rule build_tiny:
     output:
-        f"{ROOT}/model/base/config.json",
+        f"{LAYOUT.model('base')}/config.json",
     log:
-        f"{ROOT}/logs/build_tiny.log",
+        LAYOUT.log("build_tiny"),
     benchmark:
-        f"{ROOT}/benchmarks/build_tiny.tsv"
+        LAYOUT.benchmark("build_tiny")
     conda:
         "../../environment.yml"
     params:
@@ -19,11 +19,11 @@ rule build_tiny:
 
 rule make_data:
     output:
-        f"{ROOT}/data/MANIFEST.json",
+        f"{LAYOUT.data}/MANIFEST.json",
     log:
-        f"{ROOT}/logs/make_data.log",
+        LAYOUT.log("make_data"),
     benchmark:
-        f"{ROOT}/benchmarks/make_data.tsv"
+        LAYOUT.benchmark("make_data")
     conda:
         "../../environment.yml"
     params:
@@ -39,11 +39,11 @@ rule warm_start:
         model=rules.build_tiny.output,
         data=rules.make_data.output,
     output:
-        f"{ROOT}/model/warmstart/warmstart.json",
+        f"{LAYOUT.model('warmstart')}/warmstart.json",
     log:
-        f"{ROOT}/logs/warm_start.log",
+        LAYOUT.log("warm_start"),
     benchmark:
-        f"{ROOT}/benchmarks/warm_start.tsv"
+        LAYOUT.benchmark("warm_start")
     conda:
         "../../environment.yml"
     threads: 2

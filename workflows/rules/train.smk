@@ -7,11 +7,11 @@ rule train:
         warm_start_marker(),
         prepared_data(),
     output:
-        f"{ROOT}/runs/{{size}}/{{method}}-s{{seed}}/run.json",
+        f"{LAYOUT.run('{size}', '{method}', '{seed}')}/run.json",
     log:
-        f"{ROOT}/logs/train/{{size}}/{{method}}-s{{seed}}.log",
+        LAYOUT.train_log("{size}", "{method}", "{seed}"),
     benchmark:
-        f"{ROOT}/benchmarks/train/{{size}}-{{method}}-s{{seed}}.tsv"
+        LAYOUT.benchmark("train", "{size}-{method}-s{seed}")
     wildcard_constraints:
         size="[^/]+",
         method="[^/]+",
@@ -37,11 +37,11 @@ rule train_ablation:
         warm_start_marker(),
         prepared_data(),
     output:
-        f"{ROOT}/ablation/{{size}}/{{variant}}/s{{seed}}/run.json",
+        f"{LAYOUT.ablation_run('{size}', '{variant}', '{seed}')}/run.json",
     log:
-        f"{ROOT}/logs/ablation/{{size}}/{{variant}}/s{{seed}}.log",
+        LAYOUT.ablation_log("{size}", "{variant}", "{seed}"),
     benchmark:
-        f"{ROOT}/benchmarks/train_ablation/{{size}}/{{variant}}/s{{seed}}.tsv"
+        LAYOUT.benchmark("train_ablation", "{size}", "{variant}", "s{seed}")
     wildcard_constraints:
         size="[^/]+",
         variant="[^/]+",
