@@ -154,28 +154,29 @@ def table_rows(config: dict, target: str, repo: Path) -> dict[str, list[str]]:
     return rows
 
 
-def row_seeds(config: dict, target: str, repo: Path) -> dict[str, list[int | None]]:
-    """Row label -> the training seed of each of its evaluation directories (table_rows' order); None for the
-    start model's one evaluation."""
-    out: dict[str, list[int | None]] = {}
+def row_trainings(config: dict, target: str, repo: Path) -> dict[str, list[Training | None]]:
+    """Row label -> the training of each of its evaluation directories (table_rows' order); None for the start
+    model's one evaluation."""
+    out: dict[str, list[Training | None]] = {}
     if target in ("table1", "table7"):
         for size in config["sizes"]:
             out[run_label(config, size, "base")] = [None]
     for t in trainings(config, target, repo):
-        out.setdefault(run_label(config, t.size, t.variant or t.method), []).append(t.seed)
+        out.setdefault(run_label(config, t.size, t.variant or t.method), []).append(t)
     return out
+
+
+def row_seeds(config: dict, target: str, repo: Path) -> dict[str, list[int | None]]:
+    """Row label -> the training seed of each of its evaluation directories; None for the start model."""
+    rows = row_trainings(config, target, repo)
+    return {label: [t.seed if t else None for t in ts] for label, ts in rows.items()}
 
 
 def row_runs(config: dict, target: str, repo: Path) -> dict[str, list[str | None]]:
-    """Row label -> the training directory of each of its evaluation directories (table_rows' order); None for
-    the start model's evaluation: the runs a row came from, so no reader walks back from evaluation files."""
-    out: dict[str, list[str | None]] = {}
-    if target in ("table1", "table7"):
-        for size in config["sizes"]:
-            out[run_label(config, size, "base")] = [None]
-    for t in trainings(config, target, repo):
-        out.setdefault(run_label(config, t.size, t.variant or t.method), []).append(t.run_dir)
-    return out
+    """Row label -> the training directory of each of its evaluation directories; None for the start model: the
+    runs a row came from, so no reader walks back from evaluation files."""
+    rows = row_trainings(config, target, repo)
+    return {label: [t.run_dir if t else None for t in ts] for label, ts in rows.items()}
 
 
 def curve_runs(config: dict, target: str, repo: Path) -> dict[str, dict[str, str]]:
