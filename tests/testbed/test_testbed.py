@@ -181,6 +181,62 @@ def test_the_skill_phase_comes_first_without_filler_noise_or_blind_examples(tiny
         TestbedWarmStartConfig(variant="r2", skill_lr=0.0)
 
 
+@pytest.mark.parametrize("met_at", [4, None])
+def test_the_skill_phase_stops_at_its_criterion_on_held_out_items_and_the_filler_phase_keeps_the_vision_tower(
+        tiny_dir, tb_data, tmp_path, monkeypatch, met_at):
+    from pgpo.data.datasets import load_split
+    from pgpo.testbed import warmstart
+    from pgpo.testbed.warmstart import TestbedWarmStartConfig, testbed_warm_start
+
+    seen, checked, snapshot = [], [], {}
+    real_batch, real_freeze = warmstart.supervised_batch, warmstart.freeze_vision
+    monkeypatch.setattr(warmstart, "supervised_batch", lambda proc, rows: seen.append(list(rows)) or
+                        real_batch(proc, rows))
+
+    def freeze(model):  # the vision weights when the filler phase starts, to compare with the saved ones
+        snapshot.update({n: p.detach().clone() for n, p in model.named_parameters()})
+        return real_freeze(model)
+
+    monkeypatch.setattr(warmstart, "freeze_vision", freeze)
+    steps_done = lambda: len(seen)  # noqa: E731 - one supervised batch per step (no blind rows in the skill phase)
+
+    def fake_accuracy(records, completions):  # the criterion (0.9) is met at step `met_at`, never if None
+        checked.append([r.id for r in records])
+        level = 0.95 if met_at is not None and steps_done() >= met_at else 0.5
+        return {"count": level, "digit": level, "all": level}
+
+    monkeypatch.setattr(warmstart, "accuracy", fake_accuracy)
+    cfg = TestbedWarmStartConfig(skill_steps=6, steps=2, batch_size=4, lr=2e-3, warmup_steps=1, eval_every=2,
+                                 eval_items=2, variant="r2", text_only_share=0.0, skill_criterion=0.9,
+                                 freeze_vision_after_skills=True, schedule="cosine")
+    report = testbed_warm_start(tiny_dir, tb_data, tmp_path / "ws", cfg)
+    end = met_at or 6
+    assert report["skill_phase"]["steps"] == end and report["skill_phase"]["criterion_met"] is (met_at is not None)
+    assert [(c["step"], c["phase"]) for c in report["curve"]] == (
+        [(2, "skills"), (4, "skills"), (6, "filler")] if met_at else
+        [(2, "skills"), (4, "skills"), (6, "skills"), (8, "filler")])
+    assert len(seen) == end + 2 and report["examples"] == (end + 2) * 4
+    assert report["curve"][-1]["lr"] == pytest.approx(2e-3 * 0.5 * (1 + math.cos(math.pi / 2)))  # the filler's t=1
+    # the checks are the last 2 warm-start items of each skill, never trained on, never the suites
+    rows = load_split(tb_data / "warmstart_r2.jsonl")
+    held = [r.id for s in ("digit", "count") for r in [x for x in rows if x.task == s][-2:]]
+    assert all(sorted(c) == sorted(held) for c in checked) and len(checked) == len(report["curve"])
+    assert not {r.id for b in seen for r in b} & set(held) and report["skill_phase"]["check_items"] == 4
+    # the filler phase trained the language model only
+    import torch
+
+    from pgpo.models.loading import load_model
+
+    saved = dict(load_model(tmp_path / "ws").named_parameters())  # the checkpoint's names differ (visual.*)
+    visual = [n for n in snapshot if n.startswith("model.visual.")]
+    assert set(visual) <= set(saved)
+    assert visual and report["skill_phase"]["vision_params_frozen"] == sum(snapshot[n].numel() for n in visual)
+    assert all(torch.equal(saved[n], snapshot[n]) for n in visual)
+    assert any(not torch.equal(saved[n], snapshot[n]) for n in snapshot if n.startswith("model.language_model."))
+    with pytest.raises(ValueError, match="skill_criterion needs skill_steps"):
+        TestbedWarmStartConfig(variant="r2", skill_criterion=0.9)
+
+
 def test_the_cosine_schedule_warms_up_and_settles_each_phase_and_constant_is_the_reference_schedule():
     from pgpo.testbed.warmstart import TestbedWarmStartConfig, lr_factor
 
