@@ -210,17 +210,7 @@ def testbed_warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str
         phase = 0 if step <= skill_end else 1
         if phase == 1 and cfg.freeze_vision_after_skills and not frozen:
             frozen = freeze_vision(model)
-        rows_of = short if phase == 0 else train
-        order = orders[phase]
-        if len(order) < cfg.batch_size:
-            order += rng.sample(range(len(rows_of)), len(rows_of))
-        picked = [rows_of[order.pop()] for _ in range(cfg.batch_size)]
-        seeing, blind = [], []
-        for r in picked:  # per example: through the blind view with a random answer, or with its image
-            if phase == 1 and rng.random() < cfg.text_only_share:
-                blind.append(dataclasses.replace(r, answer=rng.choice(answers[r.task])))
-            else:
-                seeing.append(r)
+        seeing, blind = _draw_batch(short if phase == 0 else train, orders[phase], rng, cfg, phase == 1, answers)
         blind_seen += len(blind)
         model.train()
         loss = _step_loss(model, processor, seeing, blind, cfg.answer_weight if phase else 1.0)
@@ -246,12 +236,34 @@ def testbed_warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str
     processor.save_pretrained(out)
     met = (skill_criterion_met(next(c for c in reversed(curve) if c["step"] == skill_end)["greedy_accuracy"], skills,
                                cfg.skill_criterion) if cfg.skill_criterion > 0 else None)
+    skill_phase = {"steps": skill_end, "criterion_met": met, "check_items": len(held), "vision_params_frozen": frozen}
+    return _write_report(model_dir, data_dir, out, cfg, length, skill_phase, blind_seen, curve)
+
+
+def _draw_batch(rows: list[Record], order: list[int], rng: random.Random, cfg: TestbedWarmStartConfig,
+                text_only: bool, answers: dict[str, list[str]]) -> tuple[list[Record], list[Record]]:
+    """The next batch_size rows of a phase's shuffled order (refilled with a new permutation when short), split into
+    (seeing, blind): with `text_only` (the filler phase) each row goes through the blind view with a random answer of
+    its skill at cfg.text_only_share (one rng draw per row either way: the reference warm start's stream)."""
+    if len(order) < cfg.batch_size:
+        order += rng.sample(range(len(rows)), len(rows))
+    seeing, blind = [], []
+    for r in [rows[order.pop()] for _ in range(cfg.batch_size)]:
+        if text_only and rng.random() < cfg.text_only_share:
+            blind.append(dataclasses.replace(r, answer=rng.choice(answers[r.task])))
+        else:
+            seeing.append(r)
+    return seeing, blind
+
+
+def _write_report(model_dir, data_dir: Path, out: Path, cfg: TestbedWarmStartConfig, length: int, skill_phase: dict,
+                  blind_seen: int, curve: list[dict]) -> dict:
+    """warmstart.json: config, inputs and their hashes, where the skill phase ended, the curve, code and machine."""
     report = {"config": asdict(cfg), "base": str(model_dir), "data": str(data_dir), "filler_length": length,
-              "skill_phase": {"steps": skill_end, "criterion_met": met, "check_items": len(held),
-                              "vision_params_frozen": frozen},
-              "text_only_examples": blind_seen, "examples": (skill_end + cfg.steps) * cfg.batch_size, "curve": curve,
+              "skill_phase": skill_phase, "text_only_examples": blind_seen,
+              "examples": (skill_phase["steps"] + cfg.steps) * cfg.batch_size, "curve": curve,
               "code_version": code_version(), "machine": machine(),
-              "inputs": {"base_hash": dir_hash(model_dir), "data_manifest_sha256": sha256_file(Path(data_dir) /
+              "inputs": {"base_hash": dir_hash(model_dir), "data_manifest_sha256": sha256_file(data_dir /
                                                                                              "MANIFEST.json")},
               "weights_hash": dir_hash(out, ("*.safetensors",))}
     (out / "warmstart.json").write_text(json.dumps(report, indent=2))
