@@ -223,6 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, formatter_class=_Formatter)
 
+    _add_data_commands(add)
+    _add_training_commands(add)
+    _add_evaluation_commands(add)
+    _add_results_commands(add)
+    from pgpo.diagnostics.cli import add_analysis_commands  # statistics over finished runs: power, gradients
+
+    add_analysis_commands(add)
+    from pgpo.testbed.cli import add_testbed_commands  # issue 21's credit-assignment testbed: its own module
+
+    add_testbed_commands(add("testbed", "the credit-assignment testbed: data, warm-start, gates, record, table"),
+                         _Formatter)
+    return p
+
+
+def _add_data_commands(add) -> None:
+    """The model and data stages: build-tiny, make-data, prepare, warm-start."""
     seed_help = "random seed"
     s = add("build-tiny", "build the tiny Qwen2.5-VL offline (tokenizer, processor, model)")
     s.add_argument("--out", required=True, help="directory to write the model folder to")
@@ -260,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_warm_start)
 
 
+def _add_training_commands(add) -> None:
+    """RL training of one method."""
     s = add("train", "RL training of one method (resumes from the last checkpoint in --out)")
     s.add_argument("--method", required=True, help="a name in baselines/ or a method YAML path")
     s.add_argument("--config", default="workflows/config/train/tiny.yaml", help="training recipe YAML")
@@ -272,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete a different run found in --out and start this one (default: refuse)")
     s.set_defaults(fn=cmd_train)
 
+
+def _add_evaluation_commands(add) -> None:
+    """Held-out measurement: probe, evaluate, score, fetch, benchmarks, dependency-report."""
     s = add("probe", "held-out avg@k and token visual dependency (answer vs other tokens)")
     s.add_argument("--checkpoint", required=True, help="checkpoint directory (or a hub id)")
     s.add_argument("--data", required=True, help="data directory made by make-data")
@@ -314,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("benchmarks", "list the benchmarks (lmms-eval tasks) and their sources")
     s.set_defaults(fn=cmd_benchmarks)
 
+
+def _add_results_commands(add) -> None:
+    """Workflow steps over finished runs: status, track, table, methods."""
     s = add("status", "progress of a workflow's trainings and evaluations, read from the files under ROOT")
     s.add_argument("root", help="the workflow's results root, e.g. results/tiny")
     s.add_argument("--stale-after", type=float, default=1800.0,
@@ -345,15 +369,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "attribute docstrings of MethodConfig and of every registered component's parameters")
     s.add_argument("--write", action="store_true", help="regenerate the field table of baselines/README.md")
     s.set_defaults(fn=cmd_methods)
-
-    from pgpo.diagnostics.cli import add_analysis_commands  # statistics over finished runs: power, gradients
-
-    add_analysis_commands(add)
-    from pgpo.testbed.cli import add_testbed_commands  # issue 21's credit-assignment testbed: its own module
-
-    add_testbed_commands(add("testbed", "the credit-assignment testbed: data, warm-start, gates, record, table"),
-                         _Formatter)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
