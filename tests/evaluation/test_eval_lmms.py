@@ -256,16 +256,21 @@ def test_vllm_backend_end_to_end(tiny_dir, tiny_data, tmp_path, monkeypatch):
 def test_two_processes_shard_the_questions_and_gather_them(tiny_dir, tiny_data, tmp_path):
     """`torchrun --nproc_per_node 2` (CPU here; `accelerate launch` on GPUs): every question is answered once."""
     import os
+    import socket
     import subprocess
     import sys
 
+    with socket.socket() as s:  # other test sessions may run on this machine: never torchrun's default 29500
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "pgpo.cli", "evaluate",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           "-m", "pgpo.cli", "evaluate",
            "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks", "tiny_bars,tiny_shape",
            "--samples", "2", "--set", "limit=3", "--set", "backend.threads=1", "--out", str(out)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[-8000:]  # the failing worker's own lines, not only torchrun's summary
     for name in ("tiny_bars", "tiny_shape"):
         result = json.loads((out / f"{name}.json").read_text())
         assert (result["n_questions"], result["n_samples"], result["generation"]["world_size"]) == (3, 6, 2)
