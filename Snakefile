@@ -9,7 +9,10 @@ from pathlib import Path
 _STARTED = time.time()
 
 
-if "profile" not in config:  # a --configfile replaces the default instead of being merged (sizes, shards differ)
+# The default profile only when no --configfile gave one: a --configfile replaces the default instead of being
+# merged (sizes, shards differ). A profile that `extends:` another names its defaults itself; loading tiny.yaml
+# under it as well would put tiny's values over its parent's (resolve_extends merges the child over the parent).
+if "profile" not in config and "extends" not in config:
 
     configfile: "workflows/config/tiny.yaml"
 

@@ -263,3 +263,15 @@ def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupte
                  "--set", f"data.train={root / 'data/train.jsonl'}", "--out", str(other)]) == 0
     straight = [json.loads(line) for line in (other / "metrics.jsonl").read_text().splitlines()]
     assert [m["reward"] for m in resumed] == pytest.approx([m["reward"] for m in straight])
+
+
+def test_a_profile_extending_quick_without_its_own_name_gets_quicks_values(tmp_path):
+    """No `profile:` key in a --configfile that extends quick.yaml: its values are quick's (1 RL step), not the
+    default profile's (the Snakefile once loaded tiny.yaml under it, whose keys then won over the parent's)."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"extends: {REPO}/workflows/config/quick.yaml\nroot: {tmp_path}/root\n")
+    proc = snakemake(REPO, "-n", "-p", "reproduce_table1", "--configfile", str(mine), timeout=300)
+    train = [line for line in proc.stdout.splitlines() if " train " in line and "--set" in line]
+    assert train, proc.stdout[-2000:]
+    assert all("max_steps=1 " in line or line.endswith("max_steps=1") for line in train), train[0]
+    assert f"{tmp_path}/root/runs/tiny/" in proc.stdout  # its own root, over the parent's
