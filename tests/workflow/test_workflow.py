@@ -265,11 +265,16 @@ def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     assert [m["reward"] for m in resumed] == pytest.approx([m["reward"] for m in straight])
 
 
-def test_a_profile_extending_quick_without_its_own_name_gets_quicks_values(tmp_path):
-    """No `profile:` key in a --configfile that extends quick.yaml: its values are quick's (1 RL step), not the
-    default profile's (the Snakefile once loaded tiny.yaml under it, whose keys then won over the parent's)."""
+def test_a_profile_extending_another_without_its_own_name_is_refused(tmp_path):
+    """`extends: quick.yaml` and no `profile:` key: refused before any job, naming the file. (The Snakefile once
+    loaded tiny.yaml under such a file, whose keys then won over the parent's: the full tiny DAG under results/tiny.)
+    With its own name it gets the parent's values (1 RL step) under its own root."""
     mine = tmp_path / "mine.yaml"
     mine.write_text(f"extends: {REPO}/workflows/config/quick.yaml\nroot: {tmp_path}/root\n")
+    proc = snakemake(REPO, "-n", "-p", "reproduce_table1", "--configfile", str(mine), timeout=300, check=False)
+    assert proc.returncode != 0
+    assert f"{mine}" in proc.stdout + proc.stderr and "no `profile:` name" in proc.stdout + proc.stderr
+    mine.write_text(mine.read_text() + "profile: mine\n")
     proc = snakemake(REPO, "-n", "-p", "reproduce_table1", "--configfile", str(mine), timeout=300)
     train = [line for line in proc.stdout.splitlines() if " train " in line and "--set" in line]
     assert train, proc.stdout[-2000:]

@@ -15,6 +15,11 @@ REPO = Path(workflow.basedir)
 
 def _load(config):
     """`extends` resolved, the schema's defaults filled, then every method name and override checked (before any job)."""
+    if "extends" in config and "profile" not in config:
+        # its runs would land under the parent's name and root, beside (or over) the parent's own results
+        files = ", ".join(str(f) for f in workflow.overwrite_configfiles or []) or "the --config values"
+        raise WorkflowError(f"workflow config {files}: it extends {config['extends']} but has no `profile:` name of "
+                            "its own; add `profile: <name>` (and a `root:` for its results)")
     resolved = plan.resolve_extends(config, REPO / "workflows/config")
     config.clear()
     config.update(resolved)
