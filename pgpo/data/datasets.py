@@ -142,6 +142,12 @@ def load_split(path: str | Path, check_images: bool = True) -> list[Record]:
         if missing:
             problems += [f"{where}: field '{k}' is missing, empty or only whitespace" for k in missing]
             continue
+        # a list or number would become its Python string ("['3']") and the correct answer would score 0
+        wrong = [k for k in ("question", "answer") if not isinstance(row[k], str)]
+        if wrong:
+            problems += [f"{where}: field '{k}' must be a JSON string, not {type(row[k]).__name__} "
+                         f"({json.dumps(row[k])[:40]}); write it quoted" for k in wrong]
+            continue
         rid = str(row["id"])
         if rid in first_row:
             problems.append(f"{where}: field 'id': {rid!r} already used on row {first_row[rid]}")

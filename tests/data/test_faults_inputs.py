@@ -51,6 +51,8 @@ def write_rows(path, rows):
     ("latin1", "train.jsonl:3: not UTF-8 (byte 0xe9 at column"),
     ("duplicate_id", "train.jsonl:5: field 'id': 'train-000001' already used on row 2"),
     ("blank_question", "train.jsonl:4: field 'question' is missing, empty or only whitespace"),
+    ("list_answer", "train.jsonl:6: field 'answer' must be a JSON string, not list ([\"3\"]); write it quoted"),
+    ("number_answer", "train.jsonl:6: field 'answer' must be a JSON string, not int (3); write it quoted"),
 ])
 def test_bad_training_data_is_named_before_the_model_loads(corrupt, message, tiny_dir, tiny_data, tmp_path,
                                                            capsys, no_model_load):
@@ -64,6 +66,10 @@ def test_bad_training_data_is_named_before_the_model_loads(corrupt, message, tin
         rows = rows_of(split)
         if corrupt == "duplicate_id":
             rows[4]["id"] = rows[1]["id"]
+        elif corrupt == "list_answer":
+            rows[5]["answer"] = ["3"]
+        elif corrupt == "number_answer":
+            rows[5]["answer"] = 3
         else:
             rows[3]["question"] = " \t "
         write_rows(split, rows)
