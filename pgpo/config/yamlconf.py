@@ -159,3 +159,14 @@ def documented_fields(cls, prefix: str = "") -> list[FieldDoc]:
         annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         out.append(FieldDoc(f"{prefix}{f.name}", annotation, repr(default), docs.get(f.name, "")))
     return out
+
+
+def no_repeats(mapping: dict, field: str, where: str) -> None:
+    """A list that names runs, methods or columns lists each once: a repeated seed or method would be trained or
+    evaluated once and then averaged twice (an interval made of copies, n counted double)."""
+    values = mapping.get(field)
+    if not isinstance(values, list):
+        return
+    twice = sorted({repr(v) for i, v in enumerate(values) if v in values[:i]})
+    if twice:
+        raise ConfigError(f"{where}: {', '.join(twice)} listed more than once in {values}; list each once")

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from pgpo.config.schema import ConfigError
+from pgpo.config.yamlconf import no_repeats
 
 SECTION_KEYS = {"skills", "variants", "data", "warmstart", "gates", "gate_overrides", "arms", "reference", "runs",
                 "train_config", "train_set", "curves", "accuracy_curve", "gain", "block", "forced", "bootstrap",
@@ -240,6 +241,8 @@ def check(config: dict, repo: Path) -> None:
             raise ConfigError(f"testbed.runs.{variant}: the reference arm {tb['reference']!r} is not among its arms")
         if not spec.get("seeds"):
             raise ConfigError(f"testbed.runs.{variant}.seeds: at least one seed")
+        for field in ("seeds", "arms"):
+            no_repeats(spec, field, f"testbed.runs.{variant}.{field}")
     core = tb.get("core")
     if core is not None:
         if not isinstance(core, dict) or set(core) != {"variant", "arms"}:

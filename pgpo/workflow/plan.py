@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from pgpo.config.schema import ConfigError, available_methods, deep_merge, load_method, load_train_config
-from pgpo.config.yamlconf import nest_dotted
+from pgpo.config.yamlconf import nest_dotted, no_repeats
 from pgpo.records.layout import ABLATION_RUN, Layout
 from pgpo.records.stages import RUN_FILE
 
@@ -366,6 +366,9 @@ def check(config: dict, repo: Path | None = None) -> None:
     from pgpo.evaluation.config import load_eval_config
 
     repo = Path(repo) if repo is not None else SCHEMA.parent.parent.parent
+    for key in ("seeds", "methods", "table7", "eval_shards", "average_over", "ablation.seeds"):
+        section, _, field = key.rpartition(".")
+        no_repeats((config.get(section) or {}) if section else config, field, key)
     known = available_methods()
     if config["methods"] != "all":
         for m in config["methods"]:

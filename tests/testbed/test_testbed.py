@@ -402,6 +402,10 @@ def test_the_core_table_is_the_cores_runs_and_the_full_table_every_run():
     ({"core": {"variant": "random9", "arms": ["dapo"]}}, "testbed.core.variant: 'random9' has no runs"),
     ({"core": {"variant": "random2", "arms": ["pgpo"]}}, "must be arms of runs.random2 and include the reference"),
     ({"core": {"seeds": [0]}}, "testbed.core: expected"),
+    ({"runs": {"random2": {"arms": ["dapo", "pgpo"], "seeds": [0, 1, 0]}}},
+     r"testbed.runs.random2.seeds: 0 listed more than once in \[0, 1, 0\]; list each once"),
+    ({"runs": {"random2": {"arms": ["dapo", "pgpo", "dapo"], "seeds": [0]}}},
+     r"testbed.runs.random2.arms: 'dapo' listed more than once"),
 ])
 def test_bad_testbed_configs_are_named(change, message):
     from pgpo.testbed import plan

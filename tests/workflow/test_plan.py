@@ -109,6 +109,13 @@ def test_a_bad_grid_is_named_at_the_dry_run(quick, tmp_path, text, message):
     ({"train_set": {"max_steps": 0, "epochs": 0}}, "max_steps > 0"),
     ({"eval_set": {"sampling.samplez": 2}}, r"eval_set.*unknown field\(s\) \['samplez'\]"),
     ({"dependency_report": {"size": "3b", "run": "pgpo-s0"}}, "dependency_report.size"),
+    # a repeat would be run once and averaged twice: n_seeds 2 and an interval made of copies
+    ({"seeds": [0, 0]}, r"seeds: 0 listed more than once in \[0, 0\]; list each once"),
+    ({"methods": ["grpo", "dapo", "grpo"]}, r"methods: 'grpo' listed more than once"),
+    ({"table7": ["pgpo_grpo", "pgpo_grpo"]}, "table7: 'pgpo_grpo' listed more than once"),
+    ({"eval_shards": ["tiny", "tiny"]}, "eval_shards: 'tiny' listed more than once"),
+    ({"ablation": {"method": "pgpo", "seeds": [1, 1], "grid": "workflows/config/ablation_thresholds.tsv"}},
+     "ablation.seeds: 1 listed more than once"),
 ])
 def test_check_rejects_what_a_job_would_reject(quick, change, message):
     with pytest.raises(ConfigError, match=message):
