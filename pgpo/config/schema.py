@@ -8,6 +8,7 @@ validated by pgpo.methods.components.resolve_components, the function the traine
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,7 +372,24 @@ def validate_train(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: vLLM rollouts on multi-GPU runs expect model.dtype bfloat16")
     if not 0 < r.top_p <= 1 or r.temperature <= 0:
         raise ConfigError(f"{where}: rollout.top_p must be in (0,1] and temperature > 0")
+    check_optimizer(o, where)
     check_context_budget(cfg, where)
+
+
+def check_optimizer(o: OptimConfig, where: str) -> None:
+    """What the Trainer would refuse (or accept and diverge on) after the model has loaded, named before it loads."""
+    from transformers.trainer_utils import SchedulerType  # names as the Trainer reads them (imported by training anyway)
+    from transformers.training_args import OptimizerNames
+
+    if not (0 <= o.adam_beta1 < 1 and 0 <= o.adam_beta2 < 1) or not o.adam_epsilon > 0:
+        raise ConfigError(f"{where}: optim.adam_beta1 and adam_beta2 must be in [0, 1) and adam_epsilon > 0, got "
+                          f"{o.adam_beta1}, {o.adam_beta2}, {o.adam_epsilon}")
+    for name, value, known in (("optimizer", o.optimizer, OptimizerNames), ("scheduler", o.scheduler, SchedulerType)):
+        names = [k.value for k in known]
+        if value not in names:
+            close = difflib.get_close_matches(value, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{where}: optim.{name} {value!r} is not a Trainer {name}; {hint}known: {names}")
 
 
 VISUAL_TOKEN_PIXELS = 28 * 28  # Qwen2.5-VL: one visual token per 14x14 patch after the 2x2 merge

@@ -17,6 +17,7 @@ import ast
 import dataclasses
 import inspect
 import itertools
+import math
 import textwrap
 import typing
 from pathlib import Path
@@ -98,13 +99,20 @@ def coerce_scalar(value: Any, annotation: Any, where: str) -> Any:
         kind = kind.removesuffix(" | None")
     try:
         if kind == "float" and isinstance(value, (int, str)) and not isinstance(value, bool):
-            return float(value)
+            value = float(value)
         if kind == "int" and isinstance(value, str):
             return int(value)
     except ValueError:
         raise ConfigError(f"{where}: expected a {kind}, got {value!r}") from None
     if kind in ("float", "int") and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ConfigError(f"{where}: expected a {kind}, got {value!r}")
+    if kind == "float" and not math.isfinite(value):
+        # an infinite lr passed every `> 0` check and saved checkpoint-1 with every tensor non-finite
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    if kind == "int" and isinstance(value, float):
+        if not value.is_integer():  # a count: 2.5 steps, 0.5 generations
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return int(value)
     if kind == "bool" and not isinstance(value, bool):
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     return value

@@ -82,6 +82,15 @@ def test_bad_training_data_is_named_before_the_model_loads(corrupt, message, tin
     ("save_steps=0", "save_steps must be > 0, got 0"),
     ("optim.max_grad_norm=-1", "optim.max_grad_norm must be >= 0"),
     ("micro_batch=0", "micro_batch must be > 0"),
+    # issue 23: values that passed every check and failed (or diverged) after the model loaded
+    ("optim.lr=.inf", "tiny.yaml.optim.lr: expected a finite number, got inf"),
+    ("rollout.temperature=nan", "rollout.temperature: expected a finite number, got nan"),
+    ("max_steps=2.5", "max_steps: expected a whole number, got 2.5"),
+    ("optim.adam_beta1=1.5", "optim.adam_beta1 and adam_beta2 must be in [0, 1) and adam_epsilon > 0"),
+    ("optim.adam_epsilon=0", "adam_epsilon > 0, got 0.9, 0.999, 0.0"),
+    ("optim.optimizer=adamw_torch_fusd", "optim.optimizer 'adamw_torch_fusd' is not a Trainer optimizer; did you "
+                                         "mean 'adamw_torch_fused'?"),
+    ("optim.scheduler=cosin", "optim.scheduler 'cosin' is not a Trainer scheduler; did you mean 'cosine'?"),
 ])
 def test_bad_recipe_values_are_refused(override, message, tiny_dir, tiny_data, tmp_path, capsys, no_model_load):
     assert main(train_argv(tiny_dir, tiny_data, tmp_path / "run", override)) == 2
