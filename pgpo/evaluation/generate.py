@@ -188,6 +188,22 @@ def prepare_tasks(benchmarks: list[Benchmark], cfg: EvalConfig, out_dir: Path, c
     return prepared
 
 
+def check_prompts(checkpoint: str, cfg: EvalConfig, pixels: dict, prepared: dict) -> None:
+    """Every question that lmms-eval will generate for fits the model's context (pgpo.evaluation.prompt_budget)."""
+    from pgpo.evaluation.prompt_budget import check_prompt_budget, context_length
+
+    context = context_length(checkpoint, cfg.backend.max_model_len)
+    if context is None:
+        return
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    for name, (_, task) in prepared.items():
+        docs = list(task.eval_docs)
+        check_prompt_budget(name, docs[:cfg.limit] if cfg.limit else docs, tokenizer, pixels, context,
+                            cfg.sampling.max_new_tokens)
+
+
 def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_dir: str | Path,
              progress=print) -> dict[str, Path] | None:
     """Sample every benchmark; returns {benchmark: samples file} (None on non-zero ranks of a parallel launch)."""
@@ -208,6 +224,7 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
     from lmms_eval.models import get_model
 
     prepared = prepare_tasks(benchmarks, cfg, out_dir, commits, not get_model(cfg.backend.name).is_simple, progress)
+    check_prompts(checkpoint, cfg, pixels, prepared)
     lm = build_model(cfg.backend.name, args)
     manager = TaskManager("WARNING", include_path=str(TASKS_DIR), include_defaults=False)
     written = {}

@@ -129,6 +129,54 @@ def test_duplicate_evaluation_ids_stop_before_the_model_loads(tiny_dir, tiny_dat
     assert f"'{rows[0]['id']}' already used on row 1" in capsys.readouterr().err
 
 
+def test_an_evaluation_question_longer_than_the_context_stops_before_the_model_loads(tiny_dir, tiny_data, tmp_path,
+                                                                                   capsys, monkeypatch):
+    """Issue 23: a question of 100,000 characters (~25,000 tokens against the tiny model's 2,048) grew the backend to
+    17.8 GB until the kernel killed it. Now every such row is named and counted before any model loads."""
+    from pgpo.data.datasets import write_manifest
+    from pgpo.evaluation import generate
+
+    def forbidden(*_, **__):
+        raise AssertionError("the model was loaded before the over-long questions were reported")
+
+    monkeypatch.setattr(generate, "build_model", forbidden)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = data_copy(tiny_data, tmp_path)
+    suite = data / "suite_bars.jsonl"
+    rows = rows_of(suite)
+    rows[1]["question"] = "how many bars " * 7200  # 100,800 characters
+    rows[3]["question"] = "bars " * 2000  # ~2,000 tokens: over 2,048 with the image, template and 32 new tokens
+    write_rows(suite, rows)
+    write_manifest(data, json.loads((data / "MANIFEST.json").read_text())["config"])
+    rc = main(["evaluate", "--checkpoint", str(tiny_dir), "--data", str(data), "--benchmarks", "tiny_bars",
+               "--out", str(tmp_path / "eval")])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "tiny_bars: 2 question(s) do not fit the model's context of 2048 tokens with max_new_tokens 32" in err
+    assert f"'{rows[1]['id']}' (" in err and f"'{rows[3]['id']}' (" in err and f"'{rows[0]['id']}'" not in err
+    assert not (tmp_path / "eval" / "samples").exists()
+
+
+def test_the_prompt_bound_counts_what_the_processor_gives(tiny_dir, tiny_data):
+    """The bound is an upper bound of the processor's own count, and tight: a few template tokens of margin."""
+    from transformers import AutoProcessor
+
+    from pgpo.data.datasets import load_split
+    from pgpo.data.prompts import chat_messages, user_text
+    from pgpo.evaluation.prompt_budget import TEMPLATE_TOKENS, check_prompt_budget
+    from PIL import Image
+
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    for record in load_split(tiny_data / "suite_bars.jsonl")[:3]:
+        doc = {"id": record.id, "question": record.question, "choices": record.choices, "images": list(record.images)}
+        text = processor.apply_chat_template([chat_messages(user_text(record.question, record.choices or None),
+                                                            [None])], add_generation_prompt=True, tokenize=False)
+        real = processor(text=text, images=[Image.open(record.image).convert("RGB")], return_tensors="pt")
+        n = real["input_ids"].shape[1]
+        bound = check_prompt_budget("t", [doc], processor.tokenizer, {}, 2048, 32)
+        assert n <= bound <= n + TEMPLATE_TOKENS, (n, bound)
+
+
 def test_two_trackers_on_a_fresh_store_take_turns(tmp_path):
     """Two `pgpo track` processes started together on a new store: both succeed, one parent run, no raw
     sqlite error from MLflow's schema creation."""
