@@ -31,8 +31,6 @@ def evaluate_checkpoint(checkpoint: str, config: str | Path, overrides: dict, ou
     from pgpo.config.schema import COMMIT, ConfigError, is_hub_id
     from pgpo.evaluation import benchmarks as bm
     from pgpo.evaluation.config import load_eval_config
-    from pgpo.evaluation.generate import generate
-    from pgpo.evaluation.score import score_run
 
     check_checkpoint(checkpoint, "--checkpoint")
     cfg = load_eval_config(config, overrides)
@@ -45,6 +43,22 @@ def evaluate_checkpoint(checkpoint: str, config: str | Path, overrides: dict, ou
             raise ConfigError(f"--revision {revision!r}: needs a hub id checkpoint (org/name) and a 40-hex "
                               "commit (the full sha of the hub snapshot training started from)")
         checkpoint = pinned_snapshot(checkpoint, revision)
+    if int(os.environ.get("RANK", "0")) != 0:  # the other ranks gather to rank 0, which holds the directory
+        return _evaluate(checkpoint, cfg, benches, out, overwrite, score, summary)
+    from pgpo.util.run_lock import lock_run_dir, release_run_dir
+
+    lock_run_dir(out, f"pgpo evaluate --checkpoint {checkpoint}")
+    try:
+        return _evaluate(checkpoint, cfg, benches, out, overwrite, score, summary)
+    finally:
+        release_run_dir(out)
+
+
+def _evaluate(checkpoint, cfg, benches, out: Path, overwrite: bool, score: bool, summary: str | None) -> dict:
+    """evaluate_checkpoint once its inputs are resolved (and rank 0 holds `out`)."""
+    from pgpo.evaluation.generate import generate
+    from pgpo.evaluation.score import score_run
+
     existing = [b.name for b in benches if (out / "samples" / f"{b.name}.jsonl").exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{out}/samples already holds {existing}; pass --overwrite to regenerate them, "

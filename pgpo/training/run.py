@@ -195,6 +195,19 @@ def check_output_dir(out: Path, identity: dict, fresh: bool = False) -> str:
 
 
 def train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh: bool = False) -> RunRecord | None:
+    """`_train` holding the run directory (pgpo.util.run_lock) on rank 0: a second process on it refuses."""
+    if not is_main_process():  # the other ranks of this launch write through rank 0
+        return _train(cfg, method, output_dir, fresh)
+    from pgpo.util.run_lock import lock_run_dir, release_run_dir
+
+    lock_run_dir(output_dir, f"pgpo train --method {method.name}")
+    try:
+        return _train(cfg, method, output_dir, fresh)
+    finally:
+        release_run_dir(output_dir)
+
+
+def _train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh: bool = False) -> RunRecord | None:
     """Train (resuming from the last checkpoint in output_dir if any) and write final/ and run.json.
 
     Returns the run's record (None on the ranks other than 0 of a multi-process launch). Re-running a finished run
