@@ -8,9 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from pgpo.config.overrides import _overrides, check_checkpoint
+from pgpo.util.atomic import write_atomic
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -78,9 +77,9 @@ def cmd_prepare(a):
 
 def cmd_warm_start(a):
     from pgpo.tiny.warmstart import WarmStartConfig, warm_start
-    from pgpo.config.yamlconf import build_dataclass
+    from pgpo.config.yamlconf import build_dataclass, read_yaml
 
-    raw = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
+    raw = read_yaml(Path(a.config)) if a.config else {}
     cfg = build_dataclass(WarmStartConfig, {**(raw or {}), **_overrides(a.set)}, a.config or "--set")
     check_checkpoint(a.model, "--model")
     report = warm_start(a.model, a.data, a.out, cfg)
@@ -124,7 +123,7 @@ def cmd_evaluate(a):
         overrides["data"] = a.data
     result = evaluate_checkpoint(a.checkpoint, a.config, overrides, a.out,
                                  a.benchmarks.split(",") if a.benchmarks else None, a.revision, a.overwrite,
-                                 not a.no_score, a.summary)
+                                 not a.no_score, a.summary, a.resume)
     if result["table"] is None:
         return
     for name, r in result["table"]["benchmarks"].items():
@@ -172,7 +171,7 @@ def cmd_track(a):
     result = ingest(spec.root, spec.target, {k: Path(v) for k, v in spec.trainings.items()},
                     {k: Path(v) for k, v in spec.evaluations.items()}, spec.benchmarks, spec.labels)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=2))
+    write_atomic(Path(a.out), json.dumps(result, indent=2))
     print(f"{spec.target}: {len(result['runs'])} runs under parent {result['parent_run_id']}")
 
 
@@ -314,6 +313,9 @@ def _add_evaluation_commands(add) -> None:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. backend.batch_size=8")
     s.add_argument("--no-score", action="store_true", help="only generate (score later with `pgpo score`)")
     s.add_argument("--overwrite", action="store_true", help="regenerate samples that already exist in --out")
+    s.add_argument("--resume", action="store_true",
+                   help="keep the samples of benchmarks this same evaluation (checkpoint, config, code) finished in "
+                        "--out before it was stopped; generate (or regenerate) the others")
     s.add_argument("--summary", help="write the summary here instead of <out>/summary.json")
     s.set_defaults(fn=cmd_evaluate)
 

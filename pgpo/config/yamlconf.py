@@ -32,14 +32,47 @@ class ConfigError(UserError, ValueError):
     """A configuration file or field is invalid; the message names it."""
 
 
-def read_yaml(path: Path) -> dict:
-    """The top-level mapping of a YAML file; a missing file, invalid YAML or a non-mapping is a ConfigError."""
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently: a recipe
+    with two `optim:` blocks trained on the second alone)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_text(text: str, where: str):
+    """YAML text parsed with UniqueKeyLoader; invalid YAML or a repeated key is a ConfigError naming `where`."""
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)
+    except yaml.MarkedYAMLError as e:  # one line: file:line:column and what is wrong there
+        mark = e.problem_mark
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        what = "; ".join(str(x) for x in (e.context, e.problem) if x)
+        raise ConfigError(f"{where}{at}: invalid YAML ({what})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: invalid YAML ({' '.join(str(e).split())})") from None
+
+
+def read_yaml(path: Path, allow_empty: bool = False) -> dict:
+    """The top-level mapping of a YAML file; a missing file, invalid YAML, a repeated key, a non-mapping or (unless
+    `allow_empty`) an empty file is a ConfigError."""
     if not path.exists():
         raise ConfigError(f"{path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({e})") from e
+    if path.is_dir():
+        raise ConfigError(f"{path}: a directory, not a YAML file")
+    data = load_yaml_text(path.read_text(), str(path))
+    if data is None and not allow_empty:
+        # an empty recipe once trained on the code's defaults without a word
+        raise ConfigError(f"{path}: empty; a recipe or method file sets at least one field")
+    data = data or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return data

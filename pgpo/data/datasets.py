@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pgpo.util.atomic import write_atomic
 from pgpo.util.errors import DataError, UserError  # noqa: F401 (DataError: re-exported, its old home)
 from pgpo.util.provenance import sha256_file
 
@@ -99,7 +100,7 @@ def write_manifest(root: str | Path, config: dict) -> Path:
     root = Path(root)
     files = {p.name: sha256_file(p) for p in sorted(root.glob("*.jsonl"))}
     out = root / "MANIFEST.json"
-    out.write_text(json.dumps({"config": config, "files": files}, indent=2))
+    write_atomic(out, json.dumps({"config": config, "files": files}, indent=2))
     return out
 
 

@@ -41,6 +41,7 @@ from PIL import Image
 
 from pgpo.data.datasets import DataError, sha256_file, write_manifest
 from pgpo.data.prompts import IMAGE_TAG, matched_braces, strip_image_tags
+from pgpo.util.atomic import write_atomic
 from pgpo.util.provenance import short_digest
 
 HUB_ID = "TIGER-Lab/ViRL39K"
@@ -284,7 +285,7 @@ def prepare_virl39k(src: str | Path, out: str | Path, table: str | Path | None =
               "table_sha256": sha256_file(table_path), "revision": rev, "revision_from": rev_from,
               "images_root": str(root.resolve())}
     report = {"source": source, "counts": counts, "rejected_by_reason": by_reason, "rejected": rejected}
-    (out / "prepare_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    write_atomic(out / "prepare_report.json", json.dumps(report, indent=2, ensure_ascii=False))
     from pgpo.util.provenance import code_version
 
     write_manifest(out, {"dataset": "virl39k", "source": source, "counts": counts,

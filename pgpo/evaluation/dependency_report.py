@@ -11,6 +11,7 @@ import numpy as np
 
 from pgpo.evaluation.probe import probe
 from pgpo.tiny.synthetic import TASKS
+from pgpo.util.atomic import write_atomic
 
 
 def _html(result: dict) -> str:
@@ -63,7 +64,7 @@ def dependency_report(checkpoint: str, data_dir: str, out: str | Path, items_per
     result = probe(checkpoint, data_dir, list(TASKS), items_per_task, k, seed=seed, examples=2)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".html").write_text(_html(result))
+    write_atomic(out.with_suffix(".html"), _html(result))
     _png(result, out.with_suffix(".png"))
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    write_atomic(out.with_suffix(".json"), json.dumps(result, indent=2))
     return result["suites"]

@@ -24,6 +24,7 @@ from pgpo.evaluation.docs import METRIC, PREPARED_SUITE
 from pgpo.evaluation.guard import check_environment, check_metrics
 from pgpo.data.prompts import INSTRUCTION, SYSTEM_PROMPT
 from pgpo.records.stages import write_samples_meta
+from pgpo.util.atomic import write_atomic
 
 
 def _saved_pixels(checkpoint: str) -> dict:
@@ -163,7 +164,7 @@ def write_samples(bench: Benchmark, logged: list[dict], path: Path) -> int:
                      "answer": str(doc["answer"]), "choices": list(doc.get("choices") or []),
                      "responses": list(responses), "lmms_eval_score": s.get(METRIC)})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return len(rows)
 
 

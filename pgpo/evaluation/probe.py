@@ -21,6 +21,7 @@ from pgpo.util.progress import iterate
 from pgpo.tiny.sampling import sample_batch
 from pgpo.rewards.scoring import grade
 from pgpo.methods.shaping import normalised_dependency
+from pgpo.util.atomic import write_atomic
 
 
 @torch.no_grad()
@@ -95,4 +96,4 @@ def _summarise(stats: dict[str, list[float]]) -> dict:
 
 def write_probe(result: dict, out: str | Path) -> None:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(result, indent=2))
+    write_atomic(Path(out), json.dumps(result, indent=2))

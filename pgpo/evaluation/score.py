@@ -23,6 +23,7 @@ from pgpo.rewards.graders import agreement, get_grader
 from pgpo.records.stages import (META_SUFFIX, read_samples_meta, write_eval_result, write_eval_summary)
 from pgpo.records.stages import summary_path as default_summary
 from pgpo.rewards.scoring import choice_letter
+from pgpo.util.atomic import write_atomic
 
 
 def bootstrap_ci(values: np.ndarray, samples: int, seed: int, chunk: int = 1000) -> tuple[float, float]:
@@ -170,7 +171,7 @@ def score_run(run_dir: str | Path, benchmarks: list[str] | None = None, bootstra
             meta = read_samples_meta(f)
             report = agreement(read_samples(f, meta.k), "pgpo", grader, float(meta.grading.get("abs_tol", 0.0)))
             (run_dir / "agreement").mkdir(exist_ok=True)
-            (run_dir / "agreement" / f"{result['benchmark']}{suffix}.json").write_text(json.dumps(report, indent=2))
+            write_atomic((run_dir / "agreement" / f"{result['benchmark']}{suffix}.json"), json.dumps(report, indent=2))
         summary[result["benchmark"]] = {key: result[key] for key in (
             "avg_at_k", "k", "n_questions", "standard_error", "ci95_bootstrap", "n_failed", "n_timeout")}
     return write_eval_summary(summary_path or default_summary(run_dir, grader=grader), summary)

@@ -18,6 +18,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from pgpo.util.atomic import write_atomic
 from pgpo.util.errors import DataError
 
 RUN_FILE = "run.json"
@@ -95,7 +96,7 @@ def write_run(run_dir: str | Path, record: RunRecord) -> Path:
     """run.json if record.finished, else run_config.json."""
     path = Path(run_dir) / (RUN_FILE if record.finished else RUN_CONFIG_FILE)
     plain = _plain(record)
-    path.write_text(json.dumps(plain if record.finished else {k: plain[k] for k in RUN_CONFIG_FIELDS}, indent=2))
+    write_atomic(path, json.dumps(plain if record.finished else {k: plain[k] for k in RUN_CONFIG_FIELDS}, indent=2))
     return path
 
 
@@ -158,7 +159,7 @@ def truncate_metrics(run_dir: str | Path, step: int) -> None:
     path = Path(run_dir) / METRICS_FILE
     if path.exists():
         keep = [row for row in read_metrics(run_dir, live=True) if row["step"] <= step]
-        path.write_text("".join(json.dumps(row) + "\n" for row in keep))
+        write_atomic(path, "".join(json.dumps(row) + "\n" for row in keep))
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -198,7 +199,7 @@ def samples_path(eval_dir: str | Path, benchmark: str) -> Path:
 
 def write_samples_meta(samples: str | Path, meta: dict) -> Path:
     path = Path(samples).with_suffix(META_SUFFIX)
-    path.write_text(json.dumps(meta, indent=2, default=str))
+    write_atomic(path, json.dumps(meta, indent=2, default=str))
     return path
 
 
@@ -242,7 +243,7 @@ def result_path(eval_dir: str | Path, benchmark: str, grader: str = "pgpo") -> P
 
 def write_eval_result(eval_dir: str | Path, result: dict, grader: str = "pgpo") -> Path:
     path = result_path(eval_dir, result["benchmark"], grader)
-    path.write_text(json.dumps(result, indent=2))
+    write_atomic(path, json.dumps(result, indent=2))
     return path
 
 
@@ -265,7 +266,7 @@ def write_eval_summary(path: str | Path, benchmarks: dict[str, dict]) -> dict:
     import numpy as np
 
     table = {"benchmarks": benchmarks, "mean_avg_at_k": float(np.mean([v["avg_at_k"] for v in benchmarks.values()]))}
-    Path(path).write_text(json.dumps(table, indent=2))
+    write_atomic(Path(path), json.dumps(table, indent=2))
     return table
 
 

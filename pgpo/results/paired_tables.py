@@ -27,6 +27,7 @@ from pgpo.stats.paired import (
     paired_question_difference,
     paired_seed_difference,
 )
+from pgpo.util.atomic import write_atomic
 
 
 def load_questions(eval_dir: str | Path, benchmark: str) -> dict:
@@ -242,7 +243,7 @@ def write_diff(view: dict, curves: dict, prefix: str | Path, title: str, columns
     """<prefix>.diff.md, .diff.csv, .diff.json; returns their paths."""
     prefix = Path(prefix)
     md = prefix.parent / f"{prefix.name}.diff.md"
-    md.write_text(markdown(view, curves, title, columns, names, note))
+    write_atomic(md, markdown(view, curves, title, columns, names, note))
     recs = records(view, curves, names)
     csv_path = prefix.parent / f"{prefix.name}.diff.csv"
     fields = ["row", "reference", "column", "mean", "ci95_low", "ci95_high", "p_value", "n_seeds", "n_questions",
@@ -252,7 +253,7 @@ def write_diff(view: dict, curves: dict, prefix: str | Path, title: str, columns
         w.writeheader()
         w.writerows(recs)
     js = prefix.parent / f"{prefix.name}.diff.json"
-    js.write_text(json.dumps({**meta, "note": note, "rows": view, "curves": curves}, indent=1))
+    write_atomic(js, json.dumps({**meta, "note": note, "rows": view, "curves": curves}, indent=1))
     return [md, csv_path, js]
 
 

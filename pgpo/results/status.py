@@ -22,6 +22,7 @@ from pathlib import Path
 from pgpo.records.layout import Layout
 from pgpo.records.stages import (METRICS_FILE, RUN_CONFIG_FILE, RUN_FILE, SAMPLES_DIR, find_run, read_eval_result,
                                  read_eval_summary, read_metrics, summary_path)
+from pgpo.util.errors import UserError
 from pgpo.util.progress import eta_text
 
 TRACEBACK = "Traceback (most recent call last)"
@@ -35,7 +36,7 @@ class TrainingStatus:
     """One training run, as its files say."""
 
     name: str  # the run directory relative to ROOT
-    state: str  # finished | running | starting | failed | stale
+    state: str  # finished | running | starting | failed | stale | broken (a file it reads is unreadable)
     step: int = 0  # last optimizer step logged (finished: global steps)
     max_steps: int | None = None  # the recipe's max_steps (None: epoch-based)
     reward: float | None = None  # mean reward of the last logged step
@@ -50,7 +51,7 @@ class EvaluationStatus:
     """One evaluation job (a shard of a run's benchmarks) or a hand-run evaluation directory."""
 
     name: str  # eval/<size>/<run>[:<shard>]
-    state: str  # finished | running | starting | failed | stale
+    state: str  # finished | running | starting | failed | stale | broken (a file it reads is unreadable)
     benchmarks_done: list[str] = field(default_factory=list)  # samples written
     scores: dict = field(default_factory=dict)  # {benchmark: avg@k} of the scored ones
     current: str = ""  # the benchmark being sampled, "n/N name"
@@ -174,11 +175,21 @@ def status(root: str | Path, now: float | None = None, stale_after: float = 1800
     if not root.is_dir():
         raise ConfigError(f"{root}: no such directory (the workflow's results root, e.g. results/tiny)")
     layout = Layout(root)
-    trainings = [training_status(d, str(d.relative_to(root)), layout.log_of_run(d), now, stale_after)
-                 for d in layout.training_runs()]
-    evaluations = [evaluation_status(d, str(d.relative_to(root)) + (f" [{shard}]" if shard else ""), shard, log,
-                                     now, stale_after) for d, shard, log in layout.evaluations()]
+    trainings = [_broken_as_state(TrainingStatus, training_status, d, str(d.relative_to(root)), layout.log_of_run(d),
+                                  now, stale_after) for d in layout.training_runs()]
+    evaluations = [_broken_as_state(EvaluationStatus, evaluation_status, d,
+                                    str(d.relative_to(root)) + (f" [{shard}]" if shard else ""), shard, log, now,
+                                    stale_after) for d, shard, log in layout.evaluations()]
     return {"trainings": trainings, "evaluations": evaluations}
+
+
+def _broken_as_state(cls, fn, directory: Path, name: str, *args):
+    """fn's status, or state `broken` with the one-line error naming the unreadable file: one cut file once
+    stopped `pgpo status` with a raw JSONDecodeError and listed nothing."""
+    try:
+        return fn(directory, name, *args)
+    except (UserError, OSError) as e:
+        return cls(name, "broken", note=str(e).splitlines()[0])
 
 
 def _clock(now: float, eta: float | None) -> str:

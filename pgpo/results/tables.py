@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pgpo.records.stages import read_eval_result, read_run, result_path
+from pgpo.util.atomic import write_atomic
 from pgpo.util.provenance import short_digest
 
 
@@ -125,7 +126,7 @@ def write_table(table: dict, prefix: str | Path, title: str, column_names: dict[
     if table["average_over"]:
         lines += ["", f"avg = mean over {', '.join(names.get(b, b) for b in table['average_over'])}"]
     md = prefix.with_suffix(".md")
-    md.write_text("\n".join(lines) + "\n")
+    write_atomic(md, "\n".join(lines) + "\n")
     csv_path = prefix.with_suffix(".csv")
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
@@ -162,11 +163,11 @@ def write_table_html(table: dict, path: str | Path, title: str, column_names: di
     note = (f"<p>avg = mean over {html.escape(', '.join(names.get(b, b) for b in table['average_over']))}</p>"
             if table["average_over"] else "")
     path = Path(path)
-    path.write_text(f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-                    f"<h3>{html.escape(title)}</h3><p>avg@k in %, mean over seeds [95% CI over seeds and "
-                    f"questions]</p><table border=1 style='border-collapse:collapse;font-family:sans-serif'><tr>"
-                    f"<th>row</th>{''.join(f'<th>{html.escape(names.get(c, c))}</th>' for c in cols)}</tr>"
-                    f"{body}</table>{note}{extra_html}</body></html>\n")
+    write_atomic(path, f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+                       f"<h3>{html.escape(title)}</h3><p>avg@k in %, mean over seeds [95% CI over seeds and "
+                       f"questions]</p><table border=1 style='border-collapse:collapse;font-family:sans-serif'><tr>"
+                       f"<th>row</th>{''.join(f'<th>{html.escape(names.get(c, c))}</th>' for c in cols)}</tr>"
+                       f"{body}</table>{note}{extra_html}</body></html>\n")
     return path
 
 

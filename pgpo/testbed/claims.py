@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pgpo.util.atomic import write_atomic
+
 VERDICTS = ("supported", "not supported", "inconclusive")
 REQUIRED = ("arm", "reference", "records", "diagnostics", "diagnostic_arms", "diagnostic_reference", "effects",
             "curves", "block", "bootstrap", "out")
@@ -245,9 +247,9 @@ def write_html(result: dict, path: Path, title: str) -> None:
                        for c, v in result["claims"].items())
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(_num(r[k]) if isinstance(r[k], float) else str(r[k] or ''))}"
                                      "</td>" for k in head) + "</tr>" for r in result["rows"])
-    path.write_text(f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-                    f"<h2>{html.escape(title)}</h2><ul>{verdicts}</ul><table border=1 cellpadding=3><tr>"
-                    + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{cells}</table></body></html>")
+    write_atomic(path, f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+                       f"<h2>{html.escape(title)}</h2><ul>{verdicts}</ul><table border=1 cellpadding=3><tr>"
+                       + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{cells}</table></body></html>")
 
 
 def write_claims(spec: dict) -> list[Path]:
@@ -257,8 +259,8 @@ def write_claims(spec: dict) -> list[Path]:
     out = Path(spec["out"])
     out.parent.mkdir(parents=True, exist_ok=True)
     md, js, page = Path(f"{out}.md"), Path(f"{out}.json"), Path(f"{out}.html")
-    md.write_text(markdown(result, spec.get("profile", "")))
-    js.write_text(json.dumps({**result, "spec": spec}, indent=2))
+    write_atomic(md, markdown(result, spec.get("profile", "")))
+    write_atomic(js, json.dumps({**result, "spec": spec}, indent=2))
     write_html(result, page, f"The paper's claims, measured ({spec.get('profile', '')} profile)")
     if spec.get("experiment"):
         from pgpo.testbed.tracking import mirror_claims

@@ -19,6 +19,7 @@ import numpy as np
 from pgpo.data.datasets import sha256_file, write_manifest
 from pgpo.testbed.filler import filler_text, filler_words, random_filler
 from pgpo.tiny.synthetic import SPLIT_IDS, TASKS, make_item
+from pgpo.util.atomic import write_atomic
 
 KINDS = ("random", "fixed")
 
@@ -115,7 +116,7 @@ def make_testbed_data(out: str | Path, model_dir: str | Path, variants: dict[str
         rationales = [filler_text(variant_filler(words, variant, vname, seed, "warmstart", it.task, i))
                       for it, i in chosen]
         _write_rows(root, f"warmstart_{vname}", items, images, rationales)
-    (root / "filler_words.json").write_text(json.dumps(words, indent=1))
+    write_atomic(root / "filler_words.json", json.dumps(words, indent=1))
     write_manifest(root, {"seed": seed, "skills": skills, "train_per_skill": train_per_skill,
                           "warmstart_per_skill": warmstart_per_skill, "eval_per_skill": eval_per_skill,
                           "variants": {k: asdict(v) for k, v in variants.items()}, "filler_words": len(words)})

@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pgpo.util.atomic import write_atomic
+
 GATES = ("filler_entropy", "answer_share", "format", "accuracy")
 
 
@@ -157,9 +159,9 @@ def run_gates(checkpoint: str | Path, data_dir: str | Path, max_new_tokens: int,
               "seconds": round(time.perf_counter() - start, 1), "code_version": code_version(), "machine": machine(),
               "checkpoint_weights_hash": dir_hash(checkpoint, ("*.safetensors",))}
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(report_path).write_text(json.dumps(report, indent=2))
+    write_atomic(Path(report_path), json.dumps(report, indent=2))
     if not report["passed"]:
         raise GateFailed(failure_message(report))
     if pass_path:
-        Path(pass_path).write_text(json.dumps(report, indent=2))
+        write_atomic(Path(pass_path), json.dumps(report, indent=2))
     return report

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from pgpo.records.stages import METRICS_FILE, read_metrics, read_run
+from pgpo.util.atomic import write_atomic
 
 REQUIRED = ("arm", "seed", "variant", "curves", "accuracy_curve", "gain", "block", "forced")
 
@@ -83,5 +84,5 @@ def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str |
         if not math.isfinite(record[key]):
             raise ValueError(f"{run_dir}: {key} is {record[key]} (curve or measurement broken)")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(record, indent=2))
+    write_atomic(Path(out), json.dumps(record, indent=2))
     return record

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pgpo.util.atomic import write_atomic
+
 SEED_METRICS = (("auc", "area under training accuracy"), ("steps_to_gain", "steps to +gain"),
                 ("filler_entropy", "final filler entropy (nats)"))
 
@@ -115,9 +117,9 @@ def write_html(rows: list[dict], path: Path, title: str) -> None:
             "mde80", "censored"]
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(f'{r[k]:.4g}' if isinstance(r[k], float) else str(r[k]))}"
                                      "</td>" for k in head) + "</tr>" for r in rows)
-    path.write_text(f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-                    f"<h2>{html.escape(title)}</h2><table border=1 cellpadding=3><tr>"
-                    + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{cells}</table></body></html>")
+    write_atomic(path, f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+                       f"<h2>{html.escape(title)}</h2><table border=1 cellpadding=3><tr>"
+                       + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{cells}</table></body></html>")
 
 
 def plot_seed_curves(records: dict, curves: list[str], path: Path) -> None:
@@ -159,7 +161,7 @@ def write_testbed_table(spec: dict) -> list[Path]:
     out = Path(spec["out"])
     out.parent.mkdir(parents=True, exist_ok=True)
     md, csv_path, html_path, png = (Path(f"{out}{s}") for s in (".md", ".csv", ".html", ".curves.png"))
-    md.write_text(markdown(rows, spec["reference"], spec["profile"], _gate_lines(spec["gate_reports"])))
+    write_atomic(md, markdown(rows, spec["reference"], spec["profile"], _gate_lines(spec["gate_reports"])))
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -169,5 +171,5 @@ def write_testbed_table(spec: dict) -> list[Path]:
     from pgpo.testbed.tracking import mirror
 
     tracking = mirror(spec, records, rows, [md, csv_path, html_path, png])
-    Path(f"{out}.tracking.json").write_text(json.dumps(tracking, indent=2))
+    write_atomic(Path(f"{out}.tracking.json"), json.dumps(tracking, indent=2))
     return [md, csv_path, html_path, png, Path(f"{out}.tracking.json")]

@@ -28,6 +28,7 @@ from pgpo.util.progress import iterate
 from pgpo.tiny.sampling import accuracy, sample
 from pgpo.tiny.warmstart import WarmStartConfig, noisy_answers
 from pgpo.tiny.warmstart import _batch as supervised_batch
+from pgpo.util.atomic import write_atomic
 from pgpo.util.provenance import code_version, dir_hash, machine, sha256_file
 
 
@@ -266,5 +267,5 @@ def _write_report(model_dir, data_dir: Path, out: Path, cfg: TestbedWarmStartCon
               "inputs": {"base_hash": dir_hash(model_dir), "data_manifest_sha256": sha256_file(data_dir /
                                                                                              "MANIFEST.json")},
               "weights_hash": dir_hash(out, ("*.safetensors",))}
-    (out / "warmstart.json").write_text(json.dumps(report, indent=2))
+    write_atomic(out / "warmstart.json", json.dumps(report, indent=2))
     return report

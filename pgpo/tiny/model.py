@@ -9,6 +9,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pgpo.util.atomic import write_atomic
+
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
     "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
@@ -126,5 +128,5 @@ def build_tiny(out_dir: str | Path, cfg: TinyModelConfig | None = None) -> Path:
     model = build_model(cfg, tokenizer)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    (out / "tiny_build.json").write_text(json.dumps(asdict(cfg), indent=2))
+    write_atomic(out / "tiny_build.json", json.dumps(asdict(cfg), indent=2))
     return out

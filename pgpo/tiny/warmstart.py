@@ -17,6 +17,7 @@ from tqdm import tqdm
 from pgpo.data.datasets import Record, load_split
 from pgpo.util.progress import iterate
 from pgpo.tiny.sampling import accuracy, load_images, prompt_texts, sample, target_text
+from pgpo.util.atomic import write_atomic
 
 
 @dataclass
@@ -119,7 +120,7 @@ def warm_start(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     model.save_pretrained(out)
     processor.save_pretrained(out)
     report = {"config": asdict(cfg), "base": str(model_dir), "curve": curve}
-    (out / "warmstart.json").write_text(json.dumps(report, indent=2))
+    write_atomic(out / "warmstart.json", json.dumps(report, indent=2))
     return report
 
 

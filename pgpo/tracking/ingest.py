@@ -16,7 +16,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from pgpo.tracking.store import KEY, LIVE, SOURCE, artifact_root, client_for, dataset_inputs, experiment, log_everything
+from pgpo.tracking.store import (KEY, LIVE, SOURCE, artifact_root, client_for, dataset_inputs, experiment, log_everything,
+                                 reroot_moved_store)
 from pgpo.tracking.records import Record, eval_record, run_key, system_tags, train_record
 from pgpo.records.stages import RUN_FILE, result_path
 from pgpo.util.provenance import short_digest
@@ -35,7 +36,11 @@ def tracking_uri(root: str | Path) -> tuple[str, str | None]:
     """(URI, artifact root or None = the server's) ingestion writes to: MLFLOW_TRACKING_URI when set, else the
     profile's own store. A sqlite URI given that way keeps its artifacts beside its database."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
-    return (uri, artifact_root(uri)) if uri else store(root)
+    if uri:
+        return uri, artifact_root(uri)
+    uri, artifacts = store(root)
+    reroot_moved_store(Path(uri.removeprefix("sqlite:///")), artifacts)  # a results folder copied or moved
+    return uri, artifacts
 
 
 def _client(root):

@@ -17,12 +17,48 @@ BATCH = 100  # MLflow's per-request limits: 1000 metrics, 100 params
 
 def artifact_root(uri: str) -> str | None:
     """Where new experiments of a store keep artifacts: beside a sqlite database (MLflow's own default is
-    ./mlruns in whatever the working directory is), or None for a server, which decides."""
+    ./mlruns in whatever the working directory is), or None for a server, which decides. A store that was moved
+    is re-rooted first (reroot_moved_store)."""
     if not uri.startswith("sqlite:///"):
         return None
-    base = Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
+    db = Path(uri.removeprefix("sqlite:///")).resolve()
+    base = db.parent / "artifacts"
     base.mkdir(parents=True, exist_ok=True)
+    reroot_moved_store(db, base.as_uri())
     return base.as_uri()
+
+
+def reroot_moved_store(db: Path, artifacts: str) -> int:
+    """Point the artifact locations of a moved or copied sqlite store at `artifacts` (the folder beside it now).
+
+    MLflow records each experiment's artifact location and each run's artifact URI as absolute file:// URIs when
+    they are created; after `cp -r results/tiny elsewhere` the copy's tables and figures were written into the
+    original tree. Every location under another `.../artifacts` root (ours are always `<store>/artifacts/<exp>`)
+    is rewritten to the same path under `artifacts`. MLflow has no API for this: it is one UPDATE of two columns
+    of its schema (experiments.artifact_location, runs.artifact_uri), stable since MLflow 1.x and checked by
+    tests/tracking/test_tracking.py against the installed version. Returns the number of rows changed."""
+    import sqlite3
+
+    if not db.is_file():
+        return 0
+    con = sqlite3.connect(db, timeout=60)
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"experiments", "runs"} <= tables:
+            return 0
+        locations = [r[0] for r in con.execute("SELECT artifact_location FROM experiments")]
+        old_roots = {loc.rsplit("/", 1)[0] for loc in locations if loc and loc.startswith("file://")
+                     and loc.rsplit("/", 1)[0].endswith("/artifacts") and not loc.startswith(artifacts + "/")}
+        changed = 0
+        for old in sorted(old_roots):
+            n = len(old) + 1
+            for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+                changed += con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                                       f"WHERE substr({column}, 1, ?) = ?", (artifacts, n, n, old + "/")).rowcount
+        con.commit()
+        return changed
+    finally:
+        con.close()
 
 
 def client_for(uri: str):

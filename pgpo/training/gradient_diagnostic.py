@@ -26,6 +26,7 @@ import torch
 
 from pgpo.config.schema import ConfigError, MethodConfig, TrainConfig
 from pgpo.stats.gram_stats import bootstrap_stats
+from pgpo.util.atomic import write_atomic
 
 
 def collect_groups(trainer, groups: int, seed: int, chunk: int = 8) -> tuple[dict, int]:
@@ -168,8 +169,8 @@ def diagnose(cfg: TrainConfig, methods: list[MethodConfig], reference: str, grou
         "adam": bootstrap_stats(gram(vectors / (v.sqrt() + eps)), names, reference, bootstrap=bootstrap, seed=seed),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "gradient_diagnostic.json").write_text(json.dumps(_finite(result), indent=2))
-    (out_dir / "gradient_diagnostic.md").write_text(markdown(result))
+    write_atomic((out_dir / "gradient_diagnostic.json"), json.dumps(_finite(result), indent=2))
+    write_atomic((out_dir / "gradient_diagnostic.md"), markdown(result))
     return result
 
 

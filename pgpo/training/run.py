@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 from pgpo.config.schema import ConfigError, MethodConfig, RunConflict, TrainConfig
 from pgpo.records.stages import (METRICS_FILE, RUN_CONFIG_FILE, RUN_FILE, RunRecord, append_metrics, find_run,
                                  read_run, truncate_metrics, write_run)
+from pgpo.training import preemption
 from pgpo.training.grpo_args import to_grpo_config  # the recipe -> GRPOConfig translation
 from pgpo.util.provenance import code_version, config_hash, dir_hash
 
@@ -59,7 +59,8 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     args = to_grpo_config(cfg, method, out, vision_tokens=vision_tokens(processor))
     return PGPOTrainer(model=model, processing_class=processor, reward_funcs=list(REWARD_FUNCS), args=args,
                        train_dataset=to_trl_dataset(records), method=method, vllm_engine=vllm_engine_kwargs(cfg),
-                       callbacks=[metrics_callback(out / "metrics.jsonl"), *live_callbacks(out, cfg, method)])
+                       callbacks=[metrics_callback(out / "metrics.jsonl"), *live_callbacks(out, cfg, method),
+                                  preemption.preemption_callback()])
 
 
 def pixel_budget(cfg: TrainConfig) -> dict:
@@ -246,6 +247,10 @@ def _train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh
             global_steps = _step_of(last)
         else:
             global_steps = trainer.train(resume_from_checkpoint=last).global_step
+            if preemption.requested():  # SIGTERM: checkpoint-<step> is saved; final/ and run.json are not written
+                print(f"{out}: stopped by SIGTERM after step {global_steps}; checkpoint-{global_steps} saved, the "
+                      "same command resumes from it", flush=True)
+                raise SystemExit(preemption.PREEMPTED_EXIT)
         wall = time.perf_counter() - start
         trainer.save_model(str(out / "final"))  # every rank: ZeRO-3 gathers the shards; rank 0 writes
         if main:
@@ -289,26 +294,29 @@ def finished_record(cfg: TrainConfig, method: MethodConfig, config_hash: str, ou
 
 
 def last_complete_checkpoint(out: Path, delete_incomplete: bool = True) -> str | None:
-    """The newest checkpoint-N whose trainer_state.json (written last by the Trainer) exists and parses.
+    """The newest checkpoint-N whose every file is whole (pgpo.training.checkpoints: trainer_state.json, written
+    last by the Trainer, and each weight, optimizer and RNG file by its format's framing).
 
-    A checkpoint cut short (kill -9 while saving, a full disk) has none: it is deleted with a warning, so neither
-    this resume nor the Trainer's own checkpoint rotation ever picks it."""
+    A checkpoint cut short (kill -9 while saving, a full disk) or damaged later (a truncated model.safetensors) is
+    deleted with a warning naming the file, so neither this resume nor the Trainer's own checkpoint rotation ever
+    picks it, and the previous complete one is used."""
     import shutil
     import warnings
+
+    from pgpo.training.checkpoints import checkpoint_problem
 
     for ckpt in sorted(out.glob("checkpoint-*"), key=lambda p: _step_of(p) if p.name[11:].isdigit() else -1,
                        reverse=True):
         if not ckpt.name[11:].isdigit():
             continue
-        try:
-            json.loads((ckpt / "trainer_state.json").read_text())
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
             return str(ckpt)
-        except (OSError, ValueError):
-            if not delete_incomplete:  # another rank of this launch deletes it
-                continue
-            warnings.warn(f"{ckpt} is incomplete (no readable trainer_state.json: killed or out of disk while "
-                          "saving); deleting it and resuming from the previous checkpoint", stacklevel=2)
-            shutil.rmtree(ckpt, ignore_errors=True)
+        if not delete_incomplete:  # another rank of this launch deletes it
+            continue
+        warnings.warn(f"{ckpt} is incomplete ({problem}); deleting it and resuming from the previous checkpoint",
+                      stacklevel=2)
+        shutil.rmtree(ckpt, ignore_errors=True)
     return None
 
 

@@ -1,5 +1,6 @@
-"""One writer per run directory (issue 23): a second `pgpo train` or `pgpo evaluate` on the same --out refuses,
-naming the holder.
+"""One writer per run directory (issue 23): a second `pgpo train` on the same --out, or a second `pgpo evaluate` of
+the same benchmark into the same --out, refuses, naming the holder. (Evaluation shards of one checkpoint share its
+directory and run at once, one benchmark group each: their locks are per benchmark, `.pgpo.<benchmark>.lock`.)
 
 Two trainings on one --out both exited 0 with metrics.jsonl reading steps 1,1,2,2,3,3; the same happened when
 only the snakemake process was killed and a rerun overlapped the orphaned job. The lock is an advisory
@@ -25,38 +26,43 @@ from pathlib import Path
 from pgpo.util.errors import UserError
 
 LOCK_FILE = ".pgpo.lock"
-_held: dict[str, tuple[int, bool]] = {}  # resolved directory -> (open descriptor, whether this process made it)
+_held: dict[tuple[str, str], tuple[int, bool]] = {}  # (directory, lock file) -> (descriptor, this process made the dir)
+
+
+def lock_name(part: str | None = None) -> str:
+    """The lock file of the whole directory (None) or of one part of it (a benchmark)."""
+    return LOCK_FILE if part is None else f".pgpo.{part}.lock"
 
 
 class RunLocked(UserError):
     """Another live process holds this run directory."""
 
 
-def holder(directory: str | Path) -> dict:
+def holder(directory: str | Path, part: str | None = None) -> dict:
     """What the lock file says about its last holder ({} when unreadable)."""
     try:
-        return json.loads((Path(directory) / LOCK_FILE).read_text())
+        return json.loads((Path(directory) / lock_name(part)).read_text())
     except (OSError, ValueError):
         return {}
 
 
-def lock_run_dir(directory: str | Path, what: str) -> None:
-    """Hold `directory` for this process (idempotent), or raise RunLocked naming the process that holds it.
-    `what` says what this process is about to do there (for the holder's record)."""
+def lock_run_dir(directory: str | Path, what: str, part: str | None = None) -> None:
+    """Hold `directory` (or one `part` of it: a benchmark) for this process (idempotent), or raise RunLocked naming
+    the process that holds it. `what` says what this process is about to do there (for the holder's record)."""
     directory = Path(directory)
-    key = str(directory.resolve())
+    key = (str(directory.resolve()), lock_name(part))
     if key in _held:
         return
     made = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(directory / lock_name(part), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        h = holder(directory)
+        h = holder(directory, part)
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h["started"])) if "started" in h else "?"
-        raise RunLocked(f"{directory}: in use by pid {h.get('pid', '?')} on {h.get('host', '?')} ({h.get('what', '?')}, "
+        raise RunLocked(f"{directory}{f' ({part})' if part else ''}: in use by pid {h.get('pid', '?')} on {h.get('host', '?')} ({h.get('what', '?')}, "
                         f"since {since}); wait for it to finish or stop it, or use another --out") from None
     record = {"pid": os.getpid(), "host": socket.gethostname(), "what": what, "started": time.time(),
               "argv": sys.argv}
@@ -65,15 +71,16 @@ def lock_run_dir(directory: str | Path, what: str) -> None:
     _held[key] = (fd, made)
 
 
-def release_run_dir(directory: str | Path) -> None:
-    """Let go of `directory` before this process exits (tests; a long-lived process done with a run)."""
+def release_run_dir(directory: str | Path, part: str | None = None) -> None:
+    """Let go of `directory` (or its `part`) before this process exits (the commands' end; tests)."""
     directory = Path(directory)
-    fd, made = _held.pop(str(directory.resolve()), (None, False))
+    fd, made = _held.pop((str(directory.resolve()), lock_name(part)), (None, False))
     if fd is None:
         return
-    if [p.name for p in directory.iterdir()] == [LOCK_FILE]:  # failed before writing anything: leave nothing
-        (directory / LOCK_FILE).unlink()
-        if made:
+    if all(p.name.startswith(".pgpo") and p.name.endswith(".lock") for p in directory.iterdir()):
+        # nothing but locks in it: this command failed before writing anything, and leaves nothing
+        (directory / lock_name(part)).unlink(missing_ok=True)
+        if made and not any(directory.iterdir()):
             directory.rmdir()
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)

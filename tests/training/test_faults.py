@@ -3,6 +3,7 @@ uninterrupted run), re-running a finished run, a changed recipe on an existing r
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -93,6 +94,37 @@ def test_kill_at_a_checkpoint_then_resume_equals_an_uninterrupted_run(method, st
     assert metrics(out) == metrics(straight[method])  # every logged step, num_tokens of refills included
 
 
+def test_sigterm_saves_the_step_in_progress_and_the_same_command_resumes_to_the_uninterrupted_weights(
+        straight, tiny_dir, tiny_data, tmp_path):
+    """Issue 23: Slurm's SIGTERM before SIGKILL. With no periodic checkpoint due (save_steps 100), SIGTERM during
+    step 2 gives checkpoint-2 (the step in progress) and exit 75; no final/, run.json unfinished; the same command resumes at step 2 and
+    ends with the uninterrupted run's weights and metrics."""
+    from pgpo.training.preemption import PREEMPTED_EXIT
+
+    out = tmp_path / "preempted"
+    cmd = train_cmd(tiny_dir, tiny_data, out, "dapo", "--set", "save_steps=100")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 600
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
+        assert proc.poll() is None and time.time() < deadline, "training ended before step 1 was logged"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # step 2 is in progress (step 1 has just been logged)
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == PREEMPTED_EXIT, output[-3000:]
+    # the step in progress when the signal landed: 2, unless step 2 ended within the poll (then 3)
+    step = int(re.search(r"stopped by SIGTERM after step (\d+); checkpoint-\1 saved", output).group(1))
+    assert 2 <= step < STEPS
+    assert [p.name for p in out.glob("checkpoint-*")] == [f"checkpoint-{step}"]
+    assert (out / f"checkpoint-{step}" / "trainer_state.json").exists() and not (out / "final").exists()
+    assert (out / "run_config.json").exists() and not (out / "run.json").exists()  # unfinished
+    run(cmd)
+    resumed = json.loads((out / "run.json").read_text())
+    assert resumed["resumed_from"].endswith(f"checkpoint-{step}") and resumed["global_steps"] == STEPS
+    ref, got = weights(straight["dapo"] / "final"), weights(out / "final")
+    assert max(float((ref[k].float() - got[k].float()).abs().max()) for k in ref) <= 1e-6
+    assert metrics(out) == metrics(straight["dapo"])
+
+
 def test_rerunning_a_finished_run_changes_nothing(straight, tiny_dir, tiny_data):
     out = straight["dapo"]
     before = {p: p.read_bytes() for p in [out / "run.json", out / "metrics.jsonl", out / "final/model.safetensors"]}
@@ -130,14 +162,51 @@ def test_an_incomplete_checkpoint_is_skipped_with_a_warning(tmp_path):
     for step, complete in ((1, True), (2, True), (3, False)):
         ckpt = tmp_path / f"checkpoint-{step}"
         ckpt.mkdir()
-        (ckpt / "optimizer.pt").write_bytes(b"\0" * 10)  # truncated, as a full disk leaves it
         if complete:
+            torch.save({"step": step}, ckpt / "optimizer.pt")
             (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        else:
+            (ckpt / "optimizer.pt").write_bytes(b"\0" * 10)  # truncated, as a full disk leaves it
     (tmp_path / "checkpoint-4").mkdir()
     (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')  # cut mid-write
     with pytest.warns(UserWarning, match="incomplete"):
         assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_a_checkpoint_with_a_truncated_file_is_skipped_for_the_previous_complete_one(straight, tiny_dir, tiny_data,
+                                                                                    tmp_path):
+    """Issue 23: a checkpoint whose model.safetensors was cut after its trainer_state.json was written stopped the
+    resume with safetensors' raw error and no path. Now it is named, deleted, and the previous checkpoint resumes
+    to the uninterrupted run's weights."""
+    out = tmp_path / "run"
+    shutil.copytree(straight["dapo"], out, ignore=shutil.ignore_patterns("final", "run.json", "README.md"))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    weights_file = out / "checkpoint-4" / "model.safetensors"
+    data = weights_file.read_bytes()
+    weights_file.write_bytes(data[: len(data) // 2])
+    proc = run(train_cmd(tiny_dir, tiny_data, out, "dapo"))
+    assert (f"checkpoint-4 is incomplete (model.safetensors: {len(data) // 2} bytes, its header describes "
+            f"{len(data)})") in proc.stderr
+    done = json.loads((out / "run.json").read_text())
+    assert done["resumed_from"].endswith("checkpoint-3") and done["global_steps"] == STEPS
+    ref, got = weights(straight["dapo"] / "final"), weights(out / "final")
+    assert max(float((ref[k].float() - got[k].float()).abs().max()) for k in ref) <= 1e-6
+    assert metrics(out) == metrics(straight["dapo"])
+
+
+@pytest.mark.parametrize("name, cut", [("model.safetensors", 0.5), ("optimizer.pt", 0.9), ("rng_state.pth", 0.5),
+                                       ("scheduler.pt", 0.5), ("trainer_state.json", 0.5)])
+def test_every_file_of_a_checkpoint_is_checked(straight, tmp_path, name, cut):
+    from pgpo.training.checkpoints import checkpoint_problem
+
+    ckpt = tmp_path / "checkpoint-4"
+    shutil.copytree(straight["dapo"] / "checkpoint-4", ckpt)
+    assert checkpoint_problem(ckpt) is None
+    data = (ckpt / name).read_bytes()
+    (ckpt / name).write_bytes(data[: int(len(data) * cut)])
+    problem = checkpoint_problem(ckpt)
+    assert problem is not None and problem.startswith(f"{name}: "), problem
 
 
 @pytest.fixture

@@ -16,17 +16,23 @@ from pgpo.config.schema import REPO
 from pgpo.training import run as train_module
 from pgpo.util.run_lock import LOCK_FILE, RunLocked, lock_run_dir, release_run_dir
 
-HOLD = ("import sys, time\nfrom pgpo.util.run_lock import lock_run_dir\nlock_run_dir(sys.argv[1], 'a test holder')\n"
+HOLD = ("import sys, time\nfrom pgpo.util.run_lock import lock_run_dir\n"
+        "lock_run_dir(sys.argv[1], 'a test holder', part=sys.argv[2] if len(sys.argv) > 2 else None)\n"
         "print('held', flush=True)\ntime.sleep(600)\n")
+
+
+def hold(run, *part):
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run), *part], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
 
 
 @pytest.fixture
 def held(tmp_path):
     """A live process (not this one) holding tmp_path/run; killed with SIGKILL at the end if still alive."""
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    assert proc.stdout.readline().strip() == "held"
+    proc = hold(run)
     yield run, proc
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -79,22 +85,43 @@ def test_a_second_training_on_the_same_out_refuses_before_the_model_loads(held, 
     assert not (run / "run.json").exists()
 
 
-def test_a_second_evaluation_on_the_same_out_refuses_before_the_model_loads(held, tiny_dir, tiny_data, capsys,
-                                                                           monkeypatch):
+def test_a_second_evaluation_of_a_benchmark_on_the_same_out_refuses_before_the_model_loads(tiny_dir, tiny_data,
+                                                                                         tmp_path, capsys,
+                                                                                         monkeypatch):
     from pgpo.evaluation import generate
 
-    run, proc = held
+    run = tmp_path / "run"
+    proc = hold(run, "tiny_bars")
 
     def forbidden(*_, **__):
         raise AssertionError("the model was loaded although another process holds the run directory")
 
     monkeypatch.setattr(generate, "build_model", forbidden)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    rc = main(["evaluate", "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks", "tiny_bars",
-               "--out", str(run)])
-    assert rc == 2
-    assert f"in use by pid {proc.pid}" in capsys.readouterr().err
-    assert not (run / "samples").exists()
+    try:
+        rc = main(["evaluate", "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks", "tiny_bars",
+                   "--out", str(run)])
+        assert rc == 2
+        assert f"{run} (tiny_bars): in use by pid {proc.pid}" in capsys.readouterr().err
+        assert not (run / "samples").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_shards_of_one_checkpoint_share_its_directory(tmp_path):
+    """The workflow runs one evaluation job per shard into the same directory at once: other benchmarks are free."""
+    run = tmp_path / "run"
+    proc = hold(run, "geo3k")
+    try:
+        lock_run_dir(run, "another shard", part="mmk12")
+        with pytest.raises(RunLocked, match=r"\(geo3k\): in use"):
+            lock_run_dir(run, "the same shard again", part="geo3k")
+        release_run_dir(run, part="mmk12")
+        assert (run / ".pgpo.geo3k.lock").exists() and not (run / ".pgpo.mmk12.lock").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def test_the_lock_is_released_when_the_holder_exits(tmp_path):

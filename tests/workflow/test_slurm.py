@@ -4,11 +4,14 @@ the paper profile's jobs scheduled on fake GPUs (never run). The cluster tests s
 machine is not ours to configure (not root, a foreign /etc/slurm/slurm.conf); CI installs Slurm first."""
 
 import csv
+import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -274,3 +277,63 @@ def test_paper_profile_jobs_are_scheduled_on_fake_gpus_with_their_requests(tmp_p
             subprocess.run(["scancel", job], check=True)
         assert sorted(re.search(r"Comment=rule_(\w+?)_wildcards", t).group(1) for t in seen.values()) == sorted(expect)
         assert not (work / "results/paper/logs").exists()  # no job script ever started: nothing trained
+
+
+def _job_state(job: str) -> tuple[str, str]:
+    """(JobState, ExitCode) of a job as scontrol shows it (finished jobs stay for MinJobAge = 600 s)."""
+    text = show_job(job)
+    return re.search(r"JobState=(\w+)", text).group(1), re.search(r"ExitCode=(\S+)", text).group(1)
+
+
+def _wait_finished(job: str, timeout: float = 600) -> tuple[str, str]:
+    deadline = time.monotonic() + timeout
+    while (state := _job_state(job))[0] in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
+        assert time.monotonic() < deadline, show_job(job)
+        time.sleep(1)
+    return state
+
+
+@pytest.mark.slow
+def test_a_training_job_signalled_as_slurm_preempts_saves_its_step_and_the_resubmitted_job_resumes(
+        tiny_dir, tiny_data, tmp_path):
+    """Issue 23 on real Slurm: `scancel --full --signal=TERM` sends SIGTERM to every process of the job, as slurmstepd
+    does on preemption and at `--signal=TERM@<s>` before the time limit (profiles/slurm asks for it on training).
+    The job saves the step in progress and exits 75; the same job script submitted again resumes from it."""
+    from pgpo.training.preemption import PREEMPTED_EXIT
+
+    work = tmp_path / "preempt"
+    work.mkdir()
+    out = work / "run"
+    sets = {"model.path": tiny_dir, "data.train": tiny_data / "train.jsonl", "rollout.prompts_per_step": 4,
+            "rollout.update_prompts": 4, "rollout.num_generations": 4, "rollout.max_completion_length": 8,
+            "micro_batch": 8, "max_steps": 6, "save_steps": 100, "threads": 1}
+    cmd = [sys.executable, "-m", "pgpo.cli", "train", "--method", "dapo", "--config",
+           str(REPO / "workflows/config/train/tiny.yaml"), "--seed", "0", "--out", str(out)]
+    for key, value in sets.items():
+        cmd += ["--set", f"{key}={value}"]
+    script = work / "train.sh"
+    script.write_text("#!/bin/bash\nexec " + shlex.join(cmd) + "\n")
+
+    def submit() -> str:
+        return subprocess.run(["sbatch", "--parsable", "-p", "local", "-D", str(work), "-o", str(work / "job-%j.log"),
+                               "--mem", "4000", str(script)], capture_output=True, text=True,
+                              check=True).stdout.strip().split(";")[0]
+
+    with cluster(workdir=work):
+        job = submit()
+        deadline = time.monotonic() + 600
+        while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
+            assert _job_state(job)[0] in ("PENDING", "RUNNING", "CONFIGURING") and time.monotonic() < deadline, \
+                show_job(job)
+            time.sleep(0.2)
+        subprocess.run(["scancel", "--full", "--signal=TERM", job], check=True)
+        state, code = _wait_finished(job)
+        log = (work / f"job-{job}.log").read_text()
+        assert code == f"{PREEMPTED_EXIT}:0", (state, code, log[-3000:])
+        step = int(re.search(r"stopped by SIGTERM after step (\d+); checkpoint-\1 saved", log).group(1))
+        assert 1 <= step < sets["max_steps"] and [p.name for p in out.glob("checkpoint-*")] == [f"checkpoint-{step}"]
+        again = submit()
+        state, code = _wait_finished(again)
+        assert (state, code) == ("COMPLETED", "0:0"), (work / f"job-{again}.log").read_text()[-3000:]
+        run = json.loads((out / "run.json").read_text())
+        assert run["resumed_from"].endswith(f"checkpoint-{step}") and run["global_steps"] == sets["max_steps"]

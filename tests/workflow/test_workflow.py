@@ -280,3 +280,16 @@ def test_a_profile_extending_another_without_its_own_name_is_refused(tmp_path):
     assert train, proc.stdout[-2000:]
     assert all("max_steps=1 " in line or line.endswith("max_steps=1") for line in train), train[0]
     assert f"{tmp_path}/root/runs/tiny/" in proc.stdout  # its own root, over the parent's
+
+
+def test_a_profile_with_a_repeated_key_or_a_broken_parent_is_named(tmp_path):
+    """Snakemake's own YAML reader keeps the last of a repeated key; a parent's YAML error was a raw traceback."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"extends: {REPO}/workflows/config/quick.yaml\nprofile: mine\nseeds: [0]\nseeds: [1]\n")
+    proc = snakemake(REPO, "-n", "reproduce_table1", "--configfile", str(mine), timeout=300, check=False)
+    assert proc.returncode != 0 and "key 'seeds' given twice (lines 3 and 4)" in proc.stdout + proc.stderr
+    parent = tmp_path / "parent.yaml"
+    parent.write_text("profile: parent\nseeds: [0\n")
+    mine.write_text(f"extends: {parent}\nprofile: mine\n")
+    proc = snakemake(REPO, "-n", "reproduce_table1", "--configfile", str(mine), timeout=300, check=False)
+    assert proc.returncode != 0 and f"{parent}:3:1: invalid YAML" in proc.stdout + proc.stderr

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from pgpo.workflow import plan
 from pgpo.config.schema import ConfigError
+from pgpo.config.yamlconf import load_yaml_text
 from pgpo.workflow.launch import bind
 from pgpo.workflow.prepare import plan as prepare_plan
 
@@ -15,6 +16,11 @@ REPO = Path(workflow.basedir)
 
 def _load(config):
     """`extends` resolved, the schema's defaults filled, then every method name and override checked (before any job)."""
+    for path in workflow.overwrite_configfiles or []:  # Snakemake's own reader keeps the last of a repeated key
+        try:
+            load_yaml_text(Path(path).read_text(), str(path))
+        except ConfigError as e:
+            raise WorkflowError(f"workflow config: {e}") from None
     if "extends" in config and "profile" not in config:
         # its runs would land under the parent's name and root, beside (or over) the parent's own results
         files = ", ".join(str(f) for f in workflow.overwrite_configfiles or []) or "the --config values"

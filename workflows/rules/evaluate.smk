@@ -30,5 +30,5 @@ rule evaluate:
         out=lambda wc: LAYOUT.eval(wc.size, wc.run),
     shell:
         "{params.launch} --checkpoint {params.checkpoint} {params.revision} --config {params.eval_config} {params.data} "
-        "--benchmarks {wildcards.shard} --out {params.out} --overwrite --summary {output} "
+        "--benchmarks {wildcards.shard} --out {params.out} --resume --summary {output} "
         "--set backend.threads={threads} {params.sets} > {log} 2>&1"
