@@ -124,23 +124,33 @@ def test_a_missing_model_directory_is_named(path, message, tiny_data, tmp_path, 
     assert message in err and "Repo id must be" not in err
 
 
-def test_duplicate_evaluation_ids_stop_before_the_model_loads(tiny_dir, tiny_data, tmp_path, capsys, monkeypatch):
+def evaluate_edited_suite(tiny_dir, tiny_data, tmp_path, monkeypatch, edit):
+    """`pgpo evaluate` on a copy of the bars suite whose rows `edit` changed (MANIFEST rewritten); loading the model
+    fails the test: the errors must come before it. Returns (exit code, the edited rows)."""
     from pgpo.data.datasets import write_manifest
     from pgpo.evaluation import generate
 
     def forbidden(*_, **__):
-        raise AssertionError("the model was loaded before the duplicate ids were reported")
+        raise AssertionError("the model was loaded before the bad questions were reported")
 
     monkeypatch.setattr(generate, "build_model", forbidden)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     data = data_copy(tiny_data, tmp_path)
     suite = data / "suite_bars.jsonl"
     rows = rows_of(suite)
-    rows[2]["id"] = rows[0]["id"]
+    edit(rows)
     write_rows(suite, rows)
     write_manifest(data, json.loads((data / "MANIFEST.json").read_text())["config"])
     rc = main(["evaluate", "--checkpoint", str(tiny_dir), "--data", str(data), "--benchmarks", "tiny_bars",
                "--out", str(tmp_path / "eval")])
+    return rc, rows
+
+
+def test_duplicate_evaluation_ids_stop_before_the_model_loads(tiny_dir, tiny_data, tmp_path, capsys, monkeypatch):
+    def edit(rows):
+        rows[2]["id"] = rows[0]["id"]
+
+    rc, rows = evaluate_edited_suite(tiny_dir, tiny_data, tmp_path, monkeypatch, edit)
     assert rc == 2
     assert f"'{rows[0]['id']}' already used on row 1" in capsys.readouterr().err
 
@@ -149,23 +159,11 @@ def test_an_evaluation_question_longer_than_the_context_stops_before_the_model_l
                                                                                    capsys, monkeypatch):
     """Issue 23: a question of 100,000 characters (~25,000 tokens against the tiny model's 2,048) grew the backend to
     17.8 GB until the kernel killed it. Now every such row is named and counted before any model loads."""
-    from pgpo.data.datasets import write_manifest
-    from pgpo.evaluation import generate
+    def edit(rows):
+        rows[1]["question"] = "how many bars " * 7200  # 100,800 characters
+        rows[3]["question"] = "bars " * 2000  # ~2,000 tokens: over 2,048 with the image, template and 32 new tokens
 
-    def forbidden(*_, **__):
-        raise AssertionError("the model was loaded before the over-long questions were reported")
-
-    monkeypatch.setattr(generate, "build_model", forbidden)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    data = data_copy(tiny_data, tmp_path)
-    suite = data / "suite_bars.jsonl"
-    rows = rows_of(suite)
-    rows[1]["question"] = "how many bars " * 7200  # 100,800 characters
-    rows[3]["question"] = "bars " * 2000  # ~2,000 tokens: over 2,048 with the image, template and 32 new tokens
-    write_rows(suite, rows)
-    write_manifest(data, json.loads((data / "MANIFEST.json").read_text())["config"])
-    rc = main(["evaluate", "--checkpoint", str(tiny_dir), "--data", str(data), "--benchmarks", "tiny_bars",
-               "--out", str(tmp_path / "eval")])
+    rc, rows = evaluate_edited_suite(tiny_dir, tiny_data, tmp_path, monkeypatch, edit)
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "tiny_bars: 2 question(s) do not fit the model's context of 2048 tokens with max_new_tokens 32" in err
