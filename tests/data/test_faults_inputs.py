@@ -173,12 +173,12 @@ def test_an_evaluation_question_longer_than_the_context_stops_before_the_model_l
 
 def test_the_prompt_bound_counts_what_the_processor_gives(tiny_dir, tiny_data):
     """The bound is an upper bound of the processor's own count, and tight: a few template tokens of margin."""
+    from PIL import Image
     from transformers import AutoProcessor
 
     from pgpo.data.datasets import load_split
     from pgpo.data.prompts import chat_messages, user_text
     from pgpo.evaluation.prompt_budget import TEMPLATE_TOKENS, check_prompt_budget
-    from PIL import Image
 
     processor = AutoProcessor.from_pretrained(tiny_dir)
     for record in load_split(tiny_data / "suite_bars.jsonl")[:3]:
