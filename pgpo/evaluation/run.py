@@ -61,7 +61,7 @@ def evaluate_checkpoint(checkpoint: str, config: str | Path, overrides: dict, ou
             release_run_dir(out, part=name)
 
 
-def reusable(out: Path, bench: str, checkpoint: str, cfg) -> bool:
+def reusable(out: Path, bench: str, ckpt_hash: str, cfg) -> bool:
     """Whether `out` holds finished samples of `bench` made by this very evaluation: the same checkpoint (hash),
     evaluation config, data and code. The meta file is written after the samples, so its presence means finished;
     each benchmark's sampling is seeded on its own (pgpo_vlm reseeds per benchmark), so reusing some and
@@ -72,14 +72,13 @@ def reusable(out: Path, bench: str, checkpoint: str, cfg) -> bool:
     from pgpo.data.datasets import sha256_file
     from pgpo.records.stages import read_samples_meta, samples_path
     from pgpo.util.errors import DataError
-    from pgpo.util.provenance import code_version, dir_hash
+    from pgpo.util.provenance import code_version
 
     path = samples_path(out, bench)
     try:
         meta = read_samples_meta(path)
     except (FileNotFoundError, DataError):
         return False
-    ckpt_hash = dir_hash(checkpoint) if Path(checkpoint).is_dir() else f"hub:{checkpoint}"
     config = json.loads(json.dumps(asdict(cfg), default=str))
     return (path.is_file() and meta.checkpoint_hash == ckpt_hash and meta.raw.get("config") == config
             and meta.raw.get("code_version") == code_version()
@@ -92,8 +91,13 @@ def _evaluate(checkpoint, cfg, benches, out: Path, overwrite: bool, score: bool,
     from pgpo.evaluation.generate import generate
     from pgpo.evaluation.score import score_run
 
-    kept = {b.name: out / "samples" / f"{b.name}.jsonl" for b in benches
-            if resume and reusable(out, b.name, checkpoint, cfg)}
+    kept = {}
+    if resume:
+        from pgpo.util.provenance import dir_hash
+
+        # hashed once, not per benchmark (a 7B checkpoint is ~15 GB); generate records the same hash
+        ckpt_hash = dir_hash(checkpoint) if Path(checkpoint).is_dir() else f"hub:{checkpoint}"
+        kept = {b.name: out / "samples" / f"{b.name}.jsonl" for b in benches if reusable(out, b.name, ckpt_hash, cfg)}
     todo = [b for b in benches if b.name not in kept]
     existing = [b.name for b in todo if (out / "samples" / f"{b.name}.jsonl").exists()]
     if existing and not (overwrite or resume):
