@@ -379,14 +379,33 @@ def main(argv: list[str] | None = None) -> int:
     quiet_environment()  # plain progress lines, not tqdm bars, when the output is a log file
     p = build_parser()
     a = p.parse_args(argv)
-    from pgpo.util.errors import UserError
-
     try:
         a.fn(a)
-    except (UserError, FileNotFoundError, FileExistsError) as e:
-        print(f"pgpo {a.command}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        message = error_message(a.command, e, getattr(a, "out", None))
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
         return 2
     return 0
+
+
+def error_message(command: str, e: BaseException, out: str | None = None) -> str | None:
+    """What the CLI prints for a user's error (pgpo.util.errors): one line, `pgpo <command>: error: ...`; None for
+    a bug, which keeps its traceback. `out`: the command's output path, where a full disk without a file name in
+    the error is looked for."""
+    import errno
+
+    from pgpo.util.errors import UserError, os_error_line
+
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC and not isinstance(e, UserError):
+        from pgpo.data.datasets import disk_full_error
+
+        e = disk_full_error(e.filename or out or ".", e, then="rerun the same command")
+    if isinstance(e, (UserError, FileNotFoundError, FileExistsError)):
+        return f"pgpo {command}: error: {e}"
+    line = os_error_line(e) if isinstance(e, OSError) else None
+    return None if line is None else f"pgpo {command}: error: {line}"
 
 
 if __name__ == "__main__":

@@ -75,3 +75,27 @@ def quick_workflow(tmp_path_factory):
     proc = snakemake(work, "--cores", "2", "reproduce_table1", "table7", "dependency_report", "--configfile", QUICK,
                      timeout=2400)
     return work, work / "results/quick", proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody can write into, as a shared model store or a finished results tree is: a read-only bind mount
+    where this user may mount (root: chmod does not stop root), else permissions 0555."""
+    import subprocess
+
+    path = tmp_path / "read-only"
+    path.mkdir()
+    (path / "existing.txt").write_text("written before it became read-only\n")
+    mounted = os.geteuid() == 0 and all(
+        subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+        for cmd in (["mount", "--bind", str(path), str(path)], ["mount", "-o", "remount,bind,ro", str(path)]))
+    if not mounted:
+        subprocess.run(["umount", str(path)], capture_output=True, check=False)
+        if os.geteuid() == 0:
+            pytest.skip("cannot make a read-only folder here: root, and bind mounts are refused")
+        path.chmod(0o555)
+    yield path
+    if mounted:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+    else:
+        path.chmod(0o755)

@@ -15,7 +15,8 @@ from pathlib import Path
 from PIL import Image
 
 from pgpo.util.atomic import write_atomic
-from pgpo.util.errors import DataError, UserError  # noqa: F401 (DataError: re-exported, its old home)
+from pgpo.util.errors import DataError, UserError, listed  # noqa: F401 (DataError: re-exported, its old home)
+from pgpo.util.jsonfile import field, read_json
 from pgpo.util.provenance import sha256_file
 
 REQUIRED = ("id", "question", "answer")  # plus exactly one of `image` (a path) or `images` (a list of paths)
@@ -25,7 +26,10 @@ class DiskFull(UserError, OSError):
     """Writing an output failed for lack of space; the message names the disk and its free space."""
 
 
-def disk_full_error(path: str | Path, error: BaseException) -> DiskFull | None:
+RESUME_FROM_CHECKPOINT = "rerun the same command: it resumes from the last complete checkpoint (an incomplete one is skipped)"
+
+
+def disk_full_error(path: str | Path, error: BaseException, then: str = RESUME_FROM_CHECKPOINT) -> DiskFull | None:
     """A DiskFull naming the mount point and free space of `path` if `error` came from a full disk (ENOSPC
     anywhere in its chain, or almost no space left: torch.save reports a full disk only as 'file write failed'
     or 'basic_ios::clear: iostream error'); else None."""
@@ -48,8 +52,7 @@ def disk_full_error(path: str | Path, error: BaseException) -> DiskFull | None:
         mount = mount.parent
     return DiskFull(errno.ENOSPC, f"no space left on device: the disk mounted at {mount} has "
                     f"{usage.free / 2**20:.1f} MB free of {usage.total / 2**20:.0f} MB ({type(error).__name__}: "
-                    f"{str(error)[:300]}). Free space, then rerun the same command: it resumes from the last complete "
-                    "checkpoint (an incomplete one is skipped)")
+                    f"{str(error)[:300]}). Free space, then {then}")
 
 
 @dataclass(frozen=True)
@@ -104,16 +107,39 @@ def write_manifest(root: str | Path, config: dict) -> Path:
     return out
 
 
+def _manifest_files(root: Path) -> dict[str, str]:
+    manifest = root / "MANIFEST.json"
+    return field(read_json(manifest, "the data's writer (`pgpo make-data`, `pgpo prepare`)", what="data manifest"),
+                 manifest, "files")
+
+
+def _changed(path: Path) -> DataError:
+    return DataError(f"{path}: missing or changed since {path.parent / 'MANIFEST.json'} was written (sha256 "
+                     "mismatch): a cut, edited or replaced split; restore it, or write the data again (the "
+                     "workflow: delete the data folder and rerun it)")
+
+
 def verify_manifest(root: str | Path) -> None:
     """Raise DataError if a split file is missing or differs from MANIFEST.json."""
     root = Path(root)
     manifest = root / "MANIFEST.json"
     if not manifest.exists():
         raise DataError(f"{manifest}: missing; regenerate the data with `pgpo make-data --out {root}`")
-    for name, digest in json.loads(manifest.read_text())["files"].items():
+    for name, digest in _manifest_files(root).items():
         p = root / name
         if not p.exists() or sha256_file(p) != digest:
-            raise DataError(f"{p}: missing or changed since MANIFEST.json was written (sha256 mismatch)")
+            raise _changed(p)
+
+
+def verify_split(path: str | Path) -> None:
+    """Raise DataError if the split is listed in a MANIFEST.json beside it and differs from it (a split cut at a
+    line boundary reads as valid, fewer rows: only its hash tells). A split without a manifest (a user's own file)
+    is taken as it is."""
+    path = Path(path)
+    if (path.parent / "MANIFEST.json").is_file():
+        digest = _manifest_files(path.parent).get(path.name)
+        if digest and sha256_file(path) != digest:
+            raise _changed(path)
 
 
 def load_split(path: str | Path, check_images: bool = True) -> list[Record]:
@@ -171,9 +197,8 @@ def load_split(path: str | Path, check_images: bool = True) -> list[Record]:
         records.append(Record(str(row["id"]), str(row.get("task", "")), str(row["question"]), str(row["answer"]),
                               choices, tuple(str(p) for p in resolved), str(row.get("rationale", ""))))
     if problems:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise DataError(f"{len(problems)} bad row(s) in {path}:\n  {shown}{more}")
+        raise DataError(listed(f"{path}: {len(problems)} bad row(s); fix or remove them (each below names its row "
+                               "and field):", problems))
     if not records:
         raise DataError(f"{path}: no rows")
     return records

@@ -87,13 +87,18 @@ def resolve(names: list[str]) -> list[Benchmark]:
     return out
 
 
+def tiny_source(name: str, data_dir: str | Path) -> Path:
+    """The split a tiny suite (tiny_<skill>) is read from: <data_dir>/suite_<skill>.jsonl."""
+    return Path(data_dir) / f"suite_{name.removeprefix('tiny_')}.jsonl"
+
+
 def tiny_inputs(bench: Benchmark, data_dir: str | Path, out_dir: Path) -> tuple[Path, str]:
     """Validate a tiny suite against its MANIFEST and write it in the canonical doc schema with absolute image
     paths (lmms-eval's json loader knows no data root). Returns (file written, sha256 of the source split)."""
     from pgpo.data.datasets import DataError, load_split, sha256_file, verify_manifest
 
     data_dir = Path(data_dir)
-    source = data_dir / f"suite_{bench.name.removeprefix('tiny_')}.jsonl"
+    source = tiny_source(bench.name, data_dir)
     if not source.exists():
         raise DataError(f"{source}: missing; create the tiny suites with `pgpo make-data --out {data_dir}`")
     verify_manifest(data_dir)

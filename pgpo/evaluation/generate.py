@@ -21,10 +21,11 @@ from pgpo.data.datasets import sha256_file
 from pgpo.evaluation.benchmarks import TASKS_DIR, Benchmark, check_cached, hub_source, task_override, tiny_inputs
 from pgpo.evaluation.config import EvalConfig
 from pgpo.evaluation.docs import METRIC, PREPARED_SUITE
-from pgpo.evaluation.guard import check_environment, check_metrics
+from pgpo.evaluation.guard import check_cache_writable, check_environment, check_metrics
 from pgpo.data.prompts import INSTRUCTION, SYSTEM_PROMPT
 from pgpo.records.stages import write_samples_meta
 from pgpo.util.atomic import write_atomic
+from pgpo.util.jsonfile import read_json
 
 
 def _saved_pixels(checkpoint: str) -> dict:
@@ -32,7 +33,7 @@ def _saved_pixels(checkpoint: str) -> dict:
     root = Path(checkpoint)
     for name, section in (("processor_config.json", "image_processor"), ("preprocessor_config.json", None)):
         if (root / name).exists():
-            p = json.loads((root / name).read_text())
+            p = read_json(root / name, "the checkpoint's writer (its processor.save_pretrained)", what="processor config")
             p = p.get(section, {}) if section else p
             size = p.get("size") or {}
             found = {"min_pixels": p.get("min_pixels", size.get("shortest_edge")),
@@ -206,14 +207,17 @@ def check_prompts(checkpoint: str, cfg: EvalConfig, pixels: dict, prepared: dict
 
 
 def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_dir: str | Path,
-             progress=print) -> dict[str, Path] | None:
-    """Sample every benchmark; returns {benchmark: samples file} (None on non-zero ranks of a parallel launch)."""
+             progress=print, requested: list[str] | None = None) -> dict[str, Path] | None:
+    """Sample every benchmark; returns {benchmark: samples file} (None on non-zero ranks of a parallel launch).
+    `requested`: every benchmark the evaluation asked for (a resumed one generates only some): recorded in each
+    meta file, so scoring the run can say which are missing."""
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
     from pgpo.util.provenance import code_version, dir_hash
 
     check_environment()
+    check_cache_writable()
     # before loading a 7B model: every dataset must be cached; the commit found is the one evaluated and recorded
     commits = {b.name: check_cached(b) for b in benchmarks if not b.offline}
     out_dir = Path(out_dir)
@@ -224,6 +228,12 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
     # every input is read, mapped and checked before the model loads (minutes for a 7B model)
     from lmms_eval.models import get_model
 
+    if Path(checkpoint).is_dir():  # a cut weight file stopped in safetensors with no path, after minutes of setup
+        from pgpo.util.integrity import check_model_dir
+
+        check_model_dir(checkpoint, "restore it (a hub snapshot: download it again; a training's final/: delete "
+                                    "final/ and run.json beside it, and the same `pgpo train` writes them again "
+                                    "from its last checkpoint)")
     prepared = prepare_tasks(benchmarks, cfg, out_dir, commits, not get_model(cfg.backend.name).is_simple, progress)
     check_prompts(checkpoint, cfg, pixels, prepared)
     lm = build_model(cfg.backend.name, args)
@@ -266,6 +276,7 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
             "samples_sha256": sha256_file(path), "wall_seconds": round(wall, 2), "code_version": code,
             "started_at": int(start * 1000), "finished_at": int((start + wall) * 1000), "user": getpass.getuser(),
             "versions": _versions(), "config": asdict(cfg),
+            "requested_benchmarks": list(requested or [b.name for b in benchmarks]),
         }
         write_samples_meta(path, meta)
         written[bench.name] = path

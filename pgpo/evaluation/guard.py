@@ -1,8 +1,11 @@
-"""No LLM judge anywhere: refuse to evaluate when one is configured, and reject any metric we did not define."""
+"""No LLM judge anywhere: refuse to evaluate when one is configured, and reject any metric we did not define. And
+the environment lmms-eval needs, checked before the model loads: a writable datasets cache."""
 
 from __future__ import annotations
 
+import errno
 import os
+from pathlib import Path
 
 from pgpo.evaluation.docs import METRIC
 from pgpo.util.errors import UserError
@@ -25,6 +28,40 @@ def check_environment(environ=os.environ) -> None:
     if found:
         raise JudgeConfigured(f"LLM-judge configuration found in the environment: {found}. The evaluation protocol "
                               f"is rule-based only; unset them (e.g. `env -u {found[0]} pgpo evaluate ...`).")
+
+
+def datasets_cache_dir(environ=os.environ) -> Path:
+    """The datasets cache lmms-eval's tasks write to (lmms_eval.api.task._resolve_hf_datasets_cache_dir, for a
+    local file system): LMMS_EVAL_DATASETS_CACHE, else HF_DATASETS_CACHE, else $HF_HOME/datasets (HF_HOME defaults
+    to ~/.cache/huggingface)."""
+    def expand(p):
+        return Path(os.path.expanduser(os.path.expandvars(p)))
+
+    if environ.get("LMMS_EVAL_DATASETS_CACHE", "").strip():
+        return expand(environ["LMMS_EVAL_DATASETS_CACHE"].strip())
+    home = environ.get("HF_HOME", "~/.cache/huggingface")
+    return expand(environ.get("HF_DATASETS_CACHE", os.path.join(home, "datasets")))
+
+
+def check_cache_writable(environ=os.environ) -> Path:
+    """UserError before the model loads if lmms-eval cannot write its datasets cache (an unwritable HOME: a
+    read-only home on a cluster node). lmms-eval failed there with a raw OSError wrapped in tenacity's RetryError,
+    naming neither the variable nor the fix."""
+    import tempfile
+
+    from pgpo.util.errors import NOT_WRITABLE
+
+    cache = datasets_cache_dir(environ)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=cache).close()
+    except OSError as e:
+        if e.errno not in NOT_WRITABLE + (errno.ENOTDIR,):
+            raise
+        raise UserError(f"{cache}: lmms-eval's datasets cache is not writable ({e.strerror}: {e.filename}); set "
+                        "LMMS_EVAL_DATASETS_CACHE (or HF_HOME) to a writable folder, e.g. "
+                        "`LMMS_EVAL_DATASETS_CACHE=$TMPDIR/lmms-datasets pgpo evaluate ...`") from None
+    return cache
 
 
 def check_metrics(task: str, metrics: dict) -> None:

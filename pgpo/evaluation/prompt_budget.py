@@ -13,11 +13,11 @@ user's, never a silent skip.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from pgpo.util.errors import DataError
+from pgpo.util.jsonfile import read_json
 
 TEMPLATE_TOKENS = 32  # the chat template's role markers around two turns (Qwen2.5-VL's: 14) and a margin
 PATCH = 28  # pixels per visual token side after the 2 x 2 merge (14-pixel patches)
@@ -31,7 +31,7 @@ def context_length(checkpoint: str, max_model_len: int = 0) -> int | None:
     path = Path(checkpoint) / "config.json"
     limit = None
     if path.is_file():
-        config = json.loads(path.read_text())
+        config = read_json(path, "the checkpoint's writer (`pgpo train` or `pgpo build-tiny`)", what="model config")
         limit = (config.get("text_config") or {}).get("max_position_embeddings") or config.get("max_position_embeddings")
     if max_model_len:
         limit = min(limit, max_model_len) if limit else max_model_len

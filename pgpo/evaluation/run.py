@@ -63,13 +63,14 @@ def evaluate_checkpoint(checkpoint: str, config: str | Path, overrides: dict, ou
 
 def reusable(out: Path, bench: str, ckpt_hash: str, cfg) -> bool:
     """Whether `out` holds finished samples of `bench` made by this very evaluation: the same checkpoint (hash),
-    evaluation config, data and code. The meta file is written after the samples, so its presence means finished;
+    evaluation config, data (a tiny suite's split hash) and code. The meta file is written after the samples, so its presence means finished;
     each benchmark's sampling is seeded on its own (pgpo_vlm reseeds per benchmark), so reusing some and
     generating the rest gives what one uninterrupted run gives."""
     import json
     from dataclasses import asdict
 
     from pgpo.data.datasets import sha256_file
+    from pgpo.evaluation.benchmarks import tiny_source
     from pgpo.records.stages import read_samples_meta, samples_path
     from pgpo.util.errors import DataError
     from pgpo.util.provenance import code_version
@@ -80,8 +81,11 @@ def reusable(out: Path, bench: str, ckpt_hash: str, cfg) -> bool:
     except (FileNotFoundError, DataError):
         return False
     config = json.loads(json.dumps(asdict(cfg), default=str))
+    # the data folder as configured now (the meta's is absolute: a copied results tree would check the original)
+    split = tiny_source(bench, cfg.data) if meta.inputs.get("split_sha256") else None
+    same_data = split is None or (split.is_file() and sha256_file(split) == meta.inputs["split_sha256"])
     return (path.is_file() and meta.checkpoint_hash == ckpt_hash and meta.raw.get("config") == config
-            and meta.raw.get("code_version") == code_version()
+            and meta.raw.get("code_version") == code_version() and same_data
             and meta.raw.get("samples_sha256") == sha256_file(path))
 
 
@@ -107,7 +111,7 @@ def _evaluate(checkpoint, cfg, benches, out: Path, overwrite: bool, score: bool,
     if kept:
         print(f"{out}: reusing the finished samples of {sorted(kept)} (same checkpoint, config and code); "
               f"generating {[b.name for b in todo]}", flush=True)
-    written = generate(checkpoint, todo, cfg, out) if todo else {}
+    written = generate(checkpoint, todo, cfg, out, requested=[b.name for b in benches]) if todo else {}
     if written is None or not score or int(os.environ.get("RANK", "0")) != 0:  # rank 0 scores
         return {"out": out, "table": None, "card": None}
     written = {b.name: kept.get(b.name) or written[b.name] for b in benches}

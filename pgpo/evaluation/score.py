@@ -24,6 +24,7 @@ from pgpo.records.stages import (META_SUFFIX, read_samples_meta, write_eval_resu
 from pgpo.records.stages import summary_path as default_summary
 from pgpo.rewards.scoring import choice_letter
 from pgpo.util.atomic import write_atomic
+from pgpo.util.errors import listed
 
 
 def bootstrap_ci(values: np.ndarray, samples: int, seed: int, chunk: int = 1000) -> tuple[float, float]:
@@ -59,7 +60,8 @@ def read_samples(path: Path, k: int) -> list[dict]:
         seen.setdefault(row.get("id"), n)
         rows.append(row)
     if problems:
-        raise DataError(f"{len(problems)} bad row(s) in {path}:\n  " + "\n  ".join(problems[:20]))
+        raise DataError(listed(f"{path}: {len(problems)} bad row(s); regenerate the samples (`pgpo evaluate "
+                               "--overwrite`) or fix the rows named below:", problems))
     if not rows:
         raise DataError(f"{path}: no samples")
     return rows
@@ -148,6 +150,24 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
     return result
 
 
+def warn_missing(run_dir: Path, files: list[Path]) -> list[str]:
+    """The benchmarks the run's evaluation(s) asked for (their meta files' `requested_benchmarks`) that have no
+    finished samples, printed as a warning: a summary of a killed evaluation covers only what it finished."""
+    requested: dict[str, None] = {}
+    for f in files:
+        try:
+            requested.update(dict.fromkeys(read_samples_meta(f).raw.get("requested_benchmarks") or []))
+        except (FileNotFoundError, DataError):
+            continue  # score_benchmark names the broken meta file
+    missing = [b for b in requested if not (run_dir / "samples" / f"{b}.jsonl").is_file()
+               or not (run_dir / "samples" / f"{b}{META_SUFFIX}").is_file()]
+    if missing:
+        print(f"pgpo score: warning: {run_dir}: the summary covers {len(requested) - len(missing)} of the "
+              f"{len(requested)} benchmarks the evaluation asked for; no finished samples of {missing} (finish "
+              f"them with the same `pgpo evaluate ... --resume`)", file=sys.stderr, flush=True)
+    return missing
+
+
 def score_run(run_dir: str | Path, benchmarks: list[str] | None = None, bootstrap_samples: int = 10000,
               seed: int = 0, summary_path: str | Path | None = None, grader: str = "pgpo") -> dict:
     """Score every samples file of a run (or the named ones); write <run>/<benchmark>.json and a summary
@@ -163,6 +183,8 @@ def score_run(run_dir: str | Path, benchmarks: list[str] | None = None, bootstra
     missing = [str(f) for f in files if not f.exists()]
     if missing or not files:
         raise DataError(f"no samples to score: {missing or str(run_dir / 'samples')}; run `pgpo evaluate` first")
+    if not benchmarks:
+        warn_missing(run_dir, files)
     summary = {}
     for f in files:
         result = score_benchmark(f, bootstrap_samples, seed, grader)

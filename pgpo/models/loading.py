@@ -18,6 +18,11 @@ def load_model(path: str | Path, dtype: str = "float32", attn_implementation: st
     generate (pgpo.models.shared_prefill, bitwise-identical rollouts); eval_mode: .eval() (no dropout)."""
     from transformers import AutoModelForImageTextToText
 
+    if Path(path).is_dir():  # a cut weight file stops inside safetensors with no path: name it instead
+        from pgpo.util.integrity import check_model_dir
+
+        check_model_dir(path, "restore or copy it again (a folder the workflow wrote: delete it and rerun the rule "
+                              "that writes it)")
     kwargs = {}
     if attn_implementation is not None:
         if fast_attention:

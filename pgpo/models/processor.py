@@ -13,8 +13,6 @@ message that says which file and key to change.
 
 from __future__ import annotations
 
-import json
-
 from pgpo.util.errors import UserError
 
 # image_processor_type values written by early releases -> the transformers class that processes those images
@@ -25,20 +23,27 @@ class ProcessorError(UserError, ValueError):
     """A checkpoint's processor files cannot be loaded; the message names the file, the key and the fix."""
 
 
-def _preprocessor_config(path: str, revision: str | None) -> dict:
-    """preprocessor_config.json of a local directory or a (cached) hub revision; {} if there is none."""
+def _preprocessor_config(path: str, revision: str | None) -> tuple[str, dict]:
+    """(file name, image-processor settings) of a local directory or a (cached) hub revision: the
+    `image_processor` section of processor_config.json (transformers 5 saves), else preprocessor_config.json
+    (older saves and the hub releases); ("preprocessor_config.json", {}) if there is neither."""
     from transformers.utils import cached_file
 
+    from pgpo.util.jsonfile import read_json
+
     hub = {"revision": revision} if revision else {}
-    try:
-        file = cached_file(str(path), "preprocessor_config.json", _raise_exceptions_for_missing_entries=False,
-                           _raise_exceptions_for_connection_errors=False, **hub)
-    except OSError:  # not a directory and not a reachable hub id: AutoProcessor reports it below
-        return {}
-    if not file:
-        return {}
-    with open(file) as f:
-        return json.load(f)
+    for name, section in (("processor_config.json", "image_processor"), ("preprocessor_config.json", None)):
+        try:
+            file = cached_file(str(path), name, _raise_exceptions_for_missing_entries=False,
+                               _raise_exceptions_for_connection_errors=False, **hub)
+        except OSError:  # not a directory and not a reachable hub id: AutoProcessor reports it below
+            return "preprocessor_config.json", {}
+        raw = read_json(file, "the checkpoint's writer (processor.save_pretrained)", what="processor config") \
+            if file else {}
+        raw = raw.get(section) if section else raw
+        if raw:
+            return name, raw
+    return "preprocessor_config.json", {}
 
 
 def load_processor(path, min_pixels: int | None = None, max_pixels: int | None = None, revision: str | None = None):
@@ -49,7 +54,7 @@ def load_processor(path, min_pixels: int | None = None, max_pixels: int | None =
 
     pixels = {k: int(v) for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v}
     hub = {"revision": revision} if revision else {}
-    raw = _preprocessor_config(path, revision)
+    config_name, raw = _preprocessor_config(path, revision)
     declared = raw.get("image_processor_type")
     if declared in FIRST_RELEASE_IMAGE_PROCESSORS:
         return _first_release(path, raw, FIRST_RELEASE_IMAGE_PROCESSORS[declared], pixels, hub)
@@ -58,11 +63,11 @@ def load_processor(path, min_pixels: int | None = None, max_pixels: int | None =
     except ValueError as e:
         if "Unrecognized image processor" not in str(e):
             raise
-        where = f"{path}/preprocessor_config.json" + (f" at revision {revision}" if revision else "")
+        where = f"{path}/{config_name}" + (f" at revision {revision}" if revision else "")
         raise ProcessorError(
             f"{where}: transformers {transformers.__version__} has no image processor class "
             f"'image_processor_type': {declared!r}. Fix: set it to the class this model family uses (Qwen2.5-VL: "
-            f"\"Qwen2VLImageProcessor\"), or pin a hub revision whose preprocessor_config.json names it") from e
+            f"\"Qwen2VLImageProcessor\"), or pin a hub revision whose {config_name} names it") from e
 
 
 def _first_release(path, raw: dict, image_class: str, pixels: dict, hub: dict):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pgpo.util.atomic import write_atomic
 from pgpo.util.errors import DataError
+from pgpo.util.jsonfile import read_json
 
 RUN_FILE = "run.json"
 RUN_CONFIG_FILE = "run_config.json"
@@ -29,15 +30,7 @@ META_SUFFIX = ".meta.json"
 
 
 def _load(path: Path, what: str, writer: str) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing {what} (run {writer})")
-    try:
-        value = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not JSON ({e.msg}): a broken {what}; run {writer} again") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(value).__name__}")
-    return value
+    return read_json(path, writer, what=what)
 
 
 def _typed(cls, raw: dict, path: Path):
@@ -150,6 +143,12 @@ def read_metrics(run_dir: str | Path, live: bool = False, optional: bool = False
         if not isinstance(row, dict) or not isinstance(row.get("step"), int):
             raise DataError(f"{path}:{i}: a metrics row needs an integer 'step'")
         rows[row["step"]] = row
+    if not live and (path.parent / RUN_FILE).is_file():  # finished: a file cut at a line boundary still parses
+        trained = read_run(path.parent).global_steps
+        if isinstance(trained, int) and max(rows, default=0) != trained:
+            raise DataError(f"{path}: its rows end at step {max(rows, default=0)} but the run trained {trained} steps "
+                            f"({path.parent / RUN_FILE}): cut or edited; restore it (the curves cannot be made "
+                            "again without training again)")
     return [rows[s] for s in sorted(rows)]
 
 
@@ -251,7 +250,8 @@ def read_eval_result(eval_dir: str | Path, benchmark: str, optional: bool = Fals
     path = result_path(eval_dir, benchmark)
     if optional and not path.is_file():
         return None
-    return _typed(EvalResult, _load(path, "evaluation result", "`pgpo evaluate`"), path)
+    return _typed(EvalResult, _load(path, "evaluation result", f"`pgpo score --run {Path(eval_dir)}` (from its "
+                                                               "samples)"), path)
 
 
 def summary_path(eval_dir: str | Path, shard: str | None = None, grader: str = "pgpo") -> Path:

@@ -19,6 +19,7 @@ import numpy as np
 from pgpo.config.schema import ConfigError
 from pgpo.data.datasets import DataError
 from pgpo.records.stages import read_metrics, read_run
+from pgpo.util.jsonfile import read_json
 
 # Curve panels: these generic keys when any run logged them, then every key under these prefixes (sorted), at most
 # MAX_PANELS in all. `dependency/*` are the visual-dependency statistics the dependency-aware methods log.
@@ -404,5 +405,5 @@ def write_figures(spec: dict, table: dict, outputs: dict[str, str]) -> list[Path
         record = Path(spec["warmstart"])
         if not record.exists():
             raise FileNotFoundError(f"{record}: missing warm-start record (run the warm_start rule)")
-        files.append(plot_warmstart(json.loads(record.read_text()), outputs["warmstart"], source=str(record)))
+        files.append(plot_warmstart(read_json(record, "`pgpo warm-start`", what="warm-start record"), outputs["warmstart"], source=str(record)))
     return files

@@ -10,13 +10,13 @@ part of any checkpoint hash (pgpo.util.provenance.dir_hash), so a card update ne
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import yaml
 
 from pgpo.records.stages import SAMPLES_DIR, RunRecord, find_run, read_eval_result
+from pgpo.util.jsonfile import read_json
 
 MARKER = "<!-- written by pgpo (pgpo/results/model_card.py); pgpo evaluate adds results -->"
 CARD = "README.md"
@@ -108,7 +108,7 @@ def _base_text(base: str, revision: str) -> str:
     text = f"`{base}`" + (f" at commit `{revision}`" if revision else "")
     warm = Path(base).expanduser() / "warmstart.json"
     if warm.is_file():  # the tiny profile's RL starts from a supervised warm start of the built base
-        text += f" (a supervised warm start of `{json.loads(warm.read_text()).get('base')}`)"
+        text += f" (a supervised warm start of `{read_json(warm, '`pgpo warm-start`', what='warm-start record').get('base')}`)"
     return text
 
 

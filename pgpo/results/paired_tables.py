@@ -65,7 +65,8 @@ def _check_same_questions(arm: dict, ref: dict, label: str, reference: str) -> N
         for a, r in zip(records, ref.get(s, [])):
             if a["ids"] != r["ids"]:
                 raise PairingError(f"row {label!r} vs {reference!r}, seed {s}: {a['path']} and {r['path']} hold "
-                                   f"different questions (ids or order differ): they cannot be paired")
+                                   f"different questions (ids or order differ): they cannot be paired; evaluate "
+                                   "both with the same benchmark files, revision and limit")
 
 
 def question_view(rows: dict[str, list[str]], seeds: dict[str, list], reference: dict[str, str],

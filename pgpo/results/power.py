@@ -16,7 +16,6 @@ interval excluding 0; pgpo.stats.paired.detect_factor). Pure numpy.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from pgpo.data.datasets import DataError
 from pgpo.stats.paired import detect_factor
+from pgpo.util.jsonfile import field, read_json
 
 MAX_PLAN = 100000  # beyond this many seeds / questions / samples the plan says "not reachable"
 
@@ -162,8 +162,8 @@ def target_components(target: str | Path) -> tuple[dict[str, Components], list[s
     path = Path(f"{target}.diff.json")
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing (run the target first: its table step writes it)")
-    view = json.loads(path.read_text())
-    benchmarks = view["average_over"] or view["benchmarks"]
+    view = read_json(path, "the target's table step", what="paired-table view")
+    benchmarks = field(view, path, "average_over") or field(view, path, "benchmarks")
     out, unpaired, notes, old = {}, {}, [], set()
     for label, row in view["rows"].items():
         if row.get("shared_evaluation"):

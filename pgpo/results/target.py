@@ -4,7 +4,6 @@ difference view, the figures the plan declared, and the files attached to the ta
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -24,8 +23,9 @@ def write_target(spec) -> tuple[Path, Path]:
     from pgpo.results.paired_tables import build_and_write
     from pgpo.results.tables import build_table, table_records, write_table, write_table_html
     from pgpo.tracking.ingest import log_table
+    from pgpo.util.jsonfile import read_json
 
-    tracking = json.loads(Path(spec.tracking).read_text()) if spec.tracking else {}
+    tracking = read_json(spec.tracking, "`pgpo track`", what="tracking record") if spec.tracking else {}
     table = build_table({k: [Path(d) for d in v] for k, v in spec.rows.items()}, spec.benchmarks,
                         spec.average_over, tracking.get("runs"), row_runs=spec.row_runs)
     names = column_names(spec.benchmarks)

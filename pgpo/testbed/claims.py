@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from pgpo.util.atomic import write_atomic
+from pgpo.util.jsonfile import read_json
 
 VERDICTS = ("supported", "not supported", "inconclusive")
 REQUIRED = ("arm", "reference", "records", "diagnostics", "diagnostic_arms", "diagnostic_reference", "effects",
@@ -95,7 +96,7 @@ def variance_rows(spec: dict) -> list[dict]:
     names = {}
     rows = []
     for at, path in spec["diagnostics"].items():
-        d = json.loads(Path(path).read_text())
+        d = read_json(path, "the testbed's diagnostic rule", what="gradient diagnostic")
         labels = list(spec["diagnostic_arms"])
         if spec["diagnostic_reference"] not in labels:
             labels.append(spec["diagnostic_reference"])

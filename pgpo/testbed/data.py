@@ -20,6 +20,7 @@ from pgpo.data.datasets import sha256_file, write_manifest
 from pgpo.testbed.filler import filler_text, filler_words, random_filler
 from pgpo.tiny.synthetic import SPLIT_IDS, TASKS, make_item
 from pgpo.util.atomic import write_atomic
+from pgpo.util.jsonfile import field, read_json
 
 KINDS = ("random", "fixed")
 
@@ -38,6 +39,16 @@ class Variant:
             raise ValueError(f"filler must be one of {KINDS}, got {self.filler!r}")
         if not isinstance(self.length, int) or self.length < 1:
             raise ValueError(f"length must be a positive integer, got {self.length!r}")
+
+
+def data_config(data_dir: str | Path) -> dict:
+    """The `config` of a testbed data folder's MANIFEST.json (skills, variants, seed), read naming the file."""
+    manifest = Path(data_dir) / "MANIFEST.json"
+    return field(read_json(manifest, "`pgpo testbed data`", what="testbed data manifest"), manifest, "config")
+
+
+def data_skills(data_dir: str | Path) -> list[str]:
+    return field(data_config(data_dir), Path(data_dir) / "MANIFEST.json", "skills")
 
 
 def parse_variants(raw: dict) -> dict[str, Variant]:

@@ -137,12 +137,13 @@ def run_gates(checkpoint: str | Path, data_dir: str | Path, max_new_tokens: int,
     from pgpo.config.schema import load_method
     from pgpo.data.datasets import load_split
     from pgpo.models.processor import load_processor
+    from pgpo.testbed.data import data_skills
     from pgpo.testbed.measure import load_measured_model, measure
     from pgpo.util.provenance import code_version, dir_hash, machine
 
     start = time.perf_counter()
     data_dir = Path(data_dir)
-    skills = json.loads((data_dir / "MANIFEST.json").read_text())["config"]["skills"]
+    skills = data_skills(data_dir)
     records = [r for s in skills for r in load_split(data_dir / f"suite_{s}.jsonl")[:spec.items_per_skill]]
     components, clamp = None, 0.0
     if spec.weights_method:

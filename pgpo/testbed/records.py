@@ -45,6 +45,7 @@ def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str |
     from pgpo.data.datasets import load_split
     from pgpo.stats.paired import curve_auc, steps_to_gain
     from pgpo.models.processor import load_processor
+    from pgpo.testbed.data import data_skills
     from pgpo.testbed.gates import summarise
     from pgpo.testbed.measure import load_measured_model, measure
     from pgpo.testbed.warmstart import variant_length
@@ -58,7 +59,7 @@ def run_record(run_dir: str | Path, data_dir: str | Path, spec: dict, out: str |
     curves = read_curves(run_dir / METRICS_FILE, spec["curves"])
     acc = curves[spec["accuracy_curve"]]
     gain_step = steps_to_gain(acc["steps"], acc["values"], spec["gain"], block=spec["block"])
-    skills = json.loads((data_dir / "MANIFEST.json").read_text())["config"]["skills"]
+    skills = data_skills(data_dir)
     forced = spec["forced"]
     records = [r for s in skills for r in load_split(data_dir / f"suite_{s}.jsonl")[:forced["items_per_skill"]]]
     checkpoint = run_dir / "final"

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pgpo.util.atomic import write_atomic
+from pgpo.util.jsonfile import read_json
 
 SEED_METRICS = (("auc", "area under training accuracy"), ("steps_to_gain", "steps to +gain"),
                 ("filler_entropy", "final filler entropy (nats)"))
@@ -24,7 +25,7 @@ def load_records(paths: list[str]) -> dict[str, dict[str, dict[int, dict]]]:
     """variant -> arm -> seed -> record."""
     out: dict = {}
     for p in paths:
-        r = json.loads(Path(p).read_text())
+        r = read_json(p, "the testbed's record rule", what="testbed record")
         out.setdefault(r["variant"], {}).setdefault(r["arm"], {})[int(r["seed"])] = r
     return out
 
@@ -90,7 +91,7 @@ def _gate_lines(reports: dict[str, str]) -> list[str]:
         if not Path(path).exists():
             lines.append(f"- {variant}: no gate report ({path})")
             continue
-        rep = json.loads(Path(path).read_text())
+        rep = read_json(path, "the testbed's gates rule", what="gate report")
         gates = ", ".join(f"{g['name']} {g['value']:.3f} {'ok' if g['passed'] else 'FAILED'}" for g in rep["gates"])
         lines.append(f"- {variant}: {'passed' if rep['passed'] else 'FAILED'}: {gates}")
     return lines

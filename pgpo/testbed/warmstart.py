@@ -117,7 +117,9 @@ def skill_answers(records: list[Record]) -> dict[str, list[str]]:
 
 def variant_length(data_dir: str | Path, variant: str) -> int:
     """L of a variant, from the data's MANIFEST (what the warm-start targets were written with)."""
-    config = json.loads((Path(data_dir) / "MANIFEST.json").read_text())["config"]
+    from pgpo.testbed.data import data_config
+
+    config = data_config(data_dir)
     if variant not in config["variants"]:
         raise ValueError(f"{data_dir}: no variant {variant!r}; the data has {sorted(config['variants'])}")
     return int(config["variants"][variant]["length"])

@@ -41,6 +41,7 @@ def reroot_moved_store(db: Path, artifacts: str) -> int:
 
     if not db.is_file():
         return 0
+    check_store(db)
     con = sqlite3.connect(db, timeout=60)
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -59,6 +60,28 @@ def reroot_moved_store(db: Path, artifacts: str) -> int:
         return changed
     finally:
         con.close()
+
+
+def check_store(db: Path) -> None:
+    """CorruptFile naming `db` and the fix unless sqlite's own check passes (a cut or overwritten store raised raw
+    `sqlite3.DatabaseError`s from inside MLflow, naming neither the file nor what to do). The store is a mirror of
+    the run directories, so the fix is to rebuild it."""
+    import sqlite3
+
+    from pgpo.util.jsonfile import CorruptFile
+
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
+        try:
+            verdict = con.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        verdict = str(e)
+    if verdict != "ok":
+        raise CorruptFile(f"{db}: not a readable MLflow sqlite store ({verdict}); move it aside (`mv {db} "
+                          f"{db}.broken`) and rerun the workflow's tracking (`snakemake ... --forcerun "
+                          "track_<target>`): every run is mirrored again from its run directory")
 
 
 def client_for(uri: str):

@@ -92,6 +92,10 @@ def check_model_path(path: str) -> None:
     if p.exists():
         if not (p / "config.json").exists():
             raise ConfigError(f"model.path: {p} has no config.json (not a Hugging Face model directory)")
+        from pgpo.util.integrity import check_model_dir
+
+        check_model_dir(p, "restore or copy the model again (a warm start: delete it and rerun the workflow's "
+                           "warm_start rule)")
         return
     if path.startswith((".", "/", "~")) or path.count("/") != 1:
         raise ConfigError(f"model.path: {path}: no such directory (and not a hub id of the form org/name)")
@@ -100,11 +104,12 @@ def check_model_path(path: str) -> None:
 def preflight(cfg: TrainConfig) -> list:
     """Every input check that does not need the model, run before it loads (a 7B load takes minutes).
     Returns the validated training split."""
-    from pgpo.data.datasets import load_split
+    from pgpo.data.datasets import load_split, verify_split
 
     check_model_path(cfg.model.path)
     check_world_size(cfg)
     records = load_split(cfg.data.train)  # DataError naming file, row and field
+    verify_split(cfg.data.train)  # a split cut at a line boundary is valid JSONL with fewer rows: the hash tells
     check_prompt_budget(cfg, records)
     return records
 
@@ -134,6 +139,7 @@ def check_prompt_budget(cfg: TrainConfig, records: list) -> None:
     the config check holds against max_model_len. Text tokens are counted with the checkpoint's tokenizer and
     chat template when it is a local directory (a hub id is checked at its first rollout instead)."""
     from pgpo.data.datasets import DataError
+    from pgpo.util.errors import listed
 
     r = cfg.rollout
     problems = [f"{rec.id}: {len(rec.images)} images > rollout.max_images ({r.max_images})" for rec in records
@@ -151,8 +157,8 @@ def check_prompt_budget(cfg: TrainConfig, records: list) -> None:
                          f"({r.max_prompt_text_tokens})" for rec, row in zip(records, ids)
                          if len(row) > r.max_prompt_text_tokens]
     if problems:
-        raise DataError(f"{cfg.data.train}: {len(problems)} row(s) exceed the recipe's prompt budget:\n  "
-                        + "\n  ".join(problems[:20]))
+        raise DataError(listed(f"{cfg.data.train}: {len(problems)} row(s) exceed the recipe's prompt budget; shorten "
+                               "or remove them, or raise the budget in the recipe:", problems))
 
 
 def _recipe(config: dict) -> dict:
@@ -182,10 +188,11 @@ def check_output_dir(out: Path, identity: dict, fresh: bool = False) -> str:
     recorded = {"method": saved.method, "config": _recipe(saved.config)}
     changes = _differences(recorded, {"method": identity["method"], "config": identity["config"]})
     if changes and not fresh:
-        raise RunConflict(f"{out} holds a run of another recipe/method ({len(changes)} field(s) differ; recorded "
-                          f"in {out / name} -> this command):\n  " + "\n  ".join(changes[:20]) +
-                          "\nUse another --out, or --fresh to delete that run and start this one "
-                          "(in the workflow: delete that directory).")
+        from pgpo.util.errors import listed
+
+        raise RunConflict(listed(f"{out / name}: {out} holds a run of another recipe/method; use another --out, or "
+                                 "--fresh to delete that run and start this one (in the workflow: delete that "
+                                 f"directory); {len(changes)} field(s) differ (recorded -> this command):", changes))
     if changes or fresh:
         for path in [*out.glob("checkpoint-*"), out / "final"]:
             shutil.rmtree(path, ignore_errors=True)

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from pgpo.util.errors import UserError
+from pgpo.util.errors import NOT_WRITABLE, UserError
 
 LOCK_FILE = ".pgpo.lock"
 _held: dict[tuple[str, str], tuple[int, bool]] = {}  # (directory, lock file) -> (descriptor, this process made the dir)
@@ -53,9 +53,18 @@ def lock_run_dir(directory: str | Path, what: str, part: str | None = None) -> N
     key = (str(directory.resolve()), lock_name(part))
     if key in _held:
         return
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"{directory}: a file, not a folder: --out takes a folder (move the file aside, or give "
+                        "another --out)")
     made = not directory.exists()
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / lock_name(part), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / lock_name(part), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # before any model loads: a read-only --out
+        if e.errno not in NOT_WRITABLE:
+            raise
+        raise UserError(f"{e.filename}: not writable ({e.strerror}): make it writable, or give another --out") \
+            from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -56,7 +56,7 @@ def test_corrupt_image_and_manifest_mismatch(tiny_data, tmp_path):
     _rewrite(root / "train.jsonl", 2, image_sha256=None)
     with pytest.raises(DataError, match=r"train.jsonl:3: field 'image'.*not a readable image"):
         load_split(root / "train.jsonl")
-    with pytest.raises(DataError, match="changed since MANIFEST"):
+    with pytest.raises(DataError, match=r"train.jsonl: missing or changed since .*MANIFEST.json was written"):
         verify_manifest(root)
 
 

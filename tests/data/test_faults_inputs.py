@@ -7,12 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from cli_argv import train_argv
 
-from pgpo.training import run as train_module
 from pgpo.cli import main
-from pgpo.config.schema import REPO
-
-RECIPE = str(REPO / "workflows/config/train/tiny.yaml")
+from pgpo.training import run as train_module
 
 
 @pytest.fixture
@@ -29,14 +27,6 @@ def data_copy(tiny_data, tmp_path):
     dst = tmp_path / "data"
     shutil.copytree(tiny_data, dst)
     return dst
-
-
-def train_argv(tiny_dir, data, out, *sets):
-    argv = ["train", "--method", "grpo", "--config", RECIPE, "--out", str(out), "--set", f"model.path={tiny_dir}",
-            "--set", f"data.train={data / 'train.jsonl'}"]
-    for s in sets:
-        argv += ["--set", s]
-    return argv
 
 
 def rows_of(path):

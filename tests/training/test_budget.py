@@ -42,7 +42,7 @@ def test_rows_beyond_the_prompt_budget_are_named_before_the_model_loads(tiny_dir
     raw = {"model": {"path": str(tiny_dir)}, "data": {"train": str(tiny_data / "train.jsonl")}}
     records = preflight(load_train_config(TINY, raw))
     assert records
-    with pytest.raises(DataError, match=r"row\(s\) exceed the recipe's prompt budget:\n  .*-000000: \d+ text tokens "
+    with pytest.raises(DataError, match=r"row\(s\) exceed the recipe's prompt budget; shorten or remove them, or raise the budget in the recipe:\n  .*-000000: \d+ text tokens "
                                         r"> rollout.max_prompt_text_tokens \(8\)"):
         preflight(load_train_config(TINY, {**raw, "rollout": {"max_prompt_text_tokens": 8}}))
 
