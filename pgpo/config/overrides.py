@@ -22,9 +22,13 @@ def check_checkpoint(path: str, flag: str = "checkpoint", hub: bool = True) -> N
     """A checkpoint argument, before any model loads: a local path (starts with / . ~, or exists) must be a model
     folder with config.json; anything else must look like a hub id org/name (when the command takes one)."""
     from pgpo.config.schema import ConfigError, is_hub_id
+    from pgpo.util.jsonfile import adapter_base
 
     p = Path(path).expanduser()
     if p.is_dir():
+        base = adapter_base(p)
+        if base is not None:  # a LoRA checkpoint: the model is its base with the adapter merged in
+            return check_checkpoint(base, f"{flag} {path} (a LoRA adapter): base_model_name_or_path", hub)
         if not (p / "config.json").is_file():
             raise ConfigError(f"{flag} {path}: no config.json there (not a Hugging Face model folder)")
         return

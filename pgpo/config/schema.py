@@ -120,6 +120,23 @@ class MethodConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters (PEFT) on the language model instead of full fine-tuning: only the adapters train, the
+    checkpoints hold the adapters (and their optimizer state), final/ holds the merged full model."""
+
+    rank: int = 0
+    """Adapter rank r; 0 = off: every weight trains (full fine-tuning, the paper's setting)."""
+    alpha: float = 0.0
+    """Scale numerator lora_alpha (the update is scaled by alpha / rank); 0 = 2 x rank."""
+    dropout: float = 0.0
+    """Dropout on the adapter input. 0 keeps the blind pass and the full pass on the same function of the weights
+    (with dropout each pass draws its own mask, which adds noise to the token visual dependency)."""
+    target_modules: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+    """Regular expression (PEFT's full match) over module names choosing the linear layers that get adapters:
+    by default every attention and MLP projection of the language model; the vision tower stays frozen."""
+
+
+@dataclass
 class ModelConfig:
     """The policy to train."""
 
@@ -139,6 +156,8 @@ class ModelConfig:
     """TRL cast_lm_head_to_fp32: log-probs from an fp32 LM head (bf16 runs)."""
     revision: str = ""
     """Hub commit (40 hex) of a hub-id path, for model and processor; required on the paper profile."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA adapters instead of full fine-tuning (rank 0: off)."""
 
 
 @dataclass
@@ -373,7 +392,22 @@ def validate_train(cfg: TrainConfig, where: str) -> None:
     if not 0 < r.top_p <= 1 or r.temperature <= 0:
         raise ConfigError(f"{where}: rollout.top_p must be in (0,1] and temperature > 0")
     check_optimizer(o, where)
+    check_lora(cfg.model.lora, where)
     check_context_budget(cfg, where)
+
+
+def check_lora(lora: LoraConfig, where: str) -> None:
+    """Rank, alpha, dropout in range and a target pattern that compiles, before the model loads."""
+    import re
+
+    if lora.rank < 0 or lora.alpha < 0 or not 0 <= lora.dropout < 1:
+        raise ConfigError(f"{where}: model.lora.rank and alpha must be >= 0 and dropout in [0, 1), got "
+                          f"{lora.rank}, {lora.alpha}, {lora.dropout}")
+    try:
+        re.compile(lora.target_modules)
+    except re.error as e:
+        raise ConfigError(f"{where}: model.lora.target_modules {lora.target_modules!r} is not a regular expression "
+                          f"({e})") from None
 
 
 def check_optimizer(o: OptimConfig, where: str) -> None:

@@ -28,7 +28,9 @@ DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 56 * 56, 28 * 28 * 16384  # Qwen2.5-VL'
 def context_length(checkpoint: str, max_model_len: int = 0) -> int | None:
     """The model's context in tokens: its config's max_position_embeddings (text_config first), capped by the
     backend's max_model_len when set; None when the checkpoint has no readable config (a hub id not cached)."""
-    path = Path(checkpoint) / "config.json"
+    from pgpo.util.jsonfile import adapter_base
+
+    path = Path(adapter_base(checkpoint) or checkpoint) / "config.json"  # a LoRA adapter: its base's context
     limit = None
     if path.is_file():
         config = read_json(path, "the checkpoint's writer (`pgpo train` or `pgpo build-tiny`)", what="model config")

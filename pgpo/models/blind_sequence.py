@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from pgpo.methods.dependency import visual_span_mask
+from pgpo.models.loading import hf_model
 
 
 def drop_columns(keep: torch.Tensor, values: torch.Tensor, pad) -> torch.Tensor:
@@ -30,7 +31,7 @@ def drop_columns(keep: torch.Tensor, values: torch.Tensor, pad) -> torch.Tensor:
 
 def mrope_position_ids(model, input_ids, attention_mask, mm_token_type_ids, image_grid_thw) -> torch.Tensor:
     """3-D mRoPE position ids of the UNMASKED sequence (Qwen2.5-VL's own rule). -> [3,B,L]."""
-    inner = getattr(model, "module", model)  # unwrap DDP/DeepSpeed engines for the rope helper
+    inner = hf_model(model)  # unwrap DDP/DeepSpeed engines and PEFT for the rope helper
     base = inner.model if hasattr(inner.model, "get_rope_index") else inner
     position_ids, _ = base.get_rope_index(input_ids, mm_token_type_ids=mm_token_type_ids,
                                           image_grid_thw=image_grid_thw, attention_mask=attention_mask)
@@ -52,7 +53,7 @@ def blind_inputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, m
     can emit one) is never dropped, so the completion stays the last T columns: it is masked out of attention, and
     its log-prob is still computed (label_mask is the ORIGINAL mask; attention_mask is the blind one).
     """
-    cfg = getattr(model, "module", model).config
+    cfg = hf_model(model).config
     position_ids = mrope_position_ids(model, input_ids, attention_mask, mm_token_type_ids, image_grid_thw)
     visual = visual_span_mask(input_ids, mm_token_type_ids, cfg.vision_start_token_id, cfg.vision_end_token_id,
                               include_markers)
@@ -70,8 +71,7 @@ def blind_inputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, m
 
 def backbone(model):
     """The decoder body (embeddings + layers + final norm) that TRL's fused head runs: `base_model`."""
-    inner = getattr(model, "module", model)
-    return inner.base_model
+    return hf_model(model).base_model
 
 
 def completion_hidden_states(model, logits_to_keep: int, **inputs) -> torch.Tensor:

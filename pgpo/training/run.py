@@ -38,6 +38,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     from pgpo.models.processor import load_processor, pinned_snapshot
     from pgpo.rewards.scoring import REWARD_FUNCS
     from pgpo.tracking.live import live_callbacks
+    from pgpo.training.lora import peft_config
     from pgpo.training.trainer import PGPOTrainer
 
     out = Path(output_dir)
@@ -51,6 +52,8 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     model = load_model(path, cfg.model.dtype, cfg.model.attn_implementation, fast_attention=True, shared_prefill=True)
     if cfg.model.freeze_vision:
         model.model.visual.requires_grad_(False)
+    if cfg.model.lora.rank and Path(path).is_dir():  # the adapter names its base: absolute, loadable from anywhere
+        model.config._name_or_path = model.name_or_path = str(Path(path).resolve())
     records = records if records is not None else load_split(cfg.data.train)
     if cfg.data.max_samples:
         records = records[:cfg.data.max_samples]
@@ -59,6 +62,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     args = to_grpo_config(cfg, method, out, vision_tokens=vision_tokens(processor))
     return PGPOTrainer(model=model, processing_class=processor, reward_funcs=list(REWARD_FUNCS), args=args,
                        train_dataset=to_trl_dataset(records), method=method, vllm_engine=vllm_engine_kwargs(cfg),
+                       peft_config=peft_config(cfg.model.lora),
                        callbacks=[metrics_callback(out / "metrics.jsonl"), *live_callbacks(out, cfg, method),
                                   preemption.preemption_callback()])
 
@@ -222,6 +226,7 @@ def _train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh
     is a no-op (its run.json is returned); a different recipe or method on an existing
     output directory refuses (RunConflict) unless `fresh`."""
     from pgpo.data.datasets import disk_full_error
+    from pgpo.training.lora import save_final
 
     out = Path(output_dir)
     identity = run_identity(cfg, method)
@@ -259,7 +264,7 @@ def _train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh
                       "same command resumes from it", flush=True)
                 raise SystemExit(preemption.PREEMPTED_EXIT)
         wall = time.perf_counter() - start
-        trainer.save_model(str(out / "final"))  # every rank: ZeRO-3 gathers the shards; rank 0 writes
+        save_final(trainer, out / "final", main)  # LoRA: the merged model, and final/adapter/
         if main:
             processor.save_pretrained(out / "final")
     except Exception as e:

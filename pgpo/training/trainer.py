@@ -41,6 +41,7 @@ from pgpo.methods.registry import Entry
 from pgpo.methods.shaping import ShapingBatch
 from pgpo.methods.token_credit import answer_share, entropy_split, response_seeds, reward_means
 from pgpo.training.trl_bridge import TRLBridge  # refuses a TRL other than the pinned one
+from pgpo.models.loading import hf_model
 from pgpo.models.vision_tokens import mask_completions, misaligned_visual_rows, replace_vision_tokens, vision_tokens
 
 
@@ -101,7 +102,7 @@ class PGPOTrainer(TRLBridge):
         forward already ran on the batch."""
         if "mm_token_type_ids" not in out or "image_grid_thw" not in out:
             return
-        config = getattr(self.model, "module", self.model).config
+        config = hf_model(self.model).config
         image_processor = getattr(self.processing_class, "image_processor", None)
         problems = misaligned_visual_rows(
             out["prompt_ids"], out["mm_token_type_ids"], out["image_grid_thw"],

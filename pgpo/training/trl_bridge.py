@@ -65,6 +65,22 @@ from trl.trainer.utils import (  # noqa: F401  (re-exported: the only import pat
 )
 
 
+def _load_adapter_strictly(model, checkpoint: str) -> None:
+    """Load a checkpoint's adapter_model.safetensors into the PEFT-wrapped policy, every adapter tensor of the
+    model set and nothing left over (PEFT's own loader is non-strict: the base weights count as missing)."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    saved = load_file(os.path.join(checkpoint, "adapter_model.safetensors"))
+    expected = set(get_peft_model_state_dict(model))
+    if set(saved) != expected:
+        raise RuntimeError(f"{checkpoint}: adapter tensors differ from the model's: missing "
+                           f"{sorted(expected - set(saved))[:3]}, unexpected {sorted(set(saved) - expected)[:3]}")
+    result = set_peft_model_state_dict(model, saved)
+    if result.unexpected_keys:
+        raise RuntimeError(f"{checkpoint}: adapter tensors not loaded: {result.unexpected_keys[:3]}")
+
+
 @contextlib.contextmanager
 def vllm_engine_arguments(extra: dict):
     """While TRL builds its colocated engine, `vllm.LLM` (as TRL's vllm_generation module names it) receives
@@ -298,6 +314,8 @@ class TRLBridge(GRPOTrainer):
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         model = model if model is not None else self.model
+        if hasattr(model, "peft_config"):  # LoRA: the checkpoint holds the adapter (pgpo.training.lora)
+            return _load_adapter_strictly(model, resume_from_checkpoint)
         saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype)
         model.load_state_dict(saved.state_dict(), strict=True)
         del saved

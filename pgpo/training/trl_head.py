@@ -38,11 +38,13 @@ CHUNK_SIZE = 32768  # trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE at the pin (
 
 import torch  # (after the pin check: a wrong TRL fails with its message above, not deep in TRL)
 
+from pgpo.models.loading import hf_model
+
 
 def fused_head(model):
     """TRL's fused-LM-head forward installed on `model` by add_fused_lm_head (through accelerate's autocast
     wrappers, which keep __wrapped__), or None on a plain model."""
-    fn = getattr(getattr(model, "module", model), "forward", None)
+    fn = getattr(hf_model(model), "forward", None)
     while fn is not None:
         code = getattr(getattr(fn, "__func__", fn), "__code__", None)
         if code is not None and "fused_lm_head" in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
@@ -69,7 +71,7 @@ def chunked_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor, valid: 
     shapes then do not depend on the batch)."""
     from trl.kernels.chunked_logprob import ChunkedLogProbFunction, _use_triton
 
-    inner = getattr(model, "module", model)
+    inner = hf_model(model)
     text_config = inner.config.get_text_config()
     head = inner.get_output_embeddings()
     valid = valid.bool()

@@ -43,6 +43,16 @@ def read_json(path: str | Path, writer: str, kind: type = dict, what: str = "") 
     return value
 
 
+def adapter_base(model_dir: str | Path) -> str | None:
+    """The base model a LoRA adapter folder names (adapter_config.json's base_model_name_or_path: a folder or a hub
+    id), None for a full model folder. A LoRA training's checkpoints are adapter folders (pgpo.training.lora)."""
+    adapter = Path(model_dir) / "adapter_config.json"
+    if not adapter.is_file():
+        return None
+    return str(field(read_json(adapter, "PEFT's save_pretrained (a LoRA training's checkpoint)",
+                               what="adapter config"), adapter, "base_model_name_or_path"))
+
+
 def field(value: dict, path: str | Path, *keys: str) -> Any:
     """value[keys[0]][keys[1]]..., a CorruptFile naming the file and the missing key path when absent."""
     cur = value

@@ -2,56 +2,20 @@
 uninterrupted run), re-running a finished run, a changed recipe on an existing run, an incomplete checkpoint."""
 
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-
-from pgpo.config.schema import REPO
+from training_runs import RECIPE, STEPS, kill_at_checkpoint, run, straight_runs, train_cmd
 
 pytestmark = pytest.mark.slow
-RECIPE = str(REPO / "workflows/config/train/tiny.yaml")
-STEPS = 4
 TIMING = ("time", "runtime", "per_second")  # wall-clock statistics differ between any two runs
-
-
-def train_cmd(tiny_dir, tiny_data, out, method, *extra):
-    sets = {"model.path": tiny_dir, "data.train": tiny_data / "train.jsonl", "rollout.prompts_per_step": 4,
-            "rollout.update_prompts": 4, "rollout.num_generations": 4, "rollout.max_completion_length": 8,
-            "micro_batch": 8, "max_steps": STEPS, "save_steps": 1, "save_total_limit": 2, "threads": 1}
-    cmd = [sys.executable, "-m", "pgpo.cli", "train", "--method", method, "--config", RECIPE, "--seed", "0",
-           "--out", str(out)]
-    for k, v in sets.items():
-        cmd += ["--set", f"{k}={v}"]
-    return cmd + list(extra)
-
-
-def run(cmd, check=True):
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return proc
-
-
-def kill_at_checkpoint(cmd, out: Path, step: int):
-    """Start training and SIGKILL it as soon as checkpoint-<step> is complete (the weights have moved by then)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while not (out / f"checkpoint-{step}" / "trainer_state.json").exists():
-        assert proc.poll() is None, "training ended before it could be killed"
-        assert time.time() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "run.json").exists(), "killed too late: the run had finished"
 
 
 def metrics(out: Path) -> list[dict]:
@@ -66,11 +30,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def straight(tiny_dir, tiny_data, tmp_path_factory):
     """Uninterrupted reference runs (PAPO: its loss terms move the weights even at zero reward; DAPO: refills)."""
-    outs = {}
-    for method in ("papo", "dapo"):
-        outs[method] = tmp_path_factory.mktemp(f"straight-{method}")
-        run(train_cmd(tiny_dir, tiny_data, outs[method], method))
-    return outs
+    return straight_runs(tiny_dir, tiny_data, tmp_path_factory, ("papo", "dapo"))
 
 
 @pytest.mark.parametrize("method", ["papo", "dapo"])
