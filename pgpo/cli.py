@@ -100,6 +100,20 @@ def cmd_train(a):
         print(f"{method.name}: {run.global_steps} steps in {run.wall_seconds} s -> {Path(a.out) / 'final'}")
 
 
+def cmd_plan_resources(a):
+    from pgpo.config.schema import load_method, load_train_config
+    from pgpo.models.recipe_plan import as_json, plan_recipe, render, render_suggestions
+
+    method = load_method(a.method) if a.method else None
+    cfg = load_train_config(a.config, _overrides(a.set), method)
+    p, lay, hw, steps = plan_recipe(cfg, a.gpus, a.gpu_memory, a.cpu_memory)
+    if a.json:
+        print(as_json(p, lay, hw, steps))
+    else:
+        print(render(a.config, p, lay, hw, a.runs) + render_suggestions(steps))
+    return 0 if p.fits else 3
+
+
 def cmd_probe(a):
     from pgpo.evaluation.probe import probe, write_probe
     from pgpo.tiny.synthetic import TASKS
@@ -288,6 +302,17 @@ def _add_training_commands(add) -> None:
     s.add_argument("--fresh", action="store_true",
                    help="delete a different run found in --out and start this one (default: refuse)")
     s.set_defaults(fn=cmd_train)
+    s = add("plan-resources", "GPU memory per component and disk of a recipe on given GPUs; exit 3 if it does not "
+                              "fit, with the knobs to turn")
+    s.add_argument("--config", required=True, help="training recipe YAML")
+    s.add_argument("--method", help="a method whose recipe overrides apply (e.g. vppo's 8 rollouts)")
+    s.add_argument("--gpus", type=int, help="GPUs (default: the recipe's num_processes)")
+    s.add_argument("--gpu-memory", type=float, default=80.0, help="GiB of one GPU")
+    s.add_argument("--cpu-memory", type=float, default=0.0, help="GiB of CPU memory per node (0: not checked)")
+    s.add_argument("--runs", type=int, default=1, help="trainings sharing the disk (methods x seeds x sizes)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field, e.g. micro_batch=4")
+    s.add_argument("--json", action="store_true", help="print the plan as JSON")
+    s.set_defaults(fn=cmd_plan_resources)
 
 
 def _add_evaluation_commands(add) -> None:
@@ -380,14 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
     try:
-        a.fn(a)
+        code = a.fn(a)
     except Exception as e:
         message = error_message(a.command, e, getattr(a, "out", None))
         if message is None:
             raise
         print(message, file=sys.stderr)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0  # a command's own exit status (plan-resources: 3 = does not fit)
 
 
 def error_message(command: str, e: BaseException, out: str | None = None) -> str | None:

@@ -77,6 +77,22 @@ def quick_workflow(tmp_path_factory):
     return work, work / "results/quick", proc.stdout + proc.stderr
 
 
+@pytest.fixture(scope="session")
+def finished(request):
+    """(workdir, the shell commands Snakemake ran) of the session's quick workflow (PGPO_QUICK_TREE=<workdir>:<log>:
+    a finished quick workflow of your own, to iterate on the tests that use it without running it again)."""
+    import re
+    from pathlib import Path
+
+    if os.environ.get("PGPO_QUICK_TREE"):
+        work, log = os.environ["PGPO_QUICK_TREE"].split(":")
+        work, log = Path(work), Path(log).read_text()
+    else:
+        work, _, log = request.getfixturevalue("quick_workflow")
+    commands = [c for c in re.findall(r"^Shell command: (.+)$", log, re.MULTILINE) if c != "None"]
+    return work, commands
+
+
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A folder nobody can write into, as a shared model store or a finished results tree is: a read-only bind mount

@@ -206,6 +206,10 @@ class RolloutConfig:
     instead of minutes, generates slower; for tests and the vLLM-CPU environment."""
     vllm_gpu_memory_utilization: float = 0.35
     """GPU memory share vLLM may take in colocate mode."""
+    vllm_sleep_mode: bool = False
+    """Colocated vLLM frees its weights and KV cache after each generation (TRL's vllm_enable_sleep_mode, sleep
+    level 2) and gets them back before the next: the engine's share of the GPU is free during the log-prob passes
+    and the update (what `pgpo plan-resources` counts), at the cost of a wake-up and a weight push per step."""
     vllm_tensor_parallel_size: int = 1
     """Tensor parallel degree of the rollout engine."""
     max_images: int = 1
@@ -270,6 +274,10 @@ class TrainConfig:
     """Checkpoint every N optimizer steps (resume point)."""
     save_total_limit: int = 2
     """Checkpoints kept."""
+    save_model_only: bool = False
+    """Checkpoints hold the weights only (the adapter under LoRA), no optimizer, scheduler or RNG state: a 7B
+    checkpoint shrinks from ~108 to ~15 GiB, but a resume from one CANNOT equal the uninterrupted run (AdamW's
+    moments and the sampling RNG restart; the run records it as resumed_inexactly). Off on every shipped recipe."""
     seed: int = 0
     """Seed of data order, sampling and initialisation."""
     threads: int = 2
@@ -341,11 +349,26 @@ def validate_method(method: MethodConfig, where: str) -> None:
         raise ConfigError(f"{where}: dynamic_sampling.max_capped_steps must be >= 0 (0: never stop)")
 
 
+def _recipe_raw(path: Path, seen: tuple = ()) -> dict:
+    """A recipe YAML with its `extends: <file beside it>` chain merged (this file's keys win): a hardware variant
+    of a recipe states only what it changes (workflows/config/train/paper_3b_1x80gb_lora.yaml)."""
+    raw = read_yaml(path)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    parent_path = path.parent / str(parent)
+    if parent_path in seen or parent_path == path:
+        raise ConfigError(f"{path}: circular 'extends' chain {[str(p) for p in (*seen, path)]}")
+    if not parent_path.is_file():
+        raise ConfigError(f"{path}: extends: {parent_path} does not exist")
+    return deep_merge(_recipe_raw(parent_path, seen + (path,)), raw)
+
+
 def load_train_config(path: str | Path, overrides: dict | None = None,
                       method: MethodConfig | None = None) -> TrainConfig:
     """Load and validate a training recipe YAML. Precedence: recipe file < the method's overrides for the
     recipe's profile (e.g. VPPO's 8 rollouts on the paper profile) < `overrides` (the command line)."""
-    recipe = read_yaml(Path(path))
+    recipe = _recipe_raw(Path(path))
     profile = (overrides or {}).get("profile", recipe.get("profile", TrainConfig.profile))
     method_overrides = method.recipe.get(profile, {}) if method is not None else {}
     cfg = build_dataclass(TrainConfig, deep_merge(deep_merge(recipe, method_overrides), overrides or {}), str(path))

@@ -262,13 +262,15 @@ def lm_head_backward(m: ModelDims, head_n: int, o: Options) -> int:
     return accumulators + max(tile + upcasts, (m.vocab + head_n) * h * b)
 
 
-def loss_peak(m: ModelDims, s: RolloutShape, o: Options, checkpointing: bool) -> int:
+def loss_peak(m: ModelDims, s: RolloutShape, o: Options, checkpointing: bool, with_grads: bool = True) -> int:
     """Forward + backward with gradient, every weight trainable: the largest of three phases.
 
     head: the backward starts at the LM head with every saved activation alive (every layer's, or with
     checkpointing every layer's input) and the head's backward temporaries; recompute (checkpointing only): the
     checkpoints, the head's gradient [V, H] and one recomputed text layer or vision block; end: every parameter
-    gradient (dtype size; a tied matrix receives two, summed) and a vision-tower-sized transient."""
+    gradient (dtype size; a tied matrix receives two, summed) and a vision-tower-sized transient. `with_grads`
+    False leaves the parameter gradients out (a planner counts them with the sharding that decides where they
+    live: pgpo.models.resource_plan)."""
     b, rows, length = o.dtype_bytes, s.rows, s.seq_len
     tokens, patches = rows * length, rows * s.images * s.visual_tokens * m.merge ** 2
     head_n = lm_head_tokens(m, rows, length, s.completion_tokens, o)
@@ -280,7 +282,7 @@ def loss_peak(m: ModelDims, s: RolloutShape, o: Options, checkpointing: bool) ->
     embeds = 2 * tokens * m.hidden * b + patches * m.vision_hidden * b
     head = saved + embeds + tokens * m.hidden * b + lm_head_backward(m, head_n, o)
     recompute = saved + embeds + m.vocab * m.hidden * b + max(layer, block) if checkpointing else 0
-    grads = m.params() * b + (m.vocab * m.hidden * b if m.tied else 0)
+    grads = (m.params() * b if with_grads else 0) + (m.vocab * m.hidden * b if m.tied else 0)
     return max(head, recompute, grads + vision_peak(m, patches, o))
 
 

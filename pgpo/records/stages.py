@@ -64,6 +64,9 @@ class RunRecord:
     """Hash of recipe x method: the identity of the run."""
     code_version: str = ""
     resumed_from: str | None = None
+    resumed_inexactly: bool = False
+    """Resumed from a weights-only checkpoint (save_model_only): AdamW's moments, scheduler and RNG restarted,
+    so the run differs from an uninterrupted one."""
     wall_seconds: float | None = None
     started_at: int | None = None
     """Epoch ms of this attempt's start."""

@@ -26,3 +26,10 @@ def checkpoint_problem(checkpoint: str | Path) -> str | None:
             if problem:
                 return f"{path.relative_to(ckpt)}: {problem}"
     return None
+
+
+def holds_optimizer_state(checkpoint: str | Path) -> bool:
+    """Whether a resume from it restores the optimizer (optimizer.pt, or DeepSpeed's global_step*/): a
+    save_model_only checkpoint holds the weights alone."""
+    ckpt = Path(checkpoint)
+    return (ckpt / "optimizer.pt").is_file() or any(ckpt.glob("global_step*"))

@@ -97,10 +97,12 @@ def grpo_kwargs(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, 
         # -- schedule, I/O, engines --
         max_steps=cfg.max_steps if cfg.max_steps > 0 else -1, num_train_epochs=cfg.epochs or 1.0,
         logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+        save_only_model=cfg.save_model_only,
         report_to="none", gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=cfg.model.dtype == "bfloat16" and cuda, use_cpu=not cuda,
         use_vllm=r.use_vllm, vllm_mode=r.vllm_mode, vllm_gpu_memory_utilization=r.vllm_gpu_memory_utilization,
         vllm_tensor_parallel_size=r.vllm_tensor_parallel_size, vllm_server_host=r.vllm_server_host,
+        vllm_enable_sleep_mode=r.vllm_sleep_mode,
         vllm_server_port=r.vllm_server_port,
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False, log_completions=False,
     )

@@ -225,7 +225,10 @@ def _train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh
     Returns the run's record (None on the ranks other than 0 of a multi-process launch). Re-running a finished run
     is a no-op (its run.json is returned); a different recipe or method on an existing
     output directory refuses (RunConflict) unless `fresh`."""
+    import warnings
+
     from pgpo.data.datasets import disk_full_error
+    from pgpo.training.checkpoints import holds_optimizer_state
     from pgpo.training.lora import save_final
 
     out = Path(output_dir)
@@ -252,12 +255,18 @@ def _train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh
     elif main and last is not None:
         truncate_metrics(out, _step_of(last))
     start, started_at = time.perf_counter(), int(time.time() * 1000)
+    inexact = False
     try:
         if last is not None and cfg.max_steps > 0 and _step_of(last) >= cfg.max_steps:
             # killed after the last checkpoint, before run.json: the weights are final, train no further step
             trainer._load_from_checkpoint(last)
             global_steps = _step_of(last)
         else:
+            inexact = last is not None and not holds_optimizer_state(last)
+            if inexact and main:
+                warnings.warn(f"{last} holds the weights only (save_model_only): this resume restarts AdamW's "
+                              "moments, the learning-rate schedule and the RNG, so the run will not equal an "
+                              "uninterrupted one (run.json records resumed_inexactly)", stacklevel=2)
             global_steps = trainer.train(resume_from_checkpoint=last).global_step
             if preemption.requested():  # SIGTERM: checkpoint-<step> is saved; final/ and run.json are not written
                 print(f"{out}: stopped by SIGTERM after step {global_steps}; checkpoint-{global_steps} saved, the "
@@ -276,6 +285,7 @@ def _train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh
         return None
     run = finished_record(cfg, method, identity["hash"], out, processor, version=version, resumed_from=last,
                           wall=wall, started_at=started_at, global_steps=global_steps)
+    run.resumed_inexactly = inexact
     write_run(out, run)
     from pgpo.results.model_card import write_run_cards
 

@@ -17,9 +17,17 @@ def _bin_dir(bin_dir: str | Path | None) -> Path:
     return Path(bin_dir) if bin_dir is not None else Path(sys.executable).parent
 
 
-def bind(command: str, bin_dir: str | Path | None = None) -> str:
+def bind(command: str, bin_dir: str | Path | None = None, repo: str | Path | None = None) -> str:
     """'pgpo train --x' -> '/abs/.venv/bin/pgpo train --x' when bin_dir (default: the running interpreter's
-    directory) has a `pgpo` script; a `pgpo` command with no script there runs as `<python> -m pgpo.cli`."""
+    directory) has a `pgpo` script; a `pgpo` command with no script there runs as `<python> -m pgpo.cli`. With
+    `repo`, a relative path in the command that names a file of the repository (`--config_file
+    workflows/config/accelerate/zero3.yaml`) becomes absolute: the jobs run in the workflow's directory, which
+    need not be the checkout."""
+    if repo is not None:
+        words = shlex.split(command)
+        bound = [str(Path(repo) / w) if "/" in w and not Path(w).is_absolute() and (Path(repo) / w).is_file() else w
+                 for w in words]
+        command = shlex.join(bound) if bound != words else command
     head, sep, rest = command.strip().partition(" ")
     if not head or "/" in head:
         return command

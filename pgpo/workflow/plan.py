@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from pgpo.config.schema import ConfigError, available_methods, deep_merge, load_method, load_train_config
+from pgpo.config.schema import ConfigError, available_methods, deep_merge, is_hub_id, load_method, load_train_config
 from pgpo.config.yamlconf import load_yaml_text, nest_dotted, no_repeats
 from pgpo.records.layout import ABLATION_RUN, Layout
 from pgpo.records.stages import RUN_FILE
@@ -30,7 +30,8 @@ SCHEMA = Path(__file__).resolve().parents[2] / "workflows/schemas/config.schema.
 # ---- config -------------------------------------------------------------------------------------------------
 def resolve_extends(config: dict, config_dir: Path) -> dict:
     """A profile with `extends: other.yaml` is that profile with this one's keys merged over it (nested mappings
-    merge, lists and scalars replace); command-line `--config` values are already in `config`, so they still win."""
+    merge, lists and scalars replace, a size set to null is dropped); command-line `--config` values are already in
+    `config`, so they still win."""
     config = dict(config)
     parent = config.pop("extends", None)
     if parent is None:
@@ -39,7 +40,12 @@ def resolve_extends(config: dict, config_dir: Path) -> dict:
     if not path.exists():
         raise ConfigError(f"extends: {path} does not exist")
     base = resolve_extends(load_yaml_text(path.read_text(), str(path)) or {}, config_dir)
-    return deep_merge(base, config)
+    merged = deep_merge(base, config)
+    # `sizes: {7b: null}` drops a size of the parent (a profile for fewer GPUs keeps the sizes they hold)
+    dropped = [size for size, spec in (config.get("sizes") or {}).items() if spec is None]
+    if dropped and isinstance(merged.get("sizes"), dict):
+        merged["sizes"] = {k: v for k, v in merged["sizes"].items() if k not in dropped}
+    return merged
 
 
 def load_profile(path: str | Path, overrides: dict | None = None) -> dict:
@@ -87,6 +93,49 @@ def layout(config: dict) -> Layout:
 
 def start_model(config: dict, size: str) -> str:
     return config["sizes"][size]["model"].format(root=config["root"])
+
+
+RELEASED_RUN = "released-"
+"""Evaluation directory prefix of a published checkpoint's row: eval/<size>/released-<name>."""
+
+
+def released(config: dict) -> dict[str, list[dict]]:
+    """size -> the published checkpoints evaluated as rows beside its base row (`released:` in the profile), their
+    `model` with {root} filled in."""
+    given = config.get("released") or {}
+    return {size: [{**e, "model": e["model"].format(root=config["root"])} for e in given.get(size) or []]
+            for size in config["sizes"]}
+
+
+def check_released(config: dict) -> None:
+    """Each released entry under a size of the profile, named once per size, and pinned when it is a hub id."""
+    for size, entries in (config.get("released") or {}).items():
+        if size not in config["sizes"]:
+            raise ConfigError(f"released.{size}: not a size of this profile (sizes: {list(config['sizes'])})")
+        names = [e["name"] for e in entries or []]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"released.{size}: a name repeats ({names}): each is one table row")
+        for e in entries or []:
+            if is_hub_id(e["model"]) and not e.get("revision"):
+                raise ConfigError(f"released.{size}.{e['name']}: hub model {e['model']} needs `revision:` (the "
+                                  "40-hex commit evaluated: the row must not move when the hub repository does)")
+
+
+def released_entry(config: dict, size: str, run: str) -> dict | None:
+    """The `released:` entry an evaluation directory name `released-<name>` stands for (None for other runs)."""
+    if not run.startswith(RELEASED_RUN):
+        return None
+    name = run[len(RELEASED_RUN):]
+    return next((e for e in released(config).get(size, []) if e["name"] == name), None)
+
+
+def start_rows(config: dict, size: str) -> dict[str, str]:
+    """Row label -> evaluation directory of the rows no training here produced: the base model, then each released
+    checkpoint ("<name> (released)")."""
+    rows = {run_label(config, size, "base"): layout(config).eval(size, "base")}
+    for e in released(config)[size]:
+        rows[run_label(config, size, f"{e['name']} (released)")] = layout(config).eval(size, RELEASED_RUN + e["name"])
+    return rows
 
 
 def ablation_grid(config: dict, repo: Path) -> dict[str, dict]:
@@ -148,7 +197,7 @@ def table_rows(config: dict, target: str, repo: Path) -> dict[str, list[str]]:
     rows = {}
     if target in ("table1", "table7"):
         for size in config["sizes"]:
-            rows[run_label(config, size, "base")] = [layout(config).eval(size, "base")]
+            rows.update({label: [d] for label, d in start_rows(config, size).items()})
     for t in trainings(config, target, repo):
         rows.setdefault(run_label(config, t.size, t.variant or t.method), []).append(eval_dir_of(config, t))
     return rows
@@ -160,7 +209,7 @@ def row_trainings(config: dict, target: str, repo: Path) -> dict[str, list[Train
     out: dict[str, list[Training | None]] = {}
     if target in ("table1", "table7"):
         for size in config["sizes"]:
-            out[run_label(config, size, "base")] = [None]
+            out.update({label: [None] for label in start_rows(config, size)})
     for t in trainings(config, target, repo):
         out.setdefault(run_label(config, t.size, t.variant or t.method), []).append(t)
     return out
@@ -200,8 +249,8 @@ def reference_rows(config: dict, target: str, repo: Path) -> tuple[dict[str, str
     if not name:
         return {}, f"no reference row configured (paired.reference.{target}): no differences"
     rows = table_rows(config, target, repo)
-    sizes = {run_label(config, size, "base"): size for size in config["sizes"]} if target != "ablation_thresholds" \
-        else {}
+    sizes = {label: size for size in config["sizes"] for label in start_rows(config, size)} \
+        if target != "ablation_thresholds" else {}
     for t in trainings(config, target, repo):
         sizes[run_label(config, t.size, t.variant or t.method)] = t.size
     out, absent = {}, []
@@ -228,11 +277,25 @@ def checkpoint_marker(config: dict, size: str, run: str) -> list[str]:
     where = layout(config)
     if run == "base":
         return [f"{where.model('warmstart')}/warmstart.json"] if config["build_tiny"] else []
+    entry = released_entry(config, size, run)
+    if entry is not None:  # a local snapshot must exist (Snakemake names it); a hub id is fetched by the job
+        return [] if is_hub_id(entry["model"]) else [f"{entry['model']}/config.json"]
     return [f"{where.trained_run(size, run)}/{RUN_FILE}"]
 
 
 def checkpoint_dir(config: dict, size: str, run: str) -> str:
+    entry = released_entry(config, size, run)
+    if entry is not None:
+        return entry["model"]
     return start_model(config, size) if run == "base" else str(Path(checkpoint_marker(config, size, run)[0]).parent / "final")
+
+
+def checkpoint_revision(config: dict, size: str, run: str) -> str | None:
+    """The hub commit an evaluation loads: sizes.<size>.revision for the base row, the entry's for a released one."""
+    entry = released_entry(config, size, run)
+    if entry is not None:
+        return entry.get("revision")
+    return config["sizes"][size].get("revision") if run == "base" else None
 
 
 def benchmarks(config: dict) -> list[str]:
@@ -359,6 +422,23 @@ def _known_method(name: str, where: str, known: list[str]) -> None:
         raise ConfigError(f"{where}: unknown method {name!r} (no baselines/{name}.yaml); known: {known}{hint}")
 
 
+def check_fits(cfg, train_resources: dict, where: str) -> None:
+    """A recipe on the profile's training GPUs (resources.train: gpus x gpu_memory_gib), planned as `pgpo
+    plan-resources` plans it; refused at the dry run when it does not fit, with the first knob to turn. Nothing is
+    checked without gpu_memory_gib (the tiny profiles: CPU)."""
+    if not train_resources.get("gpu_memory_gib"):
+        return
+    from pgpo.models.recipe_plan import plan_recipe
+
+    gpus, memory = train_resources.get("gpus") or cfg.num_processes, train_resources["gpu_memory_gib"]
+    p, _, _, steps = plan_recipe(cfg, gpus, memory)
+    if not p.fits:
+        first = f"; first knob: {steps[0][0]}" if steps else ""
+        raise ConfigError(f"{where} does not fit resources.train ({gpus} x {memory:g} GiB): {'; '.join(p.problems)}"
+                          f"{first} (details: pgpo plan-resources --config <recipe> --gpus {gpus} "
+                          f"--gpu-memory {memory:g})")
+
+
 def check(config: dict, repo: Path | None = None) -> None:
     """Everything a job would reject later, checked now: method names (methods, table7, ablation.method), the
     recipe overrides (train_set) against every (size, method) recipe, the evaluation overrides (eval_set), and each
@@ -375,6 +455,7 @@ def check(config: dict, repo: Path | None = None) -> None:
             _known_method(m, "methods", known)
     for m in config["table7"]:
         _known_method(m, "table7", known)
+    check_released(config)
     run_methods = sorted(set(methods(config)) | set(config["table7"]))
     for size, spec in config["sizes"].items():
         recipe = repo_path(repo, spec["train_config"])
@@ -382,9 +463,10 @@ def check(config: dict, repo: Path | None = None) -> None:
             raise ConfigError(f"sizes.{size}.train_config: {recipe} does not exist")
         for m in run_methods:
             try:
-                load_train_config(recipe, nest(config["train_set"]), load_method(m))
+                cfg = load_train_config(recipe, nest(config["train_set"]), load_method(m))
             except ConfigError as e:
                 raise ConfigError(f"train_set {config['train_set']} on {m} ({size}): {e}") from None
+            check_fits(cfg, config["resources"]["train"], f"sizes.{size}.train_config {recipe} ({m})")
     try:
         load_eval_config(repo_path(repo, config["eval_config"]), nest(config["eval_set"]))
     except ConfigError as e:

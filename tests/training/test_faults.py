@@ -85,6 +85,40 @@ def test_sigterm_saves_the_step_in_progress_and_the_same_command_resumes_to_the_
     assert metrics(out) == metrics(straight["dapo"])
 
 
+def test_a_model_only_checkpoint_resumes_but_says_it_is_not_exact(straight, tiny_dir, tiny_data, tmp_path):
+    """save_model_only: checkpoints without optimizer, scheduler or RNG state. A kill and resume finishes the run,
+    with a warning and run.json's resumed_inexactly, and the weights differ from the uninterrupted run's (AdamW's
+    moments restarted): what the recipe field's documentation says."""
+    out = tmp_path / "model-only"
+    cmd = train_cmd(tiny_dir, tiny_data, out, "papo", "--set", "save_model_only=true")
+    kill_at_checkpoint(cmd, out, 2)
+    assert (out / "checkpoint-2" / "model.safetensors").is_file()
+    assert not {"optimizer.pt", "scheduler.pt", "rng_state.pth"} & {p.name for p in (out / "checkpoint-2").iterdir()}
+    proc = run(cmd)
+    assert "holds the weights only (save_model_only)" in proc.stderr
+    done = json.loads((out / "run.json").read_text())
+    assert done["resumed_inexactly"] is True and done["global_steps"] == STEPS
+    ref, got = weights(straight["papo"] / "final"), weights(out / "final")
+    assert max(float((ref[k] - got[k]).abs().max()) for k in ref) > 1e-4
+    assert json.loads((straight["papo"] / "run.json").read_text())["resumed_inexactly"] is False
+
+
+def test_checkpoint_files_are_the_size_the_disk_planner_says(straight, tiny_dir):
+    """pgpo plan-resources' checkpoint on disk (pgpo.models.resource_plan.disk) against a real one: the weights
+    and AdamW's two moments of every parameter (fp32 here), within 1% (safetensors header, pickle framing)."""
+    from pgpo.models.memory_estimate import RolloutShape
+    from pgpo.models.recipe_plan import model_dims
+    from pgpo.models.resource_plan import Layout, disk
+
+    planned = disk(model_dims(str(tiny_dir)), Layout(shape=RolloutShape(1, 1, 1, 1), dtype="float32"))
+    ckpt = straight["papo"] / "checkpoint-4"
+    for name, key in (("model.safetensors", "checkpoint_weights"), ("optimizer.pt", "checkpoint_optimizer")):
+        size = (ckpt / name).stat().st_size
+        assert planned[key] <= size <= 1.01 * planned[key], (name, size, planned[key])
+    total = sum(p.stat().st_size for p in ckpt.iterdir())
+    assert total <= planned["checkpoint"]
+
+
 def test_rerunning_a_finished_run_changes_nothing(straight, tiny_dir, tiny_data):
     out = straight["dapo"]
     before = {p: p.read_bytes() for p in [out / "run.json", out / "metrics.jsonl", out / "final/model.safetensors"]}

@@ -46,6 +46,21 @@ def test_lora_steps_move_only_the_adapted_layers(method, straight, tiny_dir):
     assert (out / "final" / "adapter" / "adapter_model.safetensors").exists()
 
 
+def test_adapter_checkpoints_are_the_size_the_disk_planner_says(straight, tiny_dir):
+    """A LoRA checkpoint: the adapter (fp32, as PEFT keeps it) and its AdamW moments, as
+    pgpo.models.resource_plan.disk plans them, within 1% + 64 KB: each of the tiny model's 84 adapter tensors
+    costs a header entry (6 KB in all) and its AdamW state a few pickled records (35 KB), nothing at 3B scale."""
+    from pgpo.models.memory_estimate import RolloutShape
+    from pgpo.models.recipe_plan import model_dims
+    from pgpo.models.resource_plan import Layout, disk
+
+    planned = disk(model_dims(str(tiny_dir)), Layout(shape=RolloutShape(1, 1, 1, 1), dtype="float32", lora_rank=4))
+    ckpt = straight["papo"] / "checkpoint-3"
+    for name, key in (("adapter_model.safetensors", "checkpoint_weights"), ("optimizer.pt", "checkpoint_optimizer")):
+        size = (ckpt / name).stat().st_size
+        assert planned[key] <= size <= 1.01 * planned[key] + 65536, (name, size, planned[key])
+
+
 @pytest.mark.parametrize("method", ["pgpo", "vppo", "papo"])
 def test_every_pass_of_a_method_goes_through_the_adapters(method, tiny_dir, tiny_data, tmp_path):
     """The blind pass, the loss forward and the shaping run on the PEFT-wrapped policy: a loss with non-zero

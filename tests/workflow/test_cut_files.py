@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from workflow_run import copy_tree
 
 pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("PGPO_CUT_SEED", "0"))
@@ -51,31 +52,6 @@ CASES = {
     "MLflow store": ("mlflow/mlflow.db", TRACK, [], "either"),
     "paired view": ("table1.diff.json", "power", [], "error"),
 }
-
-
-@pytest.fixture(scope="module")
-def finished(request):
-    """(workdir, the shell commands Snakemake ran) of the session's quick workflow (PGPO_QUICK_TREE=<workdir>:<log>:
-    a finished quick workflow of your own, to iterate on this file without running it again)."""
-    if os.environ.get("PGPO_QUICK_TREE"):
-        work, log = os.environ["PGPO_QUICK_TREE"].split(":")
-        work, log = Path(work), Path(log).read_text()
-    else:
-        work, _, log = request.getfixturevalue("quick_workflow")
-    commands = [c for c in re.findall(r"^Shell command: (.+)$", log, re.M) if c != "None"]
-    return work, commands
-
-
-def copy_tree(work: Path, dst: Path) -> Path:
-    """The finished results/ as hard links (fast), with every file under 4 MB copied, so a job rewriting one in
-    place cannot reach the session's tree (the large files are weights the jobs here only read)."""
-    subprocess.run(["cp", "-al", str(work / "results"), str(dst / "results")], check=True)
-    for path in (dst / "results").rglob("*"):
-        if path.is_file() and path.stat().st_size < 4 * 2**20:
-            data = path.read_bytes()
-            path.unlink()
-            path.write_bytes(data)
-    return dst
 
 
 def cut(path: Path, rng: random.Random) -> int:

@@ -96,9 +96,9 @@ def checkpoint_dir(wc):
 
 
 def checkpoint_revision(wc):
-    """--revision <commit> for a base row whose start model is a pinned hub id (sizes.<size>.revision)."""
-    revision = config["sizes"][wc.size].get("revision")
-    return f"--revision {revision}" if wc.run == "base" and revision else ""
+    """--revision <commit> for a row whose checkpoint is a pinned hub id (the base row, a released checkpoint)."""
+    revision = plan.checkpoint_revision(config, wc.size, wc.run)
+    return f"--revision {revision}" if revision else ""
 
 
 def target_inputs(target):
