@@ -55,8 +55,10 @@ def cmd_status(a):
 def cmd_build_tiny(a):
     from pgpo.tiny.model import TinyModelConfig, build_tiny
 
-    out = build_tiny(a.out, TinyModelConfig(seed=a.seed))
-    print(f"tiny Qwen2.5-VL written to {out}")
+    from pgpo.models.families import family_named
+
+    out = build_tiny(a.out, TinyModelConfig(seed=a.seed, family=family_named(a.family).name))
+    print(f"tiny {a.family} written to {out}")
 
 
 def cmd_make_data(a):
@@ -253,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_data_commands(add) -> None:
     """The model and data stages: build-tiny, make-data, prepare, warm-start."""
     seed_help = "random seed"
-    s = add("build-tiny", "build the tiny Qwen2.5-VL offline (tokenizer, processor, model)")
+    s = add("build-tiny", "build a tiny vision-language model offline (tokenizer, processor, model)")
     s.add_argument("--out", required=True, help="directory to write the model folder to")
+    s.add_argument("--family", default="qwen2_5_vl", help="model family (pgpo/models/families): qwen2_5_vl, qwen3_vl")
     s.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
     s.set_defaults(fn=cmd_build_tiny)
 

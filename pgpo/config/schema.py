@@ -298,21 +298,25 @@ def available_methods() -> list[str]:
     return sorted(p.stem for p in BASELINES_DIR.glob("*.yaml"))
 
 
-def _method_raw(path: Path, seen: tuple = ()) -> dict:
+def _extended(path: Path, parent_file, seen: tuple = ()) -> dict:
+    """A YAML file with its `extends` chain merged (this file's keys win); `parent_file(path, value)` is the file an
+    `extends: value` in `path` names (a method: a name beside it; a recipe: a file beside it)."""
     raw = read_yaml(path)
     parent = raw.pop("extends", None)
-    if parent:
-        parent_path = path.parent / f"{parent}.yaml"
-        if parent_path in seen:
-            raise ConfigError(f"{path}: circular 'extends' chain {[str(s) for s in seen]}")
-        raw = deep_merge(_method_raw(parent_path, seen + (path,)), raw)
-    return raw
+    if not parent:
+        return raw
+    parent_path = parent_file(path, str(parent))
+    if parent_path in seen or parent_path == path:
+        raise ConfigError(f"{path}: circular 'extends' chain {[str(p) for p in (*seen, path)]}")
+    if not parent_path.is_file():
+        raise ConfigError(f"{path}: extends: {parent_path} does not exist")
+    return deep_merge(_extended(parent_path, parent_file, seen + (path,)), raw)
 
 
 def load_method(name_or_path: str | Path, overrides: dict | None = None) -> MethodConfig:
     """Load and validate a method YAML (with its `extends` chain and optional overrides)."""
     path = method_path(name_or_path)
-    raw = deep_merge(_method_raw(path), overrides or {})
+    raw = deep_merge(_extended(path, lambda p, name: p.parent / f"{name}.yaml"), overrides or {})  # extends: a name
     raw.setdefault("name", path.stem)
     method = build_dataclass(MethodConfig, raw, str(path))
     validate_method(method, str(path))
@@ -349,26 +353,12 @@ def validate_method(method: MethodConfig, where: str) -> None:
         raise ConfigError(f"{where}: dynamic_sampling.max_capped_steps must be >= 0 (0: never stop)")
 
 
-def _recipe_raw(path: Path, seen: tuple = ()) -> dict:
-    """A recipe YAML with its `extends: <file beside it>` chain merged (this file's keys win): a hardware variant
-    of a recipe states only what it changes (workflows/config/train/paper_3b_1x80gb_lora.yaml)."""
-    raw = read_yaml(path)
-    parent = raw.pop("extends", None)
-    if parent is None:
-        return raw
-    parent_path = path.parent / str(parent)
-    if parent_path in seen or parent_path == path:
-        raise ConfigError(f"{path}: circular 'extends' chain {[str(p) for p in (*seen, path)]}")
-    if not parent_path.is_file():
-        raise ConfigError(f"{path}: extends: {parent_path} does not exist")
-    return deep_merge(_recipe_raw(parent_path, seen + (path,)), raw)
-
-
 def load_train_config(path: str | Path, overrides: dict | None = None,
                       method: MethodConfig | None = None) -> TrainConfig:
     """Load and validate a training recipe YAML. Precedence: recipe file < the method's overrides for the
     recipe's profile (e.g. VPPO's 8 rollouts on the paper profile) < `overrides` (the command line)."""
-    recipe = _recipe_raw(Path(path))
+    # extends: a file beside it (a hardware variant states only what it changes: train/paper_3b_1x80gb_lora.yaml)
+    recipe = _extended(Path(path), lambda p, name: p.parent / name)
     profile = (overrides or {}).get("profile", recipe.get("profile", TrainConfig.profile))
     method_overrides = method.recipe.get(profile, {}) if method is not None else {}
     cfg = build_dataclass(TrainConfig, deep_merge(deep_merge(recipe, method_overrides), overrides or {}), str(path))
@@ -449,8 +439,14 @@ def check_optimizer(o: OptimConfig, where: str) -> None:
             raise ConfigError(f"{where}: optim.{name} {value!r} is not a Trainer {name}; {hint}known: {names}")
 
 
-VISUAL_TOKEN_PIXELS = 28 * 28  # Qwen2.5-VL: one visual token per 14x14 patch after the 2x2 merge
 VISION_MARKERS = 2  # <|vision_start|> and <|vision_end|> around each image's pads
+
+
+def visual_token_pixels(cfg: TrainConfig) -> int:
+    """Pixels per visual token of the recipe's model family (Qwen2.5-VL: 28 x 28; Qwen3-VL: 32 x 32)."""
+    from pgpo.models.families import family_for
+
+    return family_for(cfg.model.path).visual_token_pixels
 
 
 def longest_prompt_tokens(cfg: TrainConfig) -> int | None:
@@ -458,7 +454,7 @@ def longest_prompt_tokens(cfg: TrainConfig) -> int | None:
     no pixel cap is pinned (the processor's own cap is then unknown before it loads)."""
     if not cfg.model.max_pixels:
         return None
-    per_image = cfg.model.max_pixels // VISUAL_TOKEN_PIXELS + VISION_MARKERS
+    per_image = cfg.model.max_pixels // visual_token_pixels(cfg) + VISION_MARKERS
     return cfg.rollout.max_images * per_image + cfg.rollout.max_prompt_text_tokens
 
 
@@ -477,7 +473,7 @@ def check_context_budget(cfg: TrainConfig, where: str) -> None:
     longest = longest_prompt_tokens(cfg)
     if r.max_model_len and longest is not None and longest + r.max_completion_length > r.max_model_len:
         raise ConfigError(
-            f"{where}: the longest prompt ({r.max_images} image(s) x ({m.max_pixels} // {VISUAL_TOKEN_PIXELS} + "
+            f"{where}: the longest prompt ({r.max_images} image(s) x ({m.max_pixels} // {visual_token_pixels(cfg)} + "
             f"{VISION_MARKERS}) + {r.max_prompt_text_tokens} text = {longest} tokens) plus "
             f"rollout.max_completion_length ({r.max_completion_length}) exceeds rollout.max_model_len "
             f"({r.max_model_len}): raise max_model_len or lower max_pixels / max_images / max_prompt_text_tokens")

@@ -199,11 +199,14 @@ def check_prompts(checkpoint: str, cfg: EvalConfig, pixels: dict, prepared: dict
         return
     from transformers import AutoTokenizer
 
+    from pgpo.models.families import family_for
+
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    factor = family_for(checkpoint).resize_factor
     for name, (_, task) in prepared.items():
         docs = list(task.eval_docs)
         check_prompt_budget(name, docs[:cfg.limit] if cfg.limit else docs, tokenizer, pixels, context,
-                            cfg.sampling.max_new_tokens)
+                            cfg.sampling.max_new_tokens, factor)
 
 
 def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_dir: str | Path,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pgpo.config.yamlconf import ConfigError as PlanInputError  # a UserError: one line, naming the file
 from pgpo.models.memory_estimate import ModelDims, RolloutShape
-from pgpo.models.resource_plan import GIB, MARGIN, VISUAL_TOKEN_PIXELS, Hardware, Layout, Plan, plan, suggest
+from pgpo.models.resource_plan import GIB, MARGIN, Hardware, Layout, Plan, plan, suggest
 
 _QWEN25_VISION = {"vision_hidden": 1280, "vision_intermediate": 3420, "vision_depth": 32, "vision_heads": 16}
 KNOWN_MODELS = {
@@ -25,6 +25,12 @@ KNOWN_MODELS = {
 
 def model_dims(path: str) -> ModelDims:
     """From <path>/config.json when the path is a local checkpoint, else a known hub id."""
+    from pgpo.models.families import family_for
+
+    family = family_for(path)
+    if not family.memory_model:
+        raise PlanInputError(f"model.path {path!r} is a {family.name} model: the planner's activation counts "
+                             "(pgpo/models/memory_estimate.py) model Qwen2.5-VL only so far")
     config = Path(path).expanduser() / "config.json"
     if config.is_file():
         from pgpo.util.jsonfile import read_json
@@ -40,9 +46,8 @@ def deepspeed_of(accelerate_config: str) -> dict:
     """ZeRO stage and offload devices of an accelerate YAML (its deepspeed_config, or the JSON file it names)."""
     if not accelerate_config:
         return {"zero": 0, "offload_optimizer": False, "offload_params": False}
-    from pgpo.config.yamlconf import read_yaml
-
     from pgpo.config.schema import REPO
+    from pgpo.config.yamlconf import read_yaml
 
     path = Path(accelerate_config)
     if not path.is_file() and not path.is_absolute() and (REPO / path).is_file():
@@ -64,11 +69,13 @@ def deepspeed_of(accelerate_config: str) -> dict:
 
 def layout_of(cfg, gpus: int) -> Layout:
     """The Layout of a pgpo.config.schema.TrainConfig run on `gpus` processes."""
+    from pgpo.config.schema import visual_token_pixels
+
     m, r = cfg.model, cfg.rollout
     if not m.max_pixels:
         raise PlanInputError("model.max_pixels is 0 (the checkpoint's processor decides): pin it to plan memory")
     shape = RolloutShape(rows=cfg.micro_batch, prompt_text_tokens=r.max_prompt_text_tokens,
-                         visual_tokens=m.max_pixels // VISUAL_TOKEN_PIXELS,
+                         visual_tokens=m.max_pixels // visual_token_pixels(cfg),
                          completion_tokens=r.max_completion_length, images=r.max_images)
     colocated = r.use_vllm and r.vllm_mode == "colocate"
     return Layout(shape=shape, dtype=m.dtype, **deepspeed_of(cfg.accelerate_config), lora_rank=m.lora.rank,
@@ -170,3 +177,21 @@ def shipped_table(train_dir: Path) -> str:
                      f"{f(p.phases['rollout'])} | {f(p.phases['update'])} | {f(MARGIN * p.budget)} | "
                      f"{p.kv_sequences} | {f(p.disk['checkpoint'])} | {f(p.disk['run'])} |")
     return "\n".join(lines)
+
+
+def check_fits(cfg, train_resources: dict, where: str) -> None:
+    """A recipe on the profile's training GPUs (resources.train: gpus x gpu_memory_gib), planned as `pgpo
+    plan-resources` plans it; refused at the dry run when it does not fit, with the first knob to turn. Nothing is
+    checked without gpu_memory_gib (the tiny profiles: CPU) or for a model family the planner does not count
+    (pgpo.models.families: memory_model)."""
+    from pgpo.models.families import family_for
+
+    if not train_resources.get("gpu_memory_gib") or not family_for(cfg.model.path).memory_model:
+        return  # no GPUs given, or a family whose passes the planner does not count yet (said in its profile)
+    gpus, memory = train_resources.get("gpus") or cfg.num_processes, train_resources["gpu_memory_gib"]
+    p, _, _, steps = plan_recipe(cfg, gpus, memory)
+    if not p.fits:
+        first = f"; first knob: {steps[0][0]}" if steps else ""
+        raise PlanInputError(f"{where} does not fit resources.train ({gpus} x {memory:g} GiB): "
+                             f"{'; '.join(p.problems)}{first} (details: pgpo plan-resources --config <recipe> --gpus "
+                             f"{gpus} --gpu-memory {memory:g})")

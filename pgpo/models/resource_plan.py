@@ -44,7 +44,6 @@ ENGINE_OVERHEAD = GIB
 """vLLM's memory besides weights and KV cache (CUDA graphs, sampler, profiling activations): an assumption."""
 CHECKPOINT_EXTRA = 10 * 2**20
 """RNG, scheduler and trainer state and the processor's files in a checkpoint (Qwen's tokenizer: ~7 MB)."""
-VISUAL_TOKEN_PIXELS = 28 * 28  # one merged visual token of Qwen2.5-VL: 2 x 2 patches of 14 px
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Build a tiny Qwen2.5-VL fully offline: a byte-level BPE trained on the project's own text, the real
-Qwen2_5_VL processor and model classes, saved as a Hugging Face directory that transformers, TRL and lmms-eval
+"""Build a tiny Qwen2.5-VL (or another family of pgpo.models.families) fully offline: a byte-level BPE trained on the
+project's own text, the family's real processor and model classes, saved as a Hugging Face directory that transformers, TRL and lmms-eval
 load like the real checkpoints. Deterministic in the seed.
 """
 
@@ -44,6 +44,7 @@ class TinyModelConfig:
     vision_heads: int = 4  # vision attention heads
     image_pixels: int = 112 * 112  # fixed pixel budget: every image gives the same number of visual tokens
     seed: int = 0  # initialisation seed
+    family: str = "qwen2_5_vl"  # pgpo.models.families: which architecture (qwen2_5_vl, qwen3_vl)
 
 
 def training_corpus() -> list[str]:
@@ -75,58 +76,21 @@ def build_tokenizer(vocab_size: int):
     return tok
 
 
-def build_processor(tokenizer, image_pixels: int):
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
-    image_processor = Qwen2VLImageProcessor(min_pixels=image_pixels, max_pixels=image_pixels, patch_size=14,
-                                            merge_size=2, temporal_patch_size=2)
-    video_processor = Qwen2VLVideoProcessor(min_pixels=image_pixels, max_pixels=image_pixels)
-    return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                               video_processor=video_processor, chat_template=CHAT_TEMPLATE)
-
-
-def build_model(cfg: TinyModelConfig, tokenizer):
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    head_dim = cfg.hidden_size // cfg.num_heads
-    if head_dim % 4:
-        raise ValueError(f"hidden_size/num_heads = {head_dim} must be divisible by 4 for the 3-D mRoPE sections")
-    quarter = head_dim // 4  # mrope_section (t, h, w) sums to head_dim / 2
-    text_config = dict(
-        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-        max_position_embeddings=2048, tie_word_embeddings=True, bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                         "mrope_section": [head_dim // 2 - 2 * quarter, quarter, quarter]},
-    )
-    vision_config = dict(depth=cfg.vision_depth, hidden_size=cfg.vision_hidden, num_heads=cfg.vision_heads,
-                         intermediate_size=2 * cfg.vision_hidden, out_hidden_size=cfg.hidden_size, patch_size=14,
-                         spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                         fullatt_block_indexes=[cfg.vision_depth - 1])
-    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in [
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")]}
-    config = Qwen2_5_VLConfig(text_config=text_config, vision_config=vision_config, tie_word_embeddings=True,
-                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                              bos_token_id=None, **ids)
-    torch.manual_seed(cfg.seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model
-
-
 def build_tiny(out_dir: str | Path, cfg: TinyModelConfig | None = None) -> Path:
-    """Write a tiny Qwen2.5-VL checkpoint (model + processor + build config) to out_dir."""
+    """Write a tiny checkpoint of cfg.family (model + processor + build config) to out_dir."""
+    from pgpo.models.families import family_named
+
     cfg = cfg or TinyModelConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(cfg.vocab_size)
-    processor = build_processor(tokenizer, cfg.image_pixels)
-    model = build_model(cfg, tokenizer)
+    model, processor = family_named(cfg.family).build_tiny(cfg, tokenizer, CHAT_TEMPLATE)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    write_atomic(out / "tiny_build.json", json.dumps(asdict(cfg), indent=2))
+    record = asdict(cfg)
+    if cfg.family == TinyModelConfig.family:  # the default family's record stays what it always was
+        record.pop("family")
+    write_atomic(out / "tiny_build.json", json.dumps(record, indent=2))
     return out

@@ -422,23 +422,6 @@ def _known_method(name: str, where: str, known: list[str]) -> None:
         raise ConfigError(f"{where}: unknown method {name!r} (no baselines/{name}.yaml); known: {known}{hint}")
 
 
-def check_fits(cfg, train_resources: dict, where: str) -> None:
-    """A recipe on the profile's training GPUs (resources.train: gpus x gpu_memory_gib), planned as `pgpo
-    plan-resources` plans it; refused at the dry run when it does not fit, with the first knob to turn. Nothing is
-    checked without gpu_memory_gib (the tiny profiles: CPU)."""
-    if not train_resources.get("gpu_memory_gib"):
-        return
-    from pgpo.models.recipe_plan import plan_recipe
-
-    gpus, memory = train_resources.get("gpus") or cfg.num_processes, train_resources["gpu_memory_gib"]
-    p, _, _, steps = plan_recipe(cfg, gpus, memory)
-    if not p.fits:
-        first = f"; first knob: {steps[0][0]}" if steps else ""
-        raise ConfigError(f"{where} does not fit resources.train ({gpus} x {memory:g} GiB): {'; '.join(p.problems)}"
-                          f"{first} (details: pgpo plan-resources --config <recipe> --gpus {gpus} "
-                          f"--gpu-memory {memory:g})")
-
-
 def check(config: dict, repo: Path | None = None) -> None:
     """Everything a job would reject later, checked now: method names (methods, table7, ablation.method), the
     recipe overrides (train_set) against every (size, method) recipe, the evaluation overrides (eval_set), and each
@@ -456,6 +439,7 @@ def check(config: dict, repo: Path | None = None) -> None:
     for m in config["table7"]:
         _known_method(m, "table7", known)
     check_released(config)
+    from pgpo.models.recipe_plan import check_fits
     run_methods = sorted(set(methods(config)) | set(config["table7"]))
     for size, spec in config["sizes"].items():
         recipe = repo_path(repo, spec["train_config"])
@@ -466,7 +450,7 @@ def check(config: dict, repo: Path | None = None) -> None:
                 cfg = load_train_config(recipe, nest(config["train_set"]), load_method(m))
             except ConfigError as e:
                 raise ConfigError(f"train_set {config['train_set']} on {m} ({size}): {e}") from None
-            check_fits(cfg, config["resources"]["train"], f"sizes.{size}.train_config {recipe} ({m})")
+            check_fits(cfg, config["resources"]["train"], f"sizes.{size}.train_config {recipe} ({m})")  # the planner
     try:
         load_eval_config(repo_path(repo, config["eval_config"]), nest(config["eval_set"]))
     except ConfigError as e:

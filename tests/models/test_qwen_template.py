@@ -96,13 +96,15 @@ def trainer(split, tmp_path_factory):
     """A real PGPOTrainer (build_trainer) on a one-layer Qwen2.5-VL with the real vocabulary, in a directory laid
     out like the first hub release (its tokenizer files, chat_template.json and preprocessor_config.json)."""
     from pgpo.models.processor import load_processor as load
-    from pgpo.tiny.model import TinyModelConfig, build_model
+    from pgpo.models.families import family_named
+    from pgpo.tiny.model import CHAT_TEMPLATE, TinyModelConfig
     from pgpo.training.run import build_trainer
 
     model_dir = tmp_path_factory.mktemp("qwen_tiny")
     size = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=32,
                            vision_depth=1, vision_hidden=32, vision_heads=2)
-    build_model(size, load(FIXTURE).tokenizer).save_pretrained(model_dir)
+    model, _ = family_named("qwen2_5_vl").build_tiny(size, load(FIXTURE).tokenizer, CHAT_TEMPLATE)
+    model.save_pretrained(model_dir)
     for name in PROCESSOR_FILES:
         shutil.copy(FIXTURE / name, model_dir / name)
     cfg = load_train_config(REPO / "workflows/config/train/tiny.yaml", {
