@@ -189,7 +189,8 @@ def test_paper_dry_run_lists_every_training_and_evaluation_job_with_gpus():
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert counts["train"] == 2 * n_methods  # 3B and 7B x every method
     assert counts["evaluate"] == 2 * (n_methods + 1) * 8  # (base + methods) x 2 sizes x 8 columns
-    assert "gpu=8" in out and "accelerate launch --config_file workflows/config/accelerate/zero3.yaml" in out
+    # the repository's accelerate config by its absolute path: jobs run in the workflow's directory, not the checkout
+    assert "gpu=8" in out and f"accelerate launch --config_file {REPO}/workflows/config/accelerate/zero3.yaml " in out
     # ViRL39K is converted once, before any training, and every training reads that split
     assert counts["prepare_train_data"] == 1
     assert "prepare virl39k --src data/virl39k_raw --out data/virl39k --max-rejected-fraction 0.05" in out
