@@ -156,6 +156,9 @@ class ModelConfig:
     """TRL cast_lm_head_to_fp32: log-probs from an fp32 LM head (bf16 runs)."""
     revision: str = ""
     """Hub commit (40 hex) of a hub-id path, for model and processor; required on the paper profile."""
+    family: str = ""
+    """Model family (pgpo/models/families: qwen2_5_vl, qwen3_vl); "" = read from the checkpoint's config.json or
+    the hub id. Set it when the model path is not on disk before training (its visual-token size is needed then)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA adapters instead of full fine-tuning (rank 0: off)."""
 
@@ -277,7 +280,8 @@ class TrainConfig:
     save_model_only: bool = False
     """Checkpoints hold the weights only (the adapter under LoRA), no optimizer, scheduler or RNG state: a 7B
     checkpoint shrinks from ~108 to ~15 GiB, but a resume from one CANNOT equal the uninterrupted run (AdamW's
-    moments and the sampling RNG restart; the run records it as resumed_inexactly). Off on every shipped recipe."""
+    moments and the sampling RNG restart; the run records it as resumed_inexactly), and under DeepSpeed it cannot
+    resume at all (the run stops naming the checkpoint to start a new run from). Off on every shipped recipe."""
     seed: int = 0
     """Seed of data order, sampling and initialisation."""
     threads: int = 2
@@ -305,12 +309,12 @@ def _extended(path: Path, parent_file, seen: tuple = ()) -> dict:
     parent = raw.pop("extends", None)
     if not parent:
         return raw
-    parent_path = parent_file(path, str(parent))
-    if parent_path in seen or parent_path == path:
+    parent_path = parent_file(path, str(parent)).resolve()
+    if parent_path in seen or parent_path == path.resolve():
         raise ConfigError(f"{path}: circular 'extends' chain {[str(p) for p in (*seen, path)]}")
     if not parent_path.is_file():
         raise ConfigError(f"{path}: extends: {parent_path} does not exist")
-    return deep_merge(_extended(parent_path, parent_file, seen + (path,)), raw)
+    return deep_merge(_extended(parent_path, parent_file, seen + (path.resolve(),)), raw)
 
 
 def load_method(name_or_path: str | Path, overrides: dict | None = None) -> MethodConfig:
@@ -406,6 +410,10 @@ def validate_train(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: rollout.top_p must be in (0,1] and temperature > 0")
     check_optimizer(o, where)
     check_lora(cfg.model.lora, where)
+    if cfg.model.family:
+        from pgpo.models.families import family_named
+
+        family_named(cfg.model.family, f"{where}: model.family")  # an unknown name lists the known ones
     check_context_budget(cfg, where)
 
 
@@ -446,7 +454,7 @@ def visual_token_pixels(cfg: TrainConfig) -> int:
     """Pixels per visual token of the recipe's model family (Qwen2.5-VL: 28 x 28; Qwen3-VL: 32 x 32)."""
     from pgpo.models.families import family_for
 
-    return family_for(cfg.model.path).visual_token_pixels
+    return family_for(cfg.model.path, cfg.model.family).visual_token_pixels
 
 
 def longest_prompt_tokens(cfg: TrainConfig) -> int | None:

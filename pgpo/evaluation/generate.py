@@ -202,7 +202,10 @@ def check_prompts(checkpoint: str, cfg: EvalConfig, pixels: dict, prepared: dict
     from pgpo.models.families import family_for
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    factor = family_for(checkpoint).resize_factor
+    family = family_for(checkpoint)
+    factor = family.resize_factor
+    lo, hi = family.default_pixels  # where nothing pins the budget: the family's released processors' own
+    pixels = {"min_pixels": pixels.get("min_pixels") or lo, "max_pixels": pixels.get("max_pixels") or hi}
     for name, (_, task) in prepared.items():
         docs = list(task.eval_docs)
         check_prompt_budget(name, docs[:cfg.limit] if cfg.limit else docs, tokenizer, pixels, context,

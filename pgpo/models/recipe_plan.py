@@ -23,11 +23,12 @@ KNOWN_MODELS = {
 
 
 
-def model_dims(path: str) -> ModelDims:
-    """From <path>/config.json when the path is a local checkpoint, else a known hub id."""
+def model_dims(path: str, family_name: str = "") -> ModelDims:
+    """From <path>/config.json when the path is a local checkpoint, else a known hub id (`family_name`: the
+    recipe's model.family, if it names one)."""
     from pgpo.models.families import family_for
 
-    family = family_for(path)
+    family = family_for(path, family_name)
     if not family.memory_model:
         raise PlanInputError(f"model.path {path!r} is a {family.name} model: the planner's activation counts "
                              "(pgpo/models/memory_estimate.py) model Qwen2.5-VL only so far")
@@ -67,8 +68,9 @@ def deepspeed_of(accelerate_config: str) -> dict:
             "offload_params": ds.get("offload_param_device", "none") not in ("none", None)}
 
 
-def layout_of(cfg, gpus: int) -> Layout:
-    """The Layout of a pgpo.config.schema.TrainConfig run on `gpus` processes."""
+def layout_of(cfg, gpus: int, accelerate_config: str | None = None) -> Layout:
+    """The Layout of a pgpo.config.schema.TrainConfig run on `gpus` processes (`accelerate_config`: the one the
+    launch command names, which decides DeepSpeed; default the recipe's)."""
     from pgpo.config.schema import visual_token_pixels
 
     m, r = cfg.model, cfg.rollout
@@ -78,7 +80,8 @@ def layout_of(cfg, gpus: int) -> Layout:
                          visual_tokens=m.max_pixels // visual_token_pixels(cfg),
                          completion_tokens=r.max_completion_length, images=r.max_images)
     colocated = r.use_vllm and r.vllm_mode == "colocate"
-    return Layout(shape=shape, dtype=m.dtype, **deepspeed_of(cfg.accelerate_config), lora_rank=m.lora.rank,
+    accelerate = cfg.accelerate_config if accelerate_config is None else accelerate_config
+    return Layout(shape=shape, dtype=m.dtype, **deepspeed_of(accelerate), lora_rank=m.lora.rank,
                   freeze_vision=m.freeze_vision, checkpointing=cfg.gradient_checkpointing,
                   attention=m.attn_implementation, vllm_utilization=r.vllm_gpu_memory_utilization if colocated else 0.0,
                   vllm_tp=r.vllm_tensor_parallel_size, sleep_mode=r.vllm_sleep_mode,
@@ -136,11 +139,12 @@ def render_suggestions(steps) -> str:
     return "\n".join(out)
 
 
-def plan_recipe(cfg, gpus: int | None = None, gpu_memory_gib: float = 80.0, cpu_memory_gib: float = 0.0):
+def plan_recipe(cfg, gpus: int | None = None, gpu_memory_gib: float = 80.0, cpu_memory_gib: float = 0.0,
+                accelerate_config: str | None = None):
     """(plan, layout, hardware, suggestions) of a loaded recipe."""
     hw = Hardware(gpus=gpus or cfg.num_processes, gpu_memory_gib=gpu_memory_gib, cpu_memory_gib=cpu_memory_gib)
-    dims = model_dims(cfg.model.path)
-    lay = layout_of(cfg, hw.gpus)
+    dims = model_dims(cfg.model.path, cfg.model.family)
+    lay = layout_of(cfg, hw.gpus, accelerate_config)
     return plan(dims, lay, hw), lay, hw, suggest(dims, lay, hw)
 
 
@@ -179,19 +183,36 @@ def shipped_table(train_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def check_fits(cfg, train_resources: dict, where: str) -> None:
-    """A recipe on the profile's training GPUs (resources.train: gpus x gpu_memory_gib), planned as `pgpo
-    plan-resources` plans it; refused at the dry run when it does not fit, with the first knob to turn. Nothing is
-    checked without gpu_memory_gib (the tiny profiles: CPU) or for a model family the planner does not count
-    (pgpo.models.families: memory_model)."""
+def launch_accelerate_config(launch: str) -> str | None:
+    """The accelerate config a launch command names (`--config_file X` / `--config_file=X`): what decides DeepSpeed
+    for the job; "" for a plain `pgpo train` (one process, no DeepSpeed); None when it cannot be told (the
+    recipe's accelerate_config is planned)."""
+    import re
+
+    found = re.search(r"--config_file[= ](\S+)", launch)
+    if found:
+        return found.group(1)
+    words = launch.split()
+    return "" if words and words[0].endswith("pgpo") else None
+
+
+def check_fits(cfg, train_resources: dict, where: str, launch: str = "", method: str = "") -> None:
+    """A recipe on the profile's training GPUs (resources.train: gpus x gpu_memory_gib) with the DeepSpeed config the
+    launch command names, planned as `pgpo plan-resources` plans it; refused at the dry run when it does not fit,
+    with the knob to turn first. Nothing is checked without gpu_memory_gib (the tiny profiles: CPU) or for a model
+    family the planner does not count (pgpo.models.families: memory_model)."""
     from pgpo.models.families import family_for
 
-    if not train_resources.get("gpu_memory_gib") or not family_for(cfg.model.path).memory_model:
+    counted = family_for(cfg.model.path, cfg.model.family).memory_model
+    if not train_resources.get("gpu_memory_gib") or not counted:
         return  # no GPUs given, or a family whose passes the planner does not count yet (said in its profile)
     gpus, memory = train_resources.get("gpus") or cfg.num_processes, train_resources["gpu_memory_gib"]
-    p, _, _, steps = plan_recipe(cfg, gpus, memory)
+    accelerate = launch_accelerate_config(launch)
+    p, _, _, steps = plan_recipe(cfg, gpus, memory, accelerate_config=accelerate)
     if not p.fits:
         first = f"; first knob: {steps[0][0]}" if steps else ""
         raise PlanInputError(f"{where} does not fit resources.train ({gpus} x {memory:g} GiB): "
-                             f"{'; '.join(p.problems)}{first} (details: pgpo plan-resources --config <recipe> --gpus "
-                             f"{gpus} --gpu-memory {memory:g})")
+                             f"{'; '.join(p.problems)}{first} (details: pgpo plan-resources --config <recipe> "
+                             f"{f'--method {method} ' if method else ''}--gpus {gpus} --gpu-memory {memory:g}"
+                             f"{f' --set accelerate_config={accelerate}' if accelerate else ''} and the profile's "
+                             "train_set as --set)")

@@ -7,7 +7,8 @@ states that sharding decides are counted here. Per GPU, in bytes:
 - weights: every parameter in the model dtype; ZeRO-3 shards them over the GPUs and gathers two units at a time
   (the running layer and the prefetched one: `zero3_gather`); `offload_param` moves the shards to CPU memory.
 - gradients: per trainable parameter, fp32 under DeepSpeed (its partitions accumulate in fp32), else the
-  parameter's dtype; ZeRO-2/3 shard them, ZeRO-Offload keeps them beside the optimizer in CPU memory.
+  parameter's dtype; ZeRO-2/3 shard them, ZeRO-Offload keeps them beside the optimizer in CPU memory; plain data
+  parallelism on several GPUs holds a second copy in DDP's reduction buckets.
 - optimizer: AdamW. DeepSpeed: fp32 master + 2 fp32 moments (12 bytes per trainable parameter), sharded from
   ZeRO-1 on; plain data parallelism: 2 moments in the parameter's dtype. `offload_optimizer` moves it to CPU.
 - LoRA: the trainable parameters are the adapters (rank x (in + out) per adapted linear, kept in fp32 by PEFT);
@@ -18,12 +19,12 @@ states that sharding decides are counted here. Per GPU, in bytes:
 - vllm: a colocated engine takes gpu_memory_utilization x the GPU: its own weight copy (merged, for LoRA), an
   overhead (CUDA graphs, sampler: ENGINE_OVERHEAD, not measurable without a GPU) and the KV cache. It must hold
   one longest sequence to start; how many it decodes at once is reported. Sleep mode (TRL: level 2) frees the
-  weights and the KV cache after each generation: the engine is absent from the update phase.
+  weights and the KV cache after each generation: only its overhead stays through the update phase.
 
 The GPU peak is the larger of two phases: rollout (states + engine) and update (states + activations, + the
-engine unless it sleeps). A plan fits when the peak stays under MARGIN of the GPU (CUDA context, allocator
-fragmentation and NCCL buffers take the rest). When it does not, `suggest` applies the knobs in the order that
-changes the objective least and names the first that makes the recipe fit.
+engine's overhead if it sleeps, the whole engine if not). A plan fits when the peak stays under MARGIN of the GPU
+(CUDA context, allocator fragmentation and NCCL buffers take the rest). When it does not, `suggest` applies, one
+after another, the knobs that help, in the order that changes the objective least, until the recipe fits.
 
 Disk: a checkpoint holds the weights (16-bit, or the adapter) + the optimizer state (DeepSpeed: 12 bytes per
 trainable parameter; plain: 2 moments) + RNG/scheduler/trainer state (~10 MB); a model-only checkpoint the
@@ -97,6 +98,8 @@ class Plan:
     kv_sequences: int
     """Longest sequences the engine's KV cache holds at once (0 without a colocated engine)."""
     disk: dict[str, int]
+    engine_shortfall: int = 0
+    """Bytes the engine lacks to hold its weights, overhead and one longest sequence (0: it starts)."""
 
     @property
     def peak(self) -> int:
@@ -139,7 +142,8 @@ def plan(m: ModelDims, lay: Layout, hw: Hardware) -> Plan:
     per_gpu = {
         "weights": weights,
         "zero3_gather": 2 * _largest_unit(m) * b if lay.zero >= 3 else 0,
-        "gradients": 0 if lay.offload_optimizer else grad_bytes // (n if lay.zero >= 2 else 1),
+        "gradients": (0 if lay.offload_optimizer else grad_bytes // (n if lay.zero >= 2 else 1))
+        + (grad_bytes if n > 1 and not deepspeed else 0),  # DDP's reduction buckets: a second copy of every gradient
         "optimizer": 0 if lay.offload_optimizer else optim_bytes // (n if deepspeed else 1),
     }
     passes = estimate(m, lay.shape, attention=lay.attention, dtype_bytes=b)
@@ -152,14 +156,16 @@ def plan(m: ModelDims, lay: Layout, hw: Hardware) -> Plan:
     engine = int(lay.vllm_utilization * budget)
     per_gpu["vllm"] = engine
     states = per_gpu["weights"] + per_gpu["zero3_gather"] + per_gpu["gradients"] + per_gpu["optimizer"]
+    asleep = min(engine, ENGINE_OVERHEAD)  # level-2 sleep frees weights and KV cache, not CUDA graphs or the sampler
     phases = {"rollout": states + engine,
-              "update": states + per_gpu["activations"] + (0 if lay.sleep_mode else engine)}
+              "update": states + per_gpu["activations"] + (asleep if lay.sleep_mode else engine)}
     problems = []
-    kv_sequences = 0
+    kv_sequences = shortfall = 0
     if engine:
         kv = engine - params * b // lay.vllm_tp - ENGINE_OVERHEAD
         per_sequence = kv_bytes_per_token(m, b) * lay.shape.seq_len // lay.vllm_tp
         kv_sequences = max(kv, 0) // per_sequence
+        shortfall = max(per_sequence - kv, 0)
         if kv_sequences < 1:
             problems.append(f"the vLLM engine ({_gib(engine)} = vllm_gpu_memory_utilization x GPU) cannot hold its "
                             f"weights ({_gib(params * b // lay.vllm_tp)}), {_gib(ENGINE_OVERHEAD)} overhead and one "
@@ -175,7 +181,7 @@ def plan(m: ModelDims, lay: Layout, hw: Hardware) -> Plan:
         problems.append(f"offloaded states need {_gib(cpu)} of CPU memory, over {MARGIN:.0%} of "
                         f"{hw.cpu_memory_gib:g} GiB")
     return Plan(per_gpu=per_gpu, phases=phases, cpu=cpu, budget=budget, fits=not problems, problems=problems,
-                kv_sequences=kv_sequences, disk=disk(m, lay))
+                kv_sequences=kv_sequences, disk=disk(m, lay), engine_shortfall=shortfall)
 
 
 def disk(m: ModelDims, lay: Layout) -> dict[str, int]:
@@ -183,6 +189,8 @@ def disk(m: ModelDims, lay: Layout) -> dict[str, int]:
     ((save_total_limit + 1) checkpoints + final/)."""
     b, trainable = DTYPE_BYTES[lay.dtype], trainable_params(m, lay)
     weights = trainable * FP32 if lay.lora_rank else m.params() * b
+    if lay.zero in (1, 2) and not lay.lora_rank:
+        weights += m.params() * b  # DeepSpeed's mp_rank_00_model_states.pt holds a 16-bit copy beside the model
     per_trainable = 3 * FP32 if lay.zero >= 1 else 2 * (FP32 if lay.lora_rank else b)  # master + moments / moments
     optimizer = 0 if lay.model_only else trainable * per_trainable
     checkpoint = weights + optimizer + CHECKPOINT_EXTRA
@@ -193,6 +201,10 @@ def disk(m: ModelDims, lay: Layout) -> dict[str, int]:
 
 # knobs in the order that changes the run least: the first four leave the objective and the data as they are
 KNOBS = (
+    ("rollout.vllm_gpu_memory_utilization: raise it by 0.1",
+     lambda lay, hw: 0 < lay.vllm_utilization <= 0.8,
+     lambda lay: replace(lay, vllm_utilization=round(lay.vllm_utilization + 0.1, 2)),
+     "less of each GPU for training (with sleep mode: only during generation)"),
     ("rollout.vllm_sleep_mode: true", lambda lay, hw: lay.vllm_utilization > 0 and not lay.sleep_mode,
      lambda lay: replace(lay, sleep_mode=True), "a wake-up and a weight push per step"),
     ("gradient_checkpointing: true", lambda lay, hw: not lay.checkpointing,
@@ -200,7 +212,7 @@ KNOBS = (
     ("micro_batch: halve it", lambda lay, hw: lay.shape.rows > 1,
      lambda lay: replace(lay, shape=replace(lay.shape, rows=lay.shape.rows // 2)),
      "fewer completions per forward; the same update through gradient accumulation"),
-    ("DeepSpeed ZeRO-3 (accelerate_config: workflows/config/accelerate/zero3.yaml)",
+    ("DeepSpeed ZeRO-3 (accelerate config workflows/config/accelerate/zero3.yaml)",
      lambda lay, hw: hw.gpus > 1 and lay.zero < 3, lambda lay: replace(lay, zero=3), "communication per layer"),
     ("offload_optimizer_device: cpu (workflows/config/accelerate/zero3_offload.yaml)",
      lambda lay, hw: lay.zero >= 1 and not lay.offload_optimizer,
@@ -213,17 +225,27 @@ KNOBS = (
 )
 
 
+def _badness(p: Plan) -> tuple[int, int, int]:
+    """Order of plans for `suggest`: fewer problems, then less missing for the engine to start, then a lower peak."""
+    return len(p.problems), p.engine_shortfall, p.peak
+
+
 def suggest(m: ModelDims, lay: Layout, hw: Hardware) -> list[tuple[str, str, Plan]]:
-    """Knobs applied one after another (each kept) until the plan fits: [(knob, its cost, the plan after it)].
-    Empty when the recipe fits as it is; the last plan still fails when no knob is left."""
-    steps, current = [], lay
-    for _ in range(12):
-        if plan(m, current, hw).fits:
+    """Knobs applied one after another (each kept) until the plan fits: at each step the first knob, in the order
+    of KNOBS, that makes the plan better (fewer problems, an engine that starts, a lower peak); knobs that would
+    not help are passed over. [(knob, its cost, the plan after it)]: empty when the recipe fits as it is; the last
+    plan still fails when no knob helps any more."""
+    steps, current, now = [], lay, plan(m, lay, hw)
+    for _ in range(16):
+        if now.fits:
             break
         for name, applies, apply, cost in KNOBS:
-            if applies(current, hw):
-                current = apply(current)
-                steps.append((name, cost, plan(m, current, hw)))
+            if not applies(current, hw):
+                continue
+            after = plan(m, apply(current), hw)
+            if _badness(after) < _badness(now):
+                current, now = apply(current), after
+                steps.append((name, cost, after))
                 break
         else:
             break

@@ -174,6 +174,18 @@ def run_identity(cfg: TrainConfig, method: MethodConfig) -> dict:
     return {"method": asdict(method), "config": config, "hash": config_hash({"m": asdict(method), "c": config})}
 
 
+def _with_defaults(cls, recorded: dict) -> dict:
+    """A recorded recipe or method with the fields added since it was written at their defaults: a field a newer
+    version adds (at its default) does not make the same run another one. Recorded as is when it no longer builds
+    (a removed field: then it differs, and the comparison says how)."""
+    from pgpo.config.yamlconf import build_dataclass
+
+    try:
+        return asdict(build_dataclass(cls, recorded, "recorded run"))
+    except (ConfigError, TypeError, ValueError):
+        return recorded
+
+
 def _differences(old, new, prefix="") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
@@ -189,7 +201,8 @@ def check_output_dir(out: Path, identity: dict, fresh: bool = False) -> str:
     if saved is None:
         return "resume" if any(out.glob("checkpoint-*")) else "new"
     name = RUN_FILE if saved.finished else RUN_CONFIG_FILE
-    recorded = {"method": saved.method, "config": _recipe(saved.config)}
+    recorded = {"method": _with_defaults(MethodConfig, saved.method),
+                "config": _recipe(_with_defaults(TrainConfig, saved.config))}
     changes = _differences(recorded, {"method": identity["method"], "config": identity["config"]})
     if changes and not fresh:
         from pgpo.util.errors import listed
@@ -263,6 +276,10 @@ def _train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh
             global_steps = _step_of(last)
         else:
             inexact = last is not None and not holds_optimizer_state(last)
+            if inexact and trainer.is_deepspeed_enabled:  # transformers' DeepSpeed resume needs global_step*/
+                raise RunConflict(f"{last} holds the weights only (save_model_only) and DeepSpeed cannot resume from "
+                                  f"it; continue with --set model.path={last} in another --out (a new run from those "
+                                  "weights), or train with save_model_only off")
             if inexact and main:
                 warnings.warn(f"{last} holds the weights only (save_model_only): this resume restarts AdamW's "
                               "moments, the learning-rate schedule and the RNG, so the run will not equal an "

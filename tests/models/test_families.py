@@ -29,6 +29,13 @@ def test_each_checkpoint_and_hub_id_finds_its_family(tiny_dir, tiny_qwen3):
     with pytest.raises(ConfigError, match="model_type 'llava' is not a family"):
         family_of_config({"model_type": "llava"})
     assert json.loads((tiny_qwen3 / "config.json").read_text())["vision_config"]["deepstack_visual_indexes"] == [0]
+    # an adapter folder: its base's family, also when the base is a hub id
+    adapter = tiny_qwen3.parent / "adapter"
+    adapter.mkdir(exist_ok=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "Qwen/Qwen3-VL-2B-Instruct"}))
+    assert family_for(str(adapter)).name == "qwen3_vl"
+    with pytest.raises(ConfigError, match="model.family: unknown model family 'qwen9'"):
+        load_train_config(REPO / "workflows/config/train/tiny.yaml", {"model": {"family": "qwen9"}})
     from pgpo.models.recipe_plan import model_dims
 
     with pytest.raises(ConfigError, match="model Qwen2.5-VL only"):  # the planner says what it cannot count
@@ -151,6 +158,9 @@ def test_the_paper_dag_plans_qwen3_vl_2b_4b_8b_at_pinned_commits(tmp_path):
         assert recipe.model.revision == spec["revision"] and len(spec["revision"]) == 40
         # the paper's budget of 1,280 visual tokens per image, in Qwen3-VL's 32 x 32-pixel tokens
         assert longest_prompt_tokens(recipe) == 4 * (1280 + 2) + recipe.rollout.max_prompt_text_tokens
+        # a snapshot path not on disk yet: the recipe's model.family still says 32 x 32-pixel tokens
+        moved = load_train_config(REPO / spec["train_config"], {"model": {"path": "/scratch/not-yet/qwen3"}})
+        assert longest_prompt_tokens(moved) == longest_prompt_tokens(recipe)
     dry = snakemake(tmp_path, "-n", "-p", "reproduce_table1", "--configfile", str(profile))
     jobs = dict(line.split()[:2] for line in dry.stdout.splitlines() if line.startswith(("train ", "evaluate ")))
     assert jobs == {"train": "18", "evaluate": "168"}  # 6 methods x 3 sizes; (3 bases + 18 runs) x 8 shards

@@ -313,3 +313,25 @@ def test_a_nan_rollout_log_prob_neutralises_its_group(tiny_dir, tiny_data, tmp_p
     assert torch.count_nonzero(adv[:g]) == 0 and torch.count_nonzero(adv[g:]) > 0, adv
     m = trainer._metrics["train"]
     assert m["faults/nonfinite_logp_groups"][-1] == 1.0 and m["dependency/mean"][-1] == m["dependency/mean"][-1]
+
+
+def test_a_run_recorded_before_a_recipe_field_existed_is_the_same_run(tmp_path):
+    """run_config.json written by an older version lacks fields added since (at their defaults): resuming it is not
+    a conflict; a recorded value that differs still is."""
+    from dataclasses import asdict
+
+    from pgpo.config.schema import RunConflict, load_method, load_train_config
+    from pgpo.records.stages import RunRecord, write_run
+    from pgpo.training.run import check_output_dir, run_identity
+
+    cfg, method = load_train_config(RECIPE), load_method("dapo")
+    identity = run_identity(cfg, method)
+    old = asdict(cfg)
+    old.pop("save_model_only")
+    old["rollout"].pop("vllm_sleep_mode")
+    write_run(tmp_path, RunRecord(method=asdict(method), config=old, config_hash="x", finished=False))
+    assert check_output_dir(tmp_path, identity) == "resume"
+    old["rollout"]["temperature"] = 0.5
+    write_run(tmp_path, RunRecord(method=asdict(method), config=old, config_hash="x", finished=False))
+    with pytest.raises(RunConflict, match=r"rollout.temperature: 0.5 -> 1.0"):
+        check_output_dir(tmp_path, identity)

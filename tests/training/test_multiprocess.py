@@ -232,3 +232,28 @@ def test_deepspeed_zero_on_cpu_trains_like_data_parallelism(stage, straight, war
     tied = final.pop("lm_head.weight", None)  # ZeRO-2 also saves the tied head (the tiny model ties embeddings)
     assert tied is None or torch.equal(tied, final["model.embed_tokens.weight"])
     assert max_diff(final, weights(straight["vppo"] / "final")) <= 1e-5
+
+
+def test_a_model_only_checkpoint_under_deepspeed_stops_naming_what_to_do(warm, tiny_data, tmp_path):
+    """save_model_only under DeepSpeed: transformers' DeepSpeed resume needs the global_step*/ folder a weights-only
+    checkpoint lacks; the run stops with one line naming the checkpoint to start a new run from (it used to fail
+    inside transformers with "Can't find a valid checkpoint")."""
+    import shutil
+
+    paper = yaml.safe_load((REPO / "workflows/config/accelerate/zero3.yaml").read_text())
+    ds = {k: v for k, v in paper["deepspeed_config"].items() if not k.startswith("zero3_")} | {"zero_stage": 2}
+    config = tmp_path / "zero2-cpu.yaml"
+    config.write_text(yaml.safe_dump({**paper, "deepspeed_config": ds, "mixed_precision": "no", "num_processes": 2}))
+    out = tmp_path / "run"
+    cmd = launch(warm, tiny_data, out, "dapo", launcher=("--config_file", str(config)), save_model_only="true")
+    run(cmd)
+    assert not list((out / "checkpoint-1").glob("global_step*")) and (out / "checkpoint-1" / "model.safetensors").is_file()
+    for done in (out / f"checkpoint-{STEPS}", out / "final"):  # as if killed after checkpoint-1
+        shutil.rmtree(done)
+    (out / "run.json").unlink()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV, check=False)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if "pgpo train: error:" in line]
+    assert lines and "holds the weights only (save_model_only) and DeepSpeed cannot resume" in lines[0], \
+        proc.stderr[-3000:]
+    assert f"--set model.path={out / 'checkpoint-1'}" in lines[0]

@@ -42,6 +42,9 @@ class ModelFamily:
     """Patches merged per side into one visual token."""
     build_tiny: Callable
     """(pgpo.tiny.model.TinyModelConfig, tokenizer, chat_template) -> (model, processor): a tiny model of the family."""
+    default_pixels: tuple[int, int] = (56 * 56, 28 * 28 * 16384)
+    """(min, max) pixels per image of the released checkpoints' processors, where nothing pins a budget: what the
+    evaluation's prompt bound assumes then (Qwen2.5-VL's: 3,136 to 12,845,056)."""
     memory_model: bool = False
     """pgpo.models.memory_estimate counts this family's passes (the planner refuses the others)."""
 
@@ -67,9 +70,9 @@ def register(family: ModelFamily) -> ModelFamily:
     return family
 
 
-def family_named(name: str) -> ModelFamily:
+def family_named(name: str, where: str = "") -> ModelFamily:
     if name not in FAMILIES:
-        raise ConfigError(f"unknown model family {name!r}; known: {sorted(FAMILIES)}")
+        raise ConfigError(f"{where}{': ' if where else ''}unknown model family {name!r}; known: {sorted(FAMILIES)}")
     return FAMILIES[name]
 
 
@@ -84,17 +87,21 @@ def family_of_config(config: dict, where: str = "config.json") -> ModelFamily:
                       "pgpo/models/families/")
 
 
-def family_for(model_path: str) -> ModelFamily:
-    """A local checkpoint's family from its config.json (an adapter folder: its base's), a hub id's from its
-    prefix; anything else is the default family (Qwen2.5-VL, what every shipped recipe trains)."""
+def family_for(model_path: str, family: str = "") -> ModelFamily:
+    """The family a recipe names (model.family), else a local checkpoint's from its config.json (an adapter
+    folder: its base's), else a hub id's from its prefix; anything else (a path not written yet) is the default
+    family, Qwen2.5-VL: a recipe for another family whose model is not on disk yet names it (model.family)."""
     from pgpo.util.jsonfile import adapter_base, read_json
 
-    local = Path(adapter_base(model_path) or model_path).expanduser() / "config.json"
+    if family:
+        return family_named(family)
+    base = str(adapter_base(model_path) or model_path)
+    local = Path(base).expanduser() / "config.json"
     if local.is_file():
         return family_of_config(read_json(local, "the checkpoint's writer", what="model config"), str(local))
-    for family in FAMILIES.values():
-        if model_path.startswith(family.hub_prefixes):
-            return family
+    for entry in FAMILIES.values():
+        if base.startswith(entry.hub_prefixes):
+            return entry
     return FAMILIES[DEFAULT]
 
 

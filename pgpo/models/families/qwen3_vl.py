@@ -42,4 +42,7 @@ def build_tiny(cfg, tokenizer, chat_template):
 
 
 register(ModelFamily(name="qwen3_vl", model_types=("qwen3_vl",), hub_prefixes=("Qwen/Qwen3-VL-",),
-                     patch_size=16, merge_size=2, build_tiny=build_tiny))
+                     patch_size=16, merge_size=2, build_tiny=build_tiny,
+                     # the released processors' budget (64 to 16,384 visual tokens of 32 x 32 px), as Qwen's model
+                     # cards state it; not read from the hub here
+                     default_pixels=(64 * 32 * 32, 16384 * 32 * 32)))
