@@ -190,3 +190,19 @@ def test_the_dry_run_refuses_a_profile_whose_recipe_does_not_fit_its_gpus():
     with pytest.raises(ConfigError, match=r"does not fit resources.train \(8 x 16 GiB\).*first knob"):
         wf.load_profile(REPO / "workflows/config/paper_8x24gb.yaml",
                         {"resources": {"train": {"gpu_memory_gib": 16}}, "train_set": {"micro_batch": 8}})
+
+
+def test_the_dry_run_plans_the_deepspeed_config_the_launch_command_names():
+    from pgpo.models.recipe_plan import launch_accelerate_config
+
+    paper = "accelerate launch --config_file workflows/config/accelerate/zero3.yaml --num_processes 8 -m pgpo.cli train"
+    assert launch_accelerate_config(paper) == "workflows/config/accelerate/zero3.yaml"
+    assert launch_accelerate_config("accelerate launch --config_file=/abs/z.yaml -m pgpo.cli train") == "/abs/z.yaml"
+    assert launch_accelerate_config("pgpo train") == ""  # one process: no DeepSpeed
+    assert launch_accelerate_config("/opt/venv/bin/pgpo train") == ""
+    assert launch_accelerate_config("srun my_wrapper.sh") is None  # cannot tell: the recipe's accelerate_config
+    # the same recipe planned with the launch's offload config fits 8 x 24 GiB; with plain ZeRO-3 it does not
+    cfg = load_train_config(TRAIN / "paper_3b_8x24gb.yaml", {"micro_batch": 4})
+    offload, _, _, _ = plan_recipe(cfg, 8, 24, accelerate_config="workflows/config/accelerate/zero3_offload.yaml")
+    plain, _, _, _ = plan_recipe(cfg, 8, 24, accelerate_config="workflows/config/accelerate/zero3.yaml")
+    assert offload.fits and not plain.fits
