@@ -163,20 +163,13 @@ def test_an_evaluation_question_longer_than_the_context_stops_before_the_model_l
 
 def test_the_prompt_bound_counts_what_the_processor_gives(tiny_dir, tiny_data):
     """The bound is an upper bound of the processor's own count, and tight: a few template tokens of margin."""
-    from PIL import Image
-    from transformers import AutoProcessor
+    from prompt_rows import processed_prompts
 
-    from pgpo.data.datasets import load_split
-    from pgpo.data.prompts import chat_messages, user_text
     from pgpo.evaluation.prompt_budget import TEMPLATE_TOKENS, check_prompt_budget
 
-    processor = AutoProcessor.from_pretrained(tiny_dir)
-    for record in load_split(tiny_data / "suite_bars.jsonl")[:3]:
-        doc = {"id": record.id, "question": record.question, "choices": record.choices, "images": list(record.images)}
-        text = processor.apply_chat_template([chat_messages(user_text(record.question, record.choices or None),
-                                                            [None])], add_generation_prompt=True, tokenize=False)
-        real = processor(text=text, images=[Image.open(record.image).convert("RGB")], return_tensors="pt")
-        n = real["input_ids"].shape[1]
+    processor, rows = processed_prompts(tiny_dir, tiny_data)
+    for _, doc, ids in rows:
+        n = ids.shape[1]
         bound = check_prompt_budget("t", [doc], processor.tokenizer, {}, 2048, 32)
         assert n <= bound <= n + TEMPLATE_TOKENS, (n, bound)
 

@@ -99,18 +99,12 @@ def test_the_context_budget_counts_the_family_s_visual_tokens(tiny_dir, tiny_qwe
 
 def test_the_evaluation_prompt_bound_holds_for_qwen3_vl(tiny_qwen3, tiny_data):
     """The bound with the family's factor is at least the processor's own count, and within the template margin."""
-    from transformers import AutoProcessor
+    from prompt_rows import processed_prompts
 
-    from pgpo.data.datasets import load_split
-    from pgpo.data.prompts import chat_messages, user_text
     from pgpo.evaluation.prompt_budget import TEMPLATE_TOKENS, check_prompt_budget, image_tokens
 
-    processor = AutoProcessor.from_pretrained(tiny_qwen3)
-    for record in load_split(tiny_data / "suite_bars.jsonl")[:3]:
-        doc = {"id": record.id, "question": record.question, "choices": record.choices, "images": list(record.images)}
-        text = processor.apply_chat_template([chat_messages(user_text(record.question, record.choices or None),
-                                                            [None])], add_generation_prompt=True, tokenize=False)
-        n = processor(text=text, images=[Image.open(record.image).convert("RGB")], return_tensors="pt")["input_ids"]
+    processor, rows = processed_prompts(tiny_qwen3, tiny_data)
+    for record, doc, n in rows:
         pixels = {"min_pixels": 112 * 112, "max_pixels": 112 * 112}
         bound = check_prompt_budget("t", [doc], processor.tokenizer, pixels, 2048, 32, factor=32)
         assert n.shape[1] <= bound <= n.shape[1] + TEMPLATE_TOKENS, (n.shape[1], bound)
