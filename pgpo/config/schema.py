@@ -286,6 +286,9 @@ class TrainConfig:
     """Seed of data order, sampling and initialisation."""
     threads: int = 2
     """Torch CPU threads."""
+    rewards: dict[str, dict] = field(default_factory=lambda: {"accuracy": {"weight": 0.9}, "format": {"weight": 0.1}})
+    """The rewards trained on, in order: {name or "module:function": {weight, params}} (pgpo.rewards.registry;
+    default the paper's 0.9 x accuracy + 0.1 x format)."""
 
 
 def method_path(name_or_path: str | Path) -> Path:
@@ -414,6 +417,9 @@ def validate_train(cfg: TrainConfig, where: str) -> None:
         from pgpo.models.families import family_named
 
         family_named(cfg.model.family, f"{where}: model.family")  # an unknown name lists the known ones
+    from pgpo.rewards.registry import resolve  # lazy: the graders import math-verify
+
+    resolve(cfg.rewards, where)
     check_context_budget(cfg, where)
 
 

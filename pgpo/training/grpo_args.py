@@ -17,8 +17,8 @@ import torch
 
 from pgpo.config.schema import MethodConfig, TrainConfig
 from pgpo.models.vision_tokens import sampling_kwargs
+from pgpo.rewards.registry import resolve
 
-REWARD_WEIGHTS = [0.9, 0.1]  # the paper: 0.9 x accuracy + 0.1 x format (pgpo.rewards.scoring.REWARD_FUNCS order)
 
 OBJECTIVE_FIELDS = (
     # loss
@@ -89,7 +89,8 @@ def grpo_kwargs(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, 
         router_aux_loss_coef=None,  # dense models: no MoE router loss
         sapo_temperature_neg=1.05, sapo_temperature_pos=1.0, vespo_k_pos=2.0, vespo_lambda_pos=3.0,
         vespo_k_neg=3.0, vespo_lambda_neg=2.0,  # TRL's values; read only by the sapo / vespo loss types
-        reward_weights=list(REWARD_WEIGHTS), multi_objective_aggregation="sum_then_normalize",
+        reward_weights=[s.weight for s in resolve(cfg.rewards, "recipe")],  # pgpo.rewards.registry, in order
+        multi_objective_aggregation="sum_then_normalize",
         # -- optimizer --
         learning_rate=o.lr, lr_scheduler_type=o.scheduler, warmup_steps=o.warmup_steps,
         weight_decay=o.weight_decay, max_grad_norm=o.max_grad_norm, optim=o.optimizer, adam_beta1=o.adam_beta1,

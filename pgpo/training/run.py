@@ -36,7 +36,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     from pgpo.data.datasets import load_split, to_trl_dataset
     from pgpo.models.loading import load_model
     from pgpo.models.processor import load_processor, pinned_snapshot
-    from pgpo.rewards.scoring import REWARD_FUNCS
+    from pgpo.rewards.registry import resolve, trl_reward
     from pgpo.tracking.live import live_callbacks
     from pgpo.training.lora import peft_config
     from pgpo.training.trainer import PGPOTrainer
@@ -60,11 +60,15 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     from pgpo.models.vision_tokens import vision_tokens
 
     args = to_grpo_config(cfg, method, out, vision_tokens=vision_tokens(processor))
-    return PGPOTrainer(model=model, processing_class=processor, reward_funcs=list(REWARD_FUNCS), args=args,
-                       train_dataset=to_trl_dataset(records), method=method, vllm_engine=vllm_engine_kwargs(cfg),
-                       peft_config=peft_config(cfg.model.lora),
-                       callbacks=[metrics_callback(out / "metrics.jsonl"), *live_callbacks(out, cfg, method),
-                                  preemption.preemption_callback()])
+    reward_errors: dict[str, int] = {}  # completions each reward broke on since the last logged step
+    rewards = [trl_reward(spec, reward_errors) for spec in resolve(cfg.rewards, "recipe")]
+    trainer = PGPOTrainer(model=model, processing_class=processor, reward_funcs=rewards, args=args,
+                          train_dataset=to_trl_dataset(records), method=method,
+                          vllm_engine=vllm_engine_kwargs(cfg), peft_config=peft_config(cfg.model.lora),
+                          callbacks=[metrics_callback(out / "metrics.jsonl"), *live_callbacks(out, cfg, method),
+                                     preemption.preemption_callback()])
+    trainer.reward_errors = reward_errors  # logged and cleared at each step (PGPOTrainer.check_rewards)
+    return trainer
 
 
 def pixel_budget(cfg: TrainConfig) -> dict:

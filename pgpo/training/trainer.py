@@ -366,6 +366,12 @@ class PGPOTrainer(TRLBridge):
         mean over all of them), before the filter keeps the groups with signal."""
         for name, value in reward_means(rewards, names).items():
             self.log_metric(mode, f"rollout_all/{name}", value)
+        # each reward's share of the weighted total over these rollouts (pgpo.rewards.registry: the recipe's weights)
+        weights = torch.as_tensor(self.reward_weights, dtype=rewards.dtype, device=rewards.device)
+        weighted = torch.nanmean(rewards, dim=0) * weights
+        total = float(weighted.nansum())
+        for name, part in zip(names, weighted.tolist()):
+            self.log_metric(mode, f"rewards/{name}/share", part / total if total else 0.0)
 
     # -- faults: a NaN reward neutralises its group --------------------------------------------------------------
     def check_rewards(self, rewards, mode):
@@ -373,6 +379,9 @@ class PGPOTrainer(TRLBridge):
         return a number, so a NaN (or None) is a fault: it is counted and logged, and every completion of its
         group is marked unscorable, which TRL turns into advantage 0 (no learning signal, no crash)."""
         g = self.num_generations if mode == "train" else self.num_generations_eval
+        for name, count in sorted(getattr(self, "reward_errors", {}).items()):  # rewards that broke (registry)
+            self.log_metric(mode, f"faults/reward_errors/{name}", float(count))
+        getattr(self, "reward_errors", {}).clear()
         bad = torch.isnan(rewards).any(dim=1)
         groups = bad.view(-1, g).any(dim=1)
         self.log_metric(mode, "faults/nan_reward_completions", float(bad.sum()))
