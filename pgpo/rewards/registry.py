@@ -68,11 +68,15 @@ class RewardSpec:
 def resolve(rewards: dict[str, dict], where: str) -> list[RewardSpec]:
     """The recipe's `rewards:` mapping (name or `module:function` -> {weight, params}) resolved and validated, in
     order; every problem a ConfigError naming the reward, before any model loads."""
+    if isinstance(rewards, dict):  # `name: null` drops a reward a recipe layer below listed
+        rewards = {name: spec for name, spec in rewards.items() if spec is not None}
     if not isinstance(rewards, dict) or not rewards:
         raise ConfigError(f"{where}: rewards must be a non-empty mapping of reward -> {{weight, params}}")
     specs = []
     for name, spec in rewards.items():
-        spec = dict(spec or {})
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: rewards.{name} must be a mapping {{weight, params}}, got {spec!r}")
+        spec = dict(spec)
         unknown = sorted(set(spec) - {"weight", "params"})
         if unknown:
             raise ConfigError(f"{where}: rewards.{name}: unknown key(s) {unknown}; a reward takes weight and params")

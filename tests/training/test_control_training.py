@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from signal_rewards import RECORD, signal
 
 from pgpo.config.schema import REPO, load_method, load_train_config
 
@@ -13,20 +14,6 @@ pytestmark = pytest.mark.slow
 ORACLE = REPO / "baselines/variants/dapo_oracle.yaml"
 PLACEBO = REPO / "baselines/variants/dapo_placebo.yaml"
 CREDIT = ("rollout_all/accuracy", "rollout_all/format", "credit/answer_share", "entropy/non_answer")
-
-
-def _signal_rewards(record: list):
-    """Controlled rewards (the tiny model is untrained): accuracy alternates 0/1 inside the groups of the count
-    task and is 0 elsewhere; format 1 everywhere. Every value the functions return is recorded."""
-    def accuracy_reward(completions, task, **_):
-        values = [float(i % 2) if t == "count" else 0.0 for i, t in enumerate(task)]
-        record.append(values)
-        return values
-
-    def format_reward(completions, **_):
-        return [1.0] * len(completions)
-
-    return accuracy_reward, format_reward
 
 
 def _cfg(tiny_dir, tiny_data, **over):
@@ -55,11 +42,9 @@ def test_control_methods_train_two_steps_and_log_the_credit_statistics(tiny_dir,
                                                                       path, own):
     from transformers import AutoModelForImageTextToText
 
-    import pgpo.rewards.scoring
     from pgpo.training.run import train
 
-    monkeypatch.setattr(pgpo.rewards.scoring, "REWARD_FUNCS", _signal_rewards([]))
-    run = train(_cfg(tiny_dir, tiny_data), load_method(path), tmp_path / "run")
+    run = train(_cfg(tiny_dir, tiny_data, rewards=signal()), load_method(path), tmp_path / "run")
     assert run.global_steps == 2 and run.method["name"] == path.stem
     rows = _rows(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2]
@@ -192,11 +177,9 @@ def test_placebo_shaped_in_micro_batches_equals_the_whole_batch(tiny_dir, tiny_d
 
 
 def test_rollout_all_is_the_mean_over_every_dynamic_sampling_round(tiny_dir, tiny_data, tmp_path, monkeypatch):
-    import pgpo.rewards.scoring
-
-    record = []
-    monkeypatch.setattr(pgpo.rewards.scoring, "REWARD_FUNCS", _signal_rewards(record))
-    trainer = _trainer(tiny_dir, tiny_data, tmp_path, load_method("dapo"))
+    RECORD.clear()
+    record = RECORD
+    trainer = _trainer(tiny_dir, tiny_data, tmp_path, load_method("dapo"), rewards=signal())
     rows = [trainer.train_dataset[i] for i in range(4) for _ in range(4)]  # tasks count, colour, bars, digit
     trainer.generation_step(rows)
     m = trainer._metrics["train"]

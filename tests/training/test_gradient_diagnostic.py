@@ -5,23 +5,12 @@ import json
 
 import pytest
 import torch
+from signal_rewards import signal
 
 from pgpo.config.schema import REPO, ConfigError, load_method, load_train_config
 
 pytestmark = pytest.mark.slow
 ORACLE = REPO / "baselines/variants/dapo_oracle.yaml"
-
-
-def _signal_rewards(tasks=("count",)):
-    """The untrained tiny model earns nothing: accuracy alternates 0/1 inside the groups of `tasks` (None: every
-    task) instead, 0 elsewhere."""
-    def accuracy_reward(completions, task, **_):
-        return [float(i % 2) if tasks is None or t in tasks else 0.0 for i, t in enumerate(task)]
-
-    def format_reward(completions, **_):
-        return [1.0] * len(completions)
-
-    return accuracy_reward, format_reward
 
 
 def _cfg(model, tiny_data, **over):
@@ -36,27 +25,19 @@ def _cfg(model, tiny_data, **over):
 def checkpoint(tiny_dir, tiny_data, tmp_path_factory):
     """One DAPO step (every group with signal) from the tiny model: checkpoint-1 holds the optimizer's second
     moments."""
-    import pgpo.rewards.scoring
     from pgpo.training.run import train
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(pgpo.rewards.scoring, "REWARD_FUNCS", _signal_rewards(None))
     out = tmp_path_factory.mktemp("ckpt")
-    try:
-        train(_cfg(tiny_dir, tiny_data), load_method("dapo"), out)
-    finally:
-        mp.undo()
+    train(_cfg(tiny_dir, tiny_data, rewards=signal(None)), load_method("dapo"), out)
     assert (out / "checkpoint-1" / "optimizer.pt").is_file()
     return out / "checkpoint-1"
 
 
 def test_the_diagnostic_on_four_groups(checkpoint, tiny_data, tmp_path, monkeypatch):
-    import pgpo.rewards.scoring
     from pgpo.training.gradient_diagnostic import diagnose
 
-    monkeypatch.setattr(pgpo.rewards.scoring, "REWARD_FUNCS", _signal_rewards())
     methods = [load_method("dapo"), load_method("pgpo"), load_method(ORACLE)]
-    result = diagnose(_cfg(checkpoint, tiny_data), methods, "dapo_oracle", 4, tmp_path, bootstrap=200)
+    result = diagnose(_cfg(checkpoint, tiny_data, rewards=signal()), methods, "dapo_oracle", 4, tmp_path, bootstrap=200)
     assert result["groups"] == 4 and result["prompts_drawn"] >= 4 and result["parameters"] > 0
     assert result["preconditioner"].startswith("Adam second moments")  # checkpoint-1 has optimizer.pt
     saved = json.loads((tmp_path / "gradient_diagnostic.json").read_text())
@@ -83,12 +64,10 @@ def test_the_diagnostic_on_four_groups(checkpoint, tiny_data, tmp_path, monkeypa
 def test_group_gradients_are_the_training_loss_gradient(checkpoint, tiny_data, tmp_path, monkeypatch):
     """The mean over groups of the per-group gradients is the gradient of TRL's dapo loss on all the groups at
     once (one shared normaliser), and the Adam moments come from the checkpoint's optimizer state."""
-    import pgpo.rewards.scoring
     from pgpo.training.gradient_diagnostic import adam_second_moments, collect_groups, group_gradients, trainable
     from pgpo.training.run import build_trainer
 
-    monkeypatch.setattr(pgpo.rewards.scoring, "REWARD_FUNCS", _signal_rewards())
-    trainer = build_trainer(_cfg(checkpoint, tiny_data), load_method("dapo"), tmp_path)
+    trainer = build_trainer(_cfg(checkpoint, tiny_data, rewards=signal()), load_method("dapo"), tmp_path)
     trainer.current_gradient_accumulation_steps = trainer.args.steps_per_generation
     trainer.model.train()
     torch.manual_seed(0)
