@@ -23,6 +23,7 @@ from pgpo.rewards.graders import agreement, get_grader
 from pgpo.records.stages import (META_SUFFIX, read_samples_meta, write_eval_result, write_eval_summary)
 from pgpo.records.stages import summary_path as default_summary
 from pgpo.rewards.scoring import choice_letter
+from pgpo.stats.pass_at_k import majority, pass_at
 from pgpo.util.atomic import write_atomic
 from pgpo.util.errors import listed
 
@@ -67,9 +68,11 @@ def read_samples(path: Path, k: int) -> list[dict]:
     return rows
 
 
-def grade_samples(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str = "pgpo") -> list[float]:
+def grade_samples(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str = "pgpo",
+                  answers: list | None = None) -> list[float]:
     """The grade of each of one question's responses, in sample order (with the named grader, pgpo.rewards.graders; a
-    failed generation scores 0); counts each status."""
+    failed generation scores 0); counts each status. `answers`, when given, receives each response's extracted
+    answer (None: none), in the same order."""
     grade_detailed = get_grader(grader)
     choices = list(row.get("choices") or []) or None
     scores = []
@@ -77,11 +80,32 @@ def grade_samples(row: dict, counts: Counter, abs_tol: float = 0.0, grader: str 
         if response.startswith(FAILED_PREFIX):
             counts["generation_failed"] += 1
             scores.append(0.0)
+            if answers is not None:
+                answers.append(None)
             continue
         g = grade_detailed(response, str(row["answer"]), choices, abs_tol)
         counts[g.status] += 1
         scores.append(float(g.score))
+        if answers is not None:
+            answers.append(g.extracted)
     return scores
+
+
+def vote_keys(answers: list, choices: list | None, grader: str, abs_tol: float) -> list:
+    """Each extracted answer's vote: equal to the first earlier answer the grader accepts as the same answer
+    ('0.5' and '\\frac{1}{2}', 'B' and '(b)'), else its own; None stays None (no vote)."""
+    grade_detailed = get_grader(grader)
+    reps: list[str] = []
+    keys = []
+    for a in answers:
+        if a is None:
+            keys.append(None)
+            continue
+        same = next((r for r in reps if grade_detailed(f"\\boxed{{{a}}}", r, choices, abs_tol).score >= 1.0), None)
+        if same is None:
+            reps.append(a)
+        keys.append(same if same is not None else a)
+    return keys
 
 
 def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, seed: int = 0,
@@ -109,8 +133,11 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
             continue
         row_counts: Counter = Counter()
         # the per-sample scores too: the power planner separates sampling from question variance with them
-        scores = grade_samples(row, row_counts, abs_tol, grader)
-        per_question.append({"id": row["id"], "mean": sum(scores) / len(scores), "samples": scores})
+        answers: list = []
+        scores = grade_samples(row, row_counts, abs_tol, grader, answers)
+        per_question.append({"id": row["id"], "mean": sum(scores) / len(scores), "samples": scores,
+                             "pass_at_k": pass_at(scores, len(scores)),
+                             "maj_at_k": majority(vote_keys(answers, choices or None, grader, abs_tol), scores)})
         counts.update(row_counts)
         if row_counts["generation_failed"]:
             failed.append(row["id"])
@@ -121,9 +148,13 @@ def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, se
     se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else None
     lo, hi = bootstrap_ci(values, bootstrap_samples, seed)
     lmms_eval_avg = (meta.get("lmms_eval") or {}).get("avg_at_k")
+    views = {}  # pass@k and maj@k beside avg@k (the paper's metric): the same samples, other questions asked
+    for view in ("pass_at_k", "maj_at_k"):
+        v = np.array([q[view] for q in per_question])
+        views[view] = {"mean": float(v.mean()), "ci95_bootstrap": list(bootstrap_ci(v, bootstrap_samples, seed))}
     result = {
         "benchmark": meta["benchmark"], "avg_at_k": float(values.mean()), "k": k, "n_questions": n,
-        "n_samples": n * k, "standard_error": se, "ci95_bootstrap": [lo, hi],
+        "n_samples": n * k, "standard_error": se, "ci95_bootstrap": [lo, hi], **views,
         "counts": {s: counts.get(s, 0) for s in ("ok", "no_answer", "timeout", "error", "generation_failed")},
         "n_failed": counts.get("generation_failed", 0), "n_timeout": counts.get("timeout", 0),
         "failed_question_ids": failed, "invalid_gold": invalid,

@@ -143,3 +143,18 @@ def test_foreign_metrics_are_refused():
     check_metrics("t", {"alias": "t", "avg_at_k,k_samples": 0.5, "avg_at_k_stderr,k_samples": 0.1})
     with pytest.raises(JudgeConfigured, match="gpt_eval_score"):
         check_metrics("t", {"avg_at_k,k_samples": 0.5, "gpt_eval_score,none": 0.9})
+
+
+def test_pass_at_k_and_maj_at_k_on_samples_with_known_answers(tmp_path):
+    """The same samples, three questions: avg@k (the paper's), pass@k (any sample right) and maj@k (the most
+    frequent answer right; equivalent answers vote together, no answer does not vote)."""
+    rows = [row(0, "4", ["\\boxed{4}", "\\boxed{5}", "\\boxed{5}", "no box"]),  # pass 1, majority 5: 0
+            row(1, "0.5", ["\\boxed{\\frac{1}{2}}", "\\boxed{3}", "\\boxed{0.5}", "\\boxed{7}"]),  # 1/2 = 0.5: 2 votes
+            row(2, "B", ["\\boxed{A}", "\\boxed{(b)}", "no box", "no box"], ["x", "y"])]  # a tie: A seen first
+    r = score_benchmark(write_run(tmp_path, rows, 4), bootstrap_samples=500)
+    assert [q["pass_at_k"] for q in r["per_question"]] == [1.0, 1.0, 1.0]
+    assert [q["maj_at_k"] for q in r["per_question"]] == [0.0, 1.0, 0.0]
+    assert r["avg_at_k"] == pytest.approx((0.25 + 0.5 + 0.25) / 3)
+    assert r["pass_at_k"]["mean"] == 1.0 and r["maj_at_k"]["mean"] == pytest.approx(1 / 3)
+    lo, hi = r["maj_at_k"]["ci95_bootstrap"]
+    assert 0.0 <= lo <= 1 / 3 <= hi <= 1.0
