@@ -13,7 +13,7 @@ def accuracy(inputs, params):
     return values
 
 
-def format(inputs, params):  # noqa: A001 (the reward's name: TRL logs it as format_reward, as the real one)
+def format(inputs, params):  # the reward's name: TRL logs it as format_reward, as the real one
     return [1.0] * len(inputs.completions)
 
 

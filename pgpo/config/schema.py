@@ -8,7 +8,6 @@ validated by pgpo.methods.components.resolve_components, the function the traine
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,6 +285,9 @@ class TrainConfig:
     """Seed of data order, sampling and initialisation."""
     threads: int = 2
     """Torch CPU threads."""
+    report_to: list[str] = field(default_factory=list)
+    """Trackers transformers logs the training curves to as well (its report_to: "tensorboard", "wandb" with
+    WANDB_MODE=offline, ...); the workflow's MLflow store is written either way (pgpo.tracking)."""
     rewards: dict[str, dict] = field(default_factory=lambda: {"accuracy": {"weight": 0.9}, "format": {"weight": 0.1}})
     """The rewards trained on, in order: {name or "module:function": {weight, params}} (pgpo.rewards.registry;
     default the paper's 0.9 x accuracy + 0.1 x format)."""
@@ -411,6 +413,8 @@ def validate_train(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: vLLM rollouts on multi-GPU runs expect model.dtype bfloat16")
     if not 0 < r.top_p <= 1 or r.temperature <= 0:
         raise ConfigError(f"{where}: rollout.top_p must be in (0,1] and temperature > 0")
+    from pgpo.config.trainer_names import check_optimizer, check_report_to  # transformers' names: lazy
+
     check_optimizer(o, where)
     check_lora(cfg.model.lora, where)
     if cfg.model.family:
@@ -420,6 +424,7 @@ def validate_train(cfg: TrainConfig, where: str) -> None:
     from pgpo.rewards.registry import resolve  # lazy: the graders import math-verify
 
     resolve(cfg.rewards, where)
+    check_report_to(cfg.report_to, where)
     check_context_budget(cfg, where)
 
 
@@ -435,22 +440,6 @@ def check_lora(lora: LoraConfig, where: str) -> None:
     except re.error as e:
         raise ConfigError(f"{where}: model.lora.target_modules {lora.target_modules!r} is not a regular expression "
                           f"({e})") from None
-
-
-def check_optimizer(o: OptimConfig, where: str) -> None:
-    """What the Trainer would refuse (or accept and diverge on) after the model has loaded, named before it loads."""
-    from transformers.trainer_utils import SchedulerType  # names as the Trainer reads them (imported by training anyway)
-    from transformers.training_args import OptimizerNames
-
-    if not (0 <= o.adam_beta1 < 1 and 0 <= o.adam_beta2 < 1) or not o.adam_epsilon > 0:
-        raise ConfigError(f"{where}: optim.adam_beta1 and adam_beta2 must be in [0, 1) and adam_epsilon > 0, got "
-                          f"{o.adam_beta1}, {o.adam_beta2}, {o.adam_epsilon}")
-    for name, value, known in (("optimizer", o.optimizer, OptimizerNames), ("scheduler", o.scheduler, SchedulerType)):
-        names = [k.value for k in known]
-        if value not in names:
-            close = difflib.get_close_matches(value, names, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"{where}: optim.{name} {value!r} is not a Trainer {name}; {hint}known: {names}")
 
 
 VISION_MARKERS = 2  # <|vision_start|> and <|vision_end|> around each image's pads

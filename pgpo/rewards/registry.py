@@ -134,7 +134,7 @@ def trl_reward(spec: RewardSpec, errors: dict[str, int]):
             values = [float(v) if v is not None else math.nan for v in values]
             if len(values) != n:
                 raise ValueError(f"returned {len(values)} values for {n} completions")
-        except Exception:  # a user's reward: counted and neutralised, the step goes on
+        except Exception:  # noqa: BLE001 (a user's reward: counted and neutralised, the step goes on)
             errors[label] = errors.get(label, 0) + n
             return [math.nan] * n
         bad = sum(not math.isfinite(v) for v in values)
