@@ -19,7 +19,8 @@ def train_cmd(tiny_dir, tiny_data, out, method, *extra, steps: int = STEPS):
     `extra`: more command-line arguments (e.g. "--set", "model.lora.rank=4")."""
     sets = {"model.path": tiny_dir, "data.train": tiny_data / "train.jsonl", "rollout.prompts_per_step": 4,
             "rollout.update_prompts": 4, "rollout.num_generations": 4, "rollout.max_completion_length": 8,
-            "micro_batch": 8, "max_steps": steps, "save_steps": 1, "save_total_limit": 2, "threads": 1}
+            "micro_batch": 8, "max_steps": steps, "save_steps": 1, "save_total_limit": 2, "threads": 1,
+            "samples.every": 1}  # rollouts logged at every step: a resumed run must log the same
     cmd = [sys.executable, "-m", "pgpo.cli", "train", "--method", method, "--config", RECIPE, "--seed", "0",
            "--out", str(out)]
     for k, v in sets.items():

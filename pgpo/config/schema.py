@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pgpo.config.samples_config import RolloutSamplesConfig, check_samples
 from pgpo.config.yamlconf import ConfigError, build_dataclass, deep_merge, read_yaml  # ConfigError: imported from here too
 
 REPO = Path(__file__).resolve().parents[2]
@@ -291,6 +292,8 @@ class TrainConfig:
     rewards: dict[str, dict] = field(default_factory=lambda: {"accuracy": {"weight": 0.9}, "format": {"weight": 0.1}})
     """The rewards trained on, in order: {name or "module:function": {weight, params}} (pgpo.rewards.registry;
     default the paper's 0.9 x accuracy + 0.1 x format)."""
+    samples: RolloutSamplesConfig = field(default_factory=RolloutSamplesConfig)
+    """Rollouts logged beside the curves: prompt, response, reward, advantage, per-token dependency and weight."""
 
 
 def method_path(name_or_path: str | Path) -> Path:
@@ -425,6 +428,7 @@ def validate_train(cfg: TrainConfig, where: str) -> None:
 
     resolve(cfg.rewards, where)
     check_report_to(cfg.report_to, where)
+    check_samples(cfg.samples, where)
     check_context_budget(cfg, where)
 
 

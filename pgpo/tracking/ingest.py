@@ -1,10 +1,11 @@
 """MLflow ingestion: the JSON results on disk are the source of truth; this mirrors them into MLflow.
 
 One sqlite store per profile (results/<profile>/mlflow/mlflow.db) with an explicit artifact root, or the server
-MLFLOW_TRACKING_URI names (a lab's shared server); an experiment per target (table1, ablation_thresholds, ...),
-marked as a model-training experiment; a parent run per target and a child run per training run and per
-evaluation, each with its real start and end time, the standard system tags and its dataset inputs. Runs are keyed
-by the tag `pgpo.key`; a run whose sources are unchanged (`pgpo.source_hash`) is left alone, a changed one is
+MLFLOW_TRACKING_URI names (a lab's shared server); every training run in the experiment `<profile>/training` (where
+the training jobs log live: the curves of all methods in one place, grouped by method), an experiment per target
+(table1, ablation_thresholds, ...) for its parent run and a child run per evaluation; all marked as model-training
+experiments. Each run has its real start and end time, the standard system tags and its dataset inputs. Runs are
+keyed by the tag `pgpo.key`; a run whose sources are unchanged (`pgpo.source_hash`) is left alone, a changed one is
 replaced, so re-ingesting never duplicates. A training run the training job logged live (pgpo.tracking.live, tag
 `pgpo.live`) is completed in place wherever it is. Only one process should write (the workflow runs ingestion as a
 single local job).
@@ -16,13 +17,14 @@ import hashlib
 import os
 from pathlib import Path
 
+from pgpo.tracking.live import live_experiment
 from pgpo.tracking.store import (KEY, LIVE, SOURCE, artifact_root, client_for, dataset_inputs, experiment, log_everything,
-                                 reroot_moved_store)
+                                 log_samples, logged_sample_steps, reroot_moved_store, training_view)
 from pgpo.tracking.records import Record, eval_record, run_key, system_tags, train_record
 from pgpo.records.stages import RUN_FILE, result_path
 from pgpo.util.provenance import short_digest
 
-FORMAT = "2"  # what ingestion logs per run; part of the source hash, so a newer format replaces older runs
+FORMAT = "3"  # what ingestion logs per run; part of the source hash, so a newer format replaces older runs
 
 
 def store(root: str | Path) -> tuple[str, str]:
@@ -147,10 +149,17 @@ def _ingest(root, target, trainings, evaluations, benchmarks, labels) -> dict:
         key, params = run_key(run_dir), {**record.params, **labels.get(name, {})}
         tags, source_hash = {**record.tags, "kind": "train"}, _files_hash(record.files)
         live = _live_run(client, key)
-        ids[str(run_dir)] = (
-            _complete_live(client, live, exp_id, source_hash, f"train {name}", parent, record, params, tags) if live
-            else upsert(client, exp_id, key, source_hash, f"train {name}", parent, record, params, tags,
+        train_exp = experiment(client, live_experiment(run_dir), artifacts)  # every training run's curves, one place
+        training_view(client, train_exp)
+        if train_exp != exp_id:  # an older ingestion kept training runs in the target's experiment
+            for old_key in (key, f"train/{name}"):
+                for old in client.search_runs([exp_id], filter_string=f"tags.`{KEY}` = '{old_key}'"):
+                    client.delete_run(old.info.run_id)
+        run_id = ids[str(run_dir)] = (
+            _complete_live(client, live, train_exp, source_hash, f"train {name}", None, record, params, tags) if live
+            else upsert(client, train_exp, key, source_hash, f"train {name}", None, record, params, tags,
                         legacy_key=f"train/{name}"))
+        log_samples(client, run_id, run_dir, logged_sample_steps(client, run_id))
     for name, eval_dir in evaluations.items():
         record = eval_record(eval_dir, benchmarks)
         ids[str(eval_dir)] = upsert(client, exp_id, f"eval/{name}", _files_hash(record.files), f"eval {name}",

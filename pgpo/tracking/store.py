@@ -91,6 +91,16 @@ def client_for(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+# The training experiment's view (MLflow's shared view state: an experiment tag the UI opens with
+# `?viewStateShareKey=pgpo`, see pgpo status): runs grouped by their `method` param, averaged over seeds.
+VIEW_KEY = "pgpo"
+TRAINING_VIEW = {"groupBy": "param.average.method", "hideEmptyCharts": True, "useGroupedValuesInCharts": True}
+
+
+def training_view(client, exp_id: str) -> None:
+    client.set_experiment_tag(exp_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(TRAINING_VIEW))
+
+
 def experiment(client, name: str, artifacts: str | None) -> str:
     """The id of experiment `name` (created if missing), marked as a model-training experiment."""
     exp = client.get_experiment_by_name(name)
@@ -126,3 +136,38 @@ def log_everything(client, run_id: str, params: dict, metrics: list, skip_params
     points = [Metric(k, float(v), int(t or now), int(s)) for k, v, s, t in metrics if (k, int(s)) not in skip_metrics]
     for i in range(0, len(points), 900):
         client.log_batch(run_id, metrics=points[i:i + 900])
+
+
+def sample_table(samples: list[dict]) -> dict:
+    """Rollout samples (pgpo.training.samples.RolloutSample dicts) -> MLflow table columns. `weighted` shows each
+    token with its weight, `token|1.84`, the way a reader scans which tokens got the credit."""
+    def weighted(s):
+        weights = s["weights"] or [None] * len(s["tokens"])
+        return " ".join(f"{t}|{w:.2f}" if w is not None else t for t, w in zip(s["tokens"], weights))
+
+    columns = ("step", "index", "prompt_id", "images", "prompt", "response", "reward", "advantage", "tokens",
+               "weights", "dependency", "token_advantages")
+    table = {c: [s[c] for s in samples] for c in columns}
+    table["images"] = [", ".join(s["images"]) for s in samples]
+    table["weighted"] = [weighted(s) for s in samples]
+    return table
+
+
+def logged_sample_steps(client, run_id: str) -> set[int]:
+    """The steps whose samples table a run already holds (samples/step_<N>.json artifacts)."""
+    return {int(f.path.rsplit("_", 1)[1].removesuffix(".json")) for f in client.list_artifacts(run_id, "samples")
+            if f.path.endswith(".json")}
+
+
+def log_samples(client, run_id: str, run_dir: Path, have: set[int]) -> set[int]:
+    """Each step's rollout samples of <run_dir>/samples.jsonl not yet logged as the table samples/step_<N>.json;
+    returns the steps logged now and before. A resumed run logs the steps after its checkpoint again with the
+    same rollouts, so a step already there is skipped rather than appended twice (log_table appends)."""
+    from pgpo.training.samples import read_samples
+
+    by_step: dict[int, list] = {}
+    for s in read_samples(run_dir):
+        by_step.setdefault(s["step"], []).append(s)
+    for step in sorted(set(by_step) - have):
+        client.log_table(run_id, data=sample_table(by_step[step]), artifact_file=f"samples/step_{step:06d}.json")
+    return have | set(by_step)

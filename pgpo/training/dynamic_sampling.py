@@ -21,7 +21,7 @@ from pgpo.training.trl_bridge import pad, split_pixel_values_by_grid, unsplit_pi
 _LEFT_PADDED = ("prompt_ids", "prompt_mask")
 _RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "sampling_per_token_logps",
                  "ref_per_token_logps", "importance_sampling_ratio")
-_PER_ROW = ("advantages",)
+_PER_ROW = ("advantages", "rollout_rewards")
 _PER_SAMPLE_LISTS = ("pixel_values", "image_grid_thw", "num_images", "rows")  # rows: dataset rows
 _RECOMPUTED = ("num_items_in_batch",)
 
@@ -119,7 +119,9 @@ def merge_rows(batches: list[dict], rows: list[tuple[int, int]], pad_token_id: i
         if key in batches[0]:
             value = pad_token_id if key == "completion_ids" else 0
             out[key] = _pad_rows([split[b][key][r] for b, r in rows], value, "right")
-    out["advantages"] = torch.stack([split[b]["advantages"][r] for b, r in rows])
+    for key in _PER_ROW:
+        if key in batches[0]:
+            out[key] = torch.stack([split[b][key][r] for b, r in rows])
     if "mm_token_type_ids" in batches[0]:
         prompt_part = [_strip_left(split[b]["mm_token_type_ids"][r, :prompt_len[b]], split[b]["prompt_mask"][r])
                        for b, r in rows]

@@ -63,7 +63,7 @@ def build_trainer(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path
     reward_errors: dict[str, int] = {}  # completions each reward broke on since the last logged step
     rewards = [trl_reward(spec, reward_errors) for spec in resolve(cfg.rewards, "recipe")]
     trainer = PGPOTrainer(model=model, processing_class=processor, reward_funcs=rewards, args=args,
-                          train_dataset=to_trl_dataset(records), method=method,
+                          train_dataset=to_trl_dataset(records), method=method, samples=cfg.samples,
                           vllm_engine=vllm_engine_kwargs(cfg), peft_config=peft_config(cfg.model.lora),
                           callbacks=[metrics_callback(out / "metrics.jsonl"), *live_callbacks(out, cfg, method),
                                      preemption.preemption_callback()])
@@ -271,6 +271,10 @@ def _train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh
         (out / METRICS_FILE).unlink(missing_ok=True)  # a fresh start: drop metrics of a checkpoint-less attempt
     elif main and last is not None:
         truncate_metrics(out, _step_of(last))
+    if main:
+        from pgpo.training.samples import truncate_samples
+
+        truncate_samples(out, None if last is None else _step_of(last))
     start, started_at = time.perf_counter(), int(time.time() * 1000)
     inexact = False
     try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -39,6 +40,7 @@ from pgpo.training.engine_gap import logp_gap
 from pgpo.methods.loss_terms import LossTermBatch
 from pgpo.methods.registry import Entry
 from pgpo.methods.shaping import ShapingBatch
+from pgpo.training.samples import SAMPLES_FILE, SampleLog
 from pgpo.methods.token_credit import answer_share, entropy_split, response_seeds, reward_means
 from pgpo.training.trl_bridge import TRLBridge  # refuses a TRL other than the pinned one
 from pgpo.models.loading import hf_model
@@ -53,9 +55,14 @@ class PGPOTrainer(TRLBridge):
     """TRL's GRPOTrainer running one method's registered components (pgpo.methods.components.resolve_components)."""
 
 
-    def __init__(self, *args, method: MethodConfig, **kwargs):
+    def __init__(self, *args, method: MethodConfig, samples=None, **kwargs):
+        """`samples`: the recipe's RolloutSamplesConfig (rollouts logged to <output_dir>/samples.jsonl), or None."""
         super().__init__(*args, **kwargs)
         self.use_method(method)
+        self.samples = SampleLog(Path(self.args.output_dir) / SAMPLES_FILE, samples.every if samples else 0,
+                                 samples.rollouts if samples else 0,
+                                 getattr(self.processing_class, "tokenizer", self.processing_class),
+                                 self.accelerator.is_main_process)
         # suppressed at sampling (GRPOConfig.generation_kwargs); screened here in case one is sampled anyway
         self.vision_ids = sorted(vision_tokens(self.processing_class).values())
 
@@ -147,7 +154,8 @@ class PGPOTrainer(TRLBridge):
         given advantage exactly 0 instead of TRL's float32 rounding noise. Returns it and [B/G] has-signal flags."""
         out = self.rollout(rows)
         g = self.num_generations if mode == "train" else self.num_generations_eval
-        keep = groups_with_signal(out.pop("rewards"), g)
+        out["rollout_rewards"] = out.pop("rewards")  # [B], split with the responses (the logged samples read it)
+        keep = groups_with_signal(out["rollout_rewards"], g)
         out["advantages"] = zero_signal_advantages(out["advantages"], keep, g)
         return out, keep
 
@@ -227,6 +235,8 @@ class PGPOTrainer(TRLBridge):
         mask = out["completion_mask"]
         rows = out.pop("rows")
         self._attach_shaping_inputs(out)
+        if mode == "train":
+            self.samples.select(out, rows, self.state.global_step + 1)
         if self.blind_view is None:
             self._neutralise_nonfinite(out, mask, mode, out.get("old_per_token_logps"),
                                        out.get("sampling_per_token_logps"))
@@ -281,6 +291,8 @@ class PGPOTrainer(TRLBridge):
                              seeds=out.get("shaping_seeds"))
         result = self.shaper.fn(batch, self.shaper_params)
         self.log_stats(mode, self.shaper, result.stats)
+        if mode == "train":
+            self.samples.observe(out, out["advantages"], result.token_advantages, dependency)
         out["advantages"] = result.token_advantages
         if out.get("answer_mask") is not None:
             # where the shaped credit went: the same statistic for every method (shaped per batch or micro-batch)

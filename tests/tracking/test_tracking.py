@@ -58,8 +58,19 @@ def _train(tiny_dir, tiny_data, tmp_path, out):
     cfg = load_train_config(REPO / "workflows/config/train/tiny.yaml", {
         "model": {"path": str(tiny_dir)}, "data": {"train": str(tiny_data / "train.jsonl")},
         "rollout": {"prompts_per_step": 2, "update_prompts": 2, "num_generations": 2, "max_completion_length": 4},
-        "micro_batch": 4, "max_steps": 1, "save_steps": 1, "save_total_limit": 1})
+        "micro_batch": 4, "max_steps": 1, "save_steps": 1, "save_total_limit": 1, "samples": {"every": 1}})
     return train(cfg, _method(tmp_path), out)
+
+
+def _sample_table(client, run_id, step=1) -> dict:
+    """The samples table of `step` as MLflow stores it (a JSON artifact in pandas' split layout)."""
+    from mlflow.artifacts import download_artifacts
+
+    assert [f.path for f in client.list_artifacts(run_id, "samples")] == [f"samples/step_{step:06d}.json"]
+    path = download_artifacts(run_id=run_id, artifact_path=f"samples/step_{step:06d}.json",
+                              tracking_uri=client._tracking_client.tracking_uri)
+    table = json.loads(Path(path).read_text())
+    return [dict(zip(table["columns"], row)) for row in table["data"]]
 
 
 def _runs(client, key):
@@ -69,11 +80,18 @@ def _runs(client, key):
 
 @pytest.fixture(scope="module")
 def trained(tiny_dir, tiny_data, tmp_path_factory):
-    """One real 1-step training of the throwaway method, in the workflow's layout, with no tracking server."""
+    """One real 1-step training of the throwaway method, in the workflow's layout, with no tracking server and
+    live logging off (PGPO_LIVE_MLFLOW=0): the ingestion on its own."""
+    import os
+
     tmp = tmp_path_factory.mktemp("throwaway")
     root = tmp / "results" / "prof"
     out = root / "runs" / "tiny" / "throwaway-s0"
-    run = _train(tiny_dir, tiny_data, tmp, out)
+    os.environ["PGPO_LIVE_MLFLOW"] = "0"
+    try:
+        run = _train(tiny_dir, tiny_data, tmp, out)
+    finally:
+        del os.environ["PGPO_LIVE_MLFLOW"]
     return root, out, run
 
 
@@ -90,8 +108,16 @@ def test_a_new_method_parameter_and_statistic_reach_mlflow_with_times_tags_and_i
     client = client_for(store(root)[0])
     exp = client.get_experiment(result["experiment_id"])
     assert exp.name == "prof/table1" and exp.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert client.get_experiment_by_name("prof/training") is None  # nothing live without MLFLOW_TRACKING_URI
     mine = client.get_run(result["runs"][str(out)])
+    logged = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    table = _sample_table(client, mine.info.run_id)
+    assert [(r["prompt_id"], r["response"], r["reward"]) for r in table] == [
+        (s["prompt_id"], s["response"], s["reward"]) for s in logged] and len(table) == 2
+    assert table[0]["weighted"].split(" ")[0].startswith(logged[0]["tokens"][0])
+    training = client.get_experiment(mine.info.experiment_id)  # every training run in one experiment
+    assert training.name == "prof/training" and training.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert json.loads(training.tags["mlflow.sharedViewState.pgpo"])["groupBy"] == "param.average.method"
+    assert "pgpo.live" not in mine.data.tags
     params, tags = mine.data.params, mine.data.tags
     assert params["shaper.name"] == "throwaway_gain" and params["shaper.params.gain"] == str(GAIN)
     assert params["method"] == "throwaway" and params["loss.type"] == "grpo" and params["size"] == "tiny"
@@ -104,7 +130,7 @@ def test_a_new_method_parameter_and_statistic_reach_mlflow_with_times_tags_and_i
     assert mine.info.end_time - mine.info.start_time >= 1000 * run.wall_seconds - 1000  # not the ingestion's
     assert tags["mlflow.source.name"] == "pgpo train" and tags["mlflow.user"] == run.user
     assert tags["mlflow.source.git.commit"] == code_version()[:40] and tags["kind"] == "train"
-    assert tags["pgpo.key"] == "train/runs/tiny/throwaway-s0" and tags["mlflow.parentRunId"] == result["parent_run_id"]
+    assert tags["pgpo.key"] == "train/runs/tiny/throwaway-s0" and "mlflow.parentRunId" not in tags
     (data,) = mine.inputs.dataset_inputs
     assert data.dataset.digest == run.inputs["train_split_sha256"][:16] and data.dataset.name == "train"
     assert {t.key: t.value for t in data.tags} == {"mlflow.data.context": "training"}
@@ -113,13 +139,32 @@ def test_a_new_method_parameter_and_statistic_reach_mlflow_with_times_tags_and_i
     # an older ingestion keyed runs by the workflow's name: such a run is replaced, the current one left alone
     client.create_run(exp.experiment_id, tags={"pgpo.key": "train/tiny/throwaway-s0", "pgpo.source_hash": "old"})
     again = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [])
-    assert again["runs"] == result["runs"] and len(client.search_runs([exp.experiment_id])) == 2  # parent + run
+    assert again["runs"] == result["runs"] and len(client.search_runs([exp.experiment_id])) == 1  # the parent
     assert client.get_run(result["runs"][str(out)]).info.end_time == run.finished_at
     # a changed source replaces the run: still one run under the key
     (out / "run.json").write_text(json.dumps({**json.loads((out / "run.json").read_text()), "note": "edited"}, indent=2))
     changed = ingest(root, "table1", {"tiny/throwaway-s0": out}, {}, [])
     assert changed["runs"][str(out)] != result["runs"][str(out)]
     assert [r.info.run_id for r in _runs(client, "train/runs/tiny/throwaway-s0")] == [changed["runs"][str(out)]]
+
+
+@pytest.mark.slow
+def test_a_workflow_run_logs_live_to_its_profile_store_with_no_server(tiny_dir, tiny_data, tmp_path, monkeypatch):
+    from pgpo.tracking.ingest import client_for, ingest, store
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root = tmp_path / "results" / "lab"
+    out = root / "runs" / "tiny" / "throwaway-s1"
+    _train(tiny_dir, tiny_data, tmp_path, out)
+    client = client_for(store(root)[0])
+    (live,) = _runs(client, "train/runs/tiny/throwaway-s1")  # written by the training job, before any ingestion
+    assert client.get_experiment(live.info.experiment_id).name == "lab/training"
+    assert live.data.tags["pgpo.live"] == "true" and live.info.status == "FINISHED"
+    stat = _stat([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
+    assert live.data.metrics[stat] == GAIN and len(_sample_table(client, live.info.run_id)) == 2
+    result = ingest(root, "table1", {"tiny/throwaway-s1": out}, {}, [])
+    assert result["runs"][str(out)] == live.info.run_id and len(_runs(client, "train/runs/tiny/throwaway-s1")) == 1
+    assert len(_sample_table(client, live.info.run_id)) == 2  # not appended twice
 
 
 @pytest.mark.slow

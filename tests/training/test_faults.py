@@ -52,6 +52,9 @@ def test_kill_at_a_checkpoint_then_resume_equals_an_uninterrupted_run(method, st
         assert moved > 1e-4, moved
     assert [m["step"] for m in metrics(out)] == list(range(1, STEPS + 1))
     assert metrics(out) == metrics(straight[method])  # every logged step, num_tokens of refills included
+    logged = (out / "samples.jsonl").read_text()
+    assert logged == (straight[method] / "samples.jsonl").read_text()  # the rollouts logged after the kill too
+    assert [json.loads(line)["step"] for line in logged.splitlines()] == [s for s in range(1, STEPS + 1) for _ in (0, 1)]
 
 
 def test_sigterm_saves_the_step_in_progress_and_the_same_command_resumes_to_the_uninterrupted_weights(

@@ -121,16 +121,20 @@ def test_reingesting_creates_no_duplicate_runs(quick):
     from pgpo.tracking.ingest import store
 
     client = MlflowClient(tracking_uri=store(root)[0])
-    exp = client.get_experiment_by_name("quick/table1")
-    before = sorted(r.info.run_id for r in client.search_runs([exp.experiment_id]))
+    exps = [client.get_experiment_by_name(name).experiment_id for name in ("quick/table1", "quick/training")]
+    before = sorted(r.info.run_id for r in client.search_runs(exps))
     tracking = root / "tracking/table1.json"
     tracking.unlink()
     snakemake(work, "--cores", "1", str(tracking.relative_to(work)), "--configfile", QUICK)
-    after = sorted(r.info.run_id for r in client.search_runs([exp.experiment_id]))
+    after = sorted(r.info.run_id for r in client.search_runs(exps))
     n_train = 2 * len(METHODS)
     assert after == before and len(after) == 1 + n_train + n_train + 1  # parent + runs + their evals + base eval
-    runs = {(r.data.params.get("method"), r.data.params.get("seed")): r
-            for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("kind") == "train"}
+    runs = {(r.data.params.get("method"), r.data.params.get("seed")): r for r in client.search_runs([exps[1]])}
+    # the training jobs logged them live (no server), with the quick profile's samples table of its one step
+    assert len(runs) == n_train and all(r.data.tags["pgpo.live"] == "true" for r in runs.values())
+    assert {r.data.tags["kind"] for r in runs.values()} == {"train"}
+    steps = [f.path for f in client.list_artifacts(runs[("pgpo", "0")].info.run_id, "samples")]
+    assert steps == ["samples/step_000001.json"]
     vppo, papo, dapo = runs[("vppo", "0")], runs[("papo", "0")], runs[("dapo", "0")]
     assert (vppo.data.params["blind_view"], papo.data.params["blind_view"], dapo.data.params["blind_view"]) == (
         "patch_blackening", "patch_blackening", "-")
@@ -170,7 +174,11 @@ def test_mlflow_server_lists_the_runs_over_rest(quick):
         req = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
         runs = json.load(urllib.request.urlopen(req))["runs"]
         kinds = sorted({t["value"] for r in runs for t in r["data"].get("tags", []) if t["key"] == "kind"})
-        assert kinds == ["evaluation", "train"] and len(runs) == 1 + 4 * len(METHODS) + 1
+        assert kinds == ["evaluation"] and len(runs) == 1 + 2 * len(METHODS) + 1  # parent, evaluations, base
+        exp = json.load(urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=quick/training"))
+        body = json.dumps({"experiment_ids": [exp["experiment"]["experiment_id"]], "max_results": 100}).encode()
+        req = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
+        assert len(json.load(urllib.request.urlopen(req))["runs"]) == 2 * len(METHODS)
         evals = [r for r in runs if {"key": "kind", "value": "evaluation"} in r["data"]["tags"]]
         assert any(m["key"] == "avg_at_k.tiny_count" for m in evals[0]["data"]["metrics"])
     finally:

@@ -1,0 +1,107 @@
+"""Rollout samples beside the curves (issue 25, item 2): what a logged rollout holds after real training steps,
+and the pure helpers. The kill -9 resume of tests/training/test_faults.py checks the samples equal the
+uninterrupted run's."""
+
+import json
+
+import pytest
+import torch
+from signal_rewards import signal
+
+from pgpo.config.schema import REPO, load_method, load_train_config
+from pgpo.training.samples import SampleLog, collapse_image_tokens, read_samples, truncate_samples
+
+pytestmark = pytest.mark.slow
+
+
+def _cfg(tiny_dir, tiny_data, **over):
+    raw = {"model": {"path": str(tiny_dir)}, "data": {"train": str(tiny_data / "train.jsonl")},
+           "rollout": {"prompts_per_step": 4, "update_prompts": 4, "num_generations": 4, "max_completion_length": 8},
+           "micro_batch": 8, "max_steps": 2, "save_steps": 2, "samples": {"every": 1, "rollouts": 5},
+           "rewards": signal(tasks=None)}  # half of every group right: advantages the weights can scale
+    raw.update(over)
+    return load_train_config(REPO / "workflows/config/train/tiny.yaml", raw)
+
+
+@pytest.mark.parametrize("method", ["pgpo", "grpo", "vppo"])
+def test_logged_rollouts_carry_their_text_reward_advantage_and_token_weights(tiny_dir, tiny_data, tmp_path, method):
+    from transformers import AutoTokenizer
+
+    from pgpo.training.run import train
+
+    out = tmp_path / method
+    train(_cfg(tiny_dir, tiny_data), load_method(method), out)
+    samples = read_samples(out)
+    assert [(s["step"], s["index"]) for s in samples] == [(step, i) for step in (1, 2) for i in range(5)]
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    train_ids = {json.loads(line)["id"] for line in (tiny_data / "train.jsonl").read_text().splitlines()}
+    metrics = {json.loads(line)["step"]: json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()}
+    for s in samples:
+        assert s["prompt_id"] in train_ids and s["images"] and all(p.endswith(".png") for p in s["images"])
+        assert "<|image_pad|>x" in s["prompt"]  # the visual tokens shown once, with their count
+        n = len(s["tokens"])
+        assert 1 <= n <= 8 and len(s["token_advantages"]) == n
+        assert tok.convert_tokens_to_string(tok.tokenize("".join(s["tokens"]))).strip() != "" or n
+        assert s["reward"] is None or 0.0 <= s["reward"] <= 1.0
+        if s["advantage"] == 0:
+            assert s["weights"] is None and all(a == 0 for a in s["token_advantages"])
+            continue
+        w = torch.tensor(s["weights"])
+        if method == "grpo":  # sequence credit: every token its response's advantage
+            assert torch.allclose(w, torch.ones(n)) and s["dependency"] is None
+        if method == "pgpo":  # mass-conserving weights from a per-token dependency
+            assert float(w.sum()) == pytest.approx(n, rel=1e-4) and len(s["dependency"]) == n
+            assert min(s["dependency"]) >= 0
+        if method == "vppo":  # a filter: tokens kept (weight alpha > 0) or dropped (0)
+            assert ((w == 0) | (w > 0)).all() and (w == 0).any() and len(s["dependency"]) == n
+    # a group's rollouts share their prompt; the first group's rewards have the reward curve's scale
+    assert len({s["prompt_id"] for s in samples if s["step"] == 1 and s["index"] < 4}) == 1
+    assert set(metrics) == {1, 2}
+
+
+def test_nothing_is_logged_when_off_or_between_logged_steps(tmp_path):
+    class Tok:
+        def decode(self, ids, skip_special_tokens=False):
+            return " ".join(map(str, ids))
+
+        def batch_decode(self, seqs, skip_special_tokens=False):
+            return [self.decode(s) for s in seqs]
+
+    out = {"completion_ids": torch.tensor([[5, 6, 0], [7, 0, 0]]), "completion_mask": torch.tensor([[1, 1, 0], [1, 0, 0]]),
+           "prompt_ids": torch.tensor([[0, 3], [0, 3]]), "prompt_mask": torch.tensor([[0, 1], [0, 1]]),
+           "rollout_rewards": torch.tensor([1.0, float("nan")])}
+    rows = [{"id": "a", "images": ["x.png"]}, {"id": "a", "images": ["x.png"]}]
+    for every, step, logged in ((0, 4, 0), (4, 3, 0), (4, 8, 2)):
+        path = tmp_path / f"s{every}-{step}.jsonl"
+        log = SampleLog(path, every, 2, Tok(), main_process=True)
+        batch = dict(out)
+        log.select(batch, rows, step)
+        assert batch["sample_slot"].tolist() == ([0, 1] if logged else [-1, -1])
+        # shaped in two micro-batches, the second row first (TRL shuffles): each sample completes where it is
+        for rows_ in ([1], [0]):
+            micro = {k: v[rows_] for k, v in batch.items()}
+            log.observe(micro, torch.tensor([0.5, -0.5])[rows_], torch.tensor([[1.0, 0.0, 0.0], [-0.5, 0, 0]])[rows_],
+                        None)
+        got = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        assert len(got) == logged
+        if logged:
+            # written once the step's last one completes, in index order
+            assert [(g["index"], g["tokens"], g["reward"]) for g in got] == [(0, ["5", "6"], 1.0), (1, ["7"], None)]
+            assert got[0]["weights"] == [2.0, 0.0] and got[0]["response"] == "5 6" and got[1]["weights"] == [1.0]
+    SampleLog(tmp_path / "rank1.jsonl", 1, 2, Tok(), main_process=False).select(dict(out), rows, 1)
+    assert not (tmp_path / "rank1.jsonl").exists()
+
+
+def test_resume_keeps_the_samples_up_to_its_checkpoint(tmp_path):
+    lines = [{"step": s, "index": i} for s in (2, 4, 6) for i in (0, 1)]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 8, "ind')
+    truncate_samples(tmp_path, 4)
+    assert [r["step"] for r in read_samples(tmp_path)] == [2, 2, 4, 4]
+    truncate_samples(tmp_path, None)
+    assert read_samples(tmp_path) == []
+
+
+def test_image_token_runs_are_shown_once_with_their_count():
+    text = "<|vision_start|>" + "<|image_pad|>" * 64 + "<|vision_end|>What?"
+    assert collapse_image_tokens(text) == "<|vision_start|><|image_pad|>x64<|vision_end|>What?"
+    assert collapse_image_tokens("<|image_pad|>") == "<|image_pad|>"
