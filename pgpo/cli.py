@@ -146,7 +146,11 @@ def cmd_evaluate(a):
         lo, hi = r["ci95_bootstrap"]
         print(f"{name:14s} avg@{r['k']} {r['avg_at_k']:.3f}  95% CI [{lo:.3f}, {hi:.3f}]  n={r['n_questions']}"
               f"  failed={r['n_failed']} timeouts={r['n_timeout']}")
-    print(f"{'mean':14s} {result['table']['mean_avg_at_k']:.3f}   -> {result['out']}")
+    table = result["table"]
+    if table["mean_avg_at_k"] is not None:  # the headline mean: controls left out (pgpo.evaluation.benchmarks.headline)
+        print(f"{'mean':14s} {table['mean_avg_at_k']:.3f} over {len(table['mean_over'])} of {len(table['benchmarks'])} "
+              f"benchmarks (controls left out)")
+    print(f"results -> {result['out']}")
     if result["card"]:
         print(f"model card updated: {result['card']}")
 

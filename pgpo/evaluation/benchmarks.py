@@ -31,6 +31,11 @@ class Benchmark:
         return self.meta.get("profile", "paper")
 
     @property
+    def in_average(self) -> bool:
+        """Counts in the headline mean (metadata `in_average`, default true; a text-only control does not)."""
+        return bool(self.meta.get("in_average", True))
+
+    @property
     def offline(self) -> bool:
         """True for suites read from the project's own data directory (no hub)."""
         return self.profile == "tiny"
@@ -60,6 +65,20 @@ def all_benchmarks() -> dict[str, Benchmark]:
         name = meta.get("benchmark") or raw["task"][len(PREFIX):]
         out[name] = Benchmark(name, raw["task"], path, meta)
     return out
+
+
+def headline(names: list[str]) -> list[str]:
+    """The benchmarks "the mean" averages over, everywhere it is shown (an evaluation's summary and log, MLflow's
+    avg_at_k.mean, `pgpo status`; the tables' Avg column through each profile's `average_over`, which a test holds
+    equal to this): `names` without the controls (in_average: false). A benchmark not in the registry counts."""
+    known = all_benchmarks()
+    return [n for n in names if n not in known or known[n].in_average]
+
+
+def headline_mean(scores: dict[str, float | None]) -> float | None:
+    """The mean of `scores` (benchmark -> avg@k) over headline(...); None if none of them is scored."""
+    values = [scores[n] for n in headline(list(scores)) if scores[n] is not None]
+    return sum(values) / len(values) if values else None
 
 
 def groups() -> dict[str, list[str]]:

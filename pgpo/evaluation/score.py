@@ -227,4 +227,6 @@ def score_run(run_dir: str | Path, benchmarks: list[str] | None = None, bootstra
             write_atomic((run_dir / "agreement" / f"{result['benchmark']}{suffix}.json"), json.dumps(report, indent=2))
         summary[result["benchmark"]] = {key: result[key] for key in (
             "avg_at_k", "k", "n_questions", "standard_error", "ci95_bootstrap", "n_failed", "n_timeout")}
-    return write_eval_summary(summary_path or default_summary(run_dir, grader=grader), summary)
+    from pgpo.evaluation.benchmarks import headline
+
+    return write_eval_summary(summary_path or default_summary(run_dir, grader=grader), summary, headline(list(summary)))

@@ -264,11 +264,13 @@ def summary_path(eval_dir: str | Path, shard: str | None = None, grader: str = "
     return Path(eval_dir) / ("summary.json" if grader == "pgpo" else f"summary.{grader}.json")
 
 
-def write_eval_summary(path: str | Path, benchmarks: dict[str, dict]) -> dict:
-    """{"benchmarks": {name: {avg_at_k, k, ...}}, "mean_avg_at_k"} (what `pgpo score` prints)."""
-    import numpy as np
-
-    table = {"benchmarks": benchmarks, "mean_avg_at_k": float(np.mean([v["avg_at_k"] for v in benchmarks.values()]))}
+def write_eval_summary(path: str | Path, benchmarks: dict[str, dict], mean_over: list[str] | None = None) -> dict:
+    """{"benchmarks": {name: {avg_at_k, k, ...}}, "mean_avg_at_k", "mean_over"} (what `pgpo score` prints): the mean
+    over `mean_over` (pgpo.evaluation.benchmarks.headline of the scored ones; default all of them), None if empty."""
+    mean_over = list(benchmarks) if mean_over is None else list(mean_over)
+    values = [benchmarks[b]["avg_at_k"] for b in mean_over]
+    table = {"benchmarks": benchmarks, "mean_avg_at_k": sum(values) / len(values) if values else None,
+             "mean_over": mean_over}
     write_atomic(Path(path), json.dumps(table, indent=2))
     return table
 

@@ -213,8 +213,10 @@ def format_status(st: dict, now: float | None = None) -> str:
     for e in st["evaluations"]:
         parts = [f"  {e.state:9s}", e.name]
         if e.state == "finished":
-            values = [v for v in e.scores.values() if v is not None]  # per benchmark: the shard / result JSONs
-            parts.append(f"{len(values)} benchmark(s), mean avg@k {sum(values) / len(values):.3f}" if values else "")
+            from pgpo.evaluation.benchmarks import headline_mean
+
+            mean = headline_mean(e.scores)  # per benchmark: the shard / result JSONs; the one headline mean
+            parts.append(f"{len(e.scores)} benchmark(s), mean avg@k {mean:.3f}" if mean is not None else "")
         else:
             parts.append(f"{len(e.benchmarks_done)} benchmark(s) sampled")
             if e.current:

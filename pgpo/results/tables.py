@@ -53,12 +53,14 @@ def _two_level_ci(per_seed: list[list[np.ndarray]], bootstrap: int, seed: int) -
 
 def build_table(runs: dict[str, list[Path]], benchmarks: list[str], average_over: list[str],
                 tracking: dict | None = None, bootstrap: int = 2000,
-                row_runs: dict[str, list[str | None]] | None = None) -> dict:
+                row_runs: dict[str, list[str | None]] | None = None, view: str = "mean") -> dict | None:
     """runs: row label -> evaluation directories (one per seed) holding <benchmark>.json; row_runs: row label ->
     the training directory each of them scored (None: the start model), whose recipe hash the provenance names.
 
     Returns {"rows": {label: {bench: stats, ..., "avg": stats}}, "provenance": [...]}. `avg` is the mean over
-    `average_over` (the paper's Avg column), its interval from the same two-level bootstrap per seed."""
+    `average_over` (the paper's Avg column), its interval from the same two-level bootstrap per seed. `view`: the
+    per-question score the cells average: "mean" (avg@k, the paper's metric), "pass_at_k" or "maj_at_k" (the same
+    k samples; None when a result predates them)."""
     tracking = tracking or {}
     rows, provenance = {}, []
     for label, run_dirs in runs.items():
@@ -68,7 +70,9 @@ def build_table(runs: dict[str, list[Path]], benchmarks: list[str], average_over
             recipe = read_run(training).config_hash if training else ""
             for b in benchmarks:
                 r = read_eval_result(run_dir, b)
-                cells[b].per_seed.append(np.array([q["mean"] for q in r.per_question]))
+                if any(view not in q for q in r.per_question):
+                    return None
+                cells[b].per_seed.append(np.array([q[view] for q in r.per_question]))
                 prov = {"row": label, "benchmark": b, "result": str(result_path(run_dir, b)),
                         "samples_sha256": r.samples_sha256, "checkpoint_hash": r.checkpoint_hash,
                         "avg_at_k": r.avg_at_k, "k": r.k,
@@ -80,7 +84,24 @@ def build_table(runs: dict[str, list[Path]], benchmarks: list[str], average_over
         if average_over:
             row["avg"] = _average_stats(cells, average_over, bootstrap)
         rows[label] = row
-    return {"rows": rows, "benchmarks": benchmarks, "average_over": average_over, "provenance": provenance}
+    return {"rows": rows, "benchmarks": benchmarks, "average_over": average_over, "provenance": provenance,
+            "view": view}
+
+
+VIEWS = {"pass_at_k": "pass@k: a question counts as solved if any of its k samples is right",
+         "maj_at_k": "maj@k: the majority answer of the k samples (equivalent answers vote together) is right"}
+
+
+def views_markdown(views: dict[str, dict], column_names: dict[str, str] | None = None) -> str:
+    """The extra views (pass@k, maj@k) as markdown sections below the avg@k table."""
+    names, out = column_names or {}, []
+    for view, table in views.items():
+        cols = table["benchmarks"] + (["avg"] if table["average_over"] else [])
+        out += ["", f"## Extra view: {VIEWS[view]}", "", "in %, mean over seeds [95% CI over seeds and questions]; "
+                "avg@k above stays the paper's metric", "",
+                "| row | " + " | ".join(names.get(c, c) for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        out += [f"| {label} | " + " | ".join(_fmt(row[c]) for c in cols) + " |" for label, row in table["rows"].items()]
+    return "\n".join(out)
 
 
 def _average_stats(cells: dict[str, Cell], average_over: list[str], bootstrap: int, seed: int = 0) -> dict:
@@ -111,20 +132,23 @@ def _fmt(s: dict, scale: float = 100.0) -> str:
 
 
 def write_table(table: dict, prefix: str | Path, title: str, column_names: dict[str, str] | None = None,
-                bars: bool = True) -> list[Path]:
+                bars: bool = True, note: str = "", extra_md: str = "") -> list[Path]:
     """<prefix>.md (mean [95% CI], %), <prefix>.csv (one line per cell with provenance), <prefix>.png (bars per
-    benchmark; `bars=False` for a target whose figure is drawn elsewhere, e.g. a sweep's heatmap)."""
+    benchmark; `bars=False` for a target whose figure is drawn elsewhere, e.g. a sweep's heatmap). `note`: a line
+    under the title (the quick profile says it is a plumbing check); `extra_md`: sections below (views_markdown)."""
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     names = column_names or {}
     cols = table["benchmarks"] + (["avg"] if table["average_over"] else [])
     head = [names.get(c, c) for c in cols]
-    lines = [f"# {title}", "", "avg@k in %, mean over seeds [95% CI over seeds and questions]", "",
+    lines = [f"# {title}", "", *([f"**{note}**", ""] if note else []),
+             "avg@k in %, mean over seeds [95% CI over seeds and questions]", "",
              "| row | " + " | ".join(head) + " |", "|---" * (len(cols) + 1) + "|"]
     for label, row in table["rows"].items():
         lines.append(f"| {label} | " + " | ".join(_fmt(row[c]) for c in cols) + " |")
     if table["average_over"]:
         lines += ["", f"avg = mean over {', '.join(names.get(b, b) for b in table['average_over'])}"]
+    lines += [extra_md] if extra_md else []
     md = prefix.with_suffix(".md")
     write_atomic(md, "\n".join(lines) + "\n")
     csv_path = prefix.with_suffix(".csv")
@@ -151,7 +175,7 @@ def write_table(table: dict, prefix: str | Path, title: str, column_names: dict[
 
 
 def write_table_html(table: dict, path: str | Path, title: str, column_names: dict[str, str] | None = None,
-                     extra_html: str = "") -> Path:
+                     extra_html: str = "", note: str = "") -> Path:
     """The .md table as one self-contained HTML page (what `snakemake --report` can show inline); `extra_html`: a
     section below it (the paired difference view)."""
     names = column_names or {}
@@ -164,7 +188,7 @@ def write_table_html(table: dict, path: str | Path, title: str, column_names: di
             if table["average_over"] else "")
     path = Path(path)
     write_atomic(path, f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-                       f"<h3>{html.escape(title)}</h3><p>avg@k in %, mean over seeds [95% CI over seeds and "
+                       f"<h3>{html.escape(title)}</h3>{f'<p><b>{html.escape(note)}</b></p>' if note else ''}<p>avg@k in %, mean over seeds [95% CI over seeds and "
                        f"questions]</p><table border=1 style='border-collapse:collapse;font-family:sans-serif'><tr>"
                        f"<th>row</th>{''.join(f'<th>{html.escape(names.get(c, c))}</th>' for c in cols)}</tr>"
                        f"{body}</table>{note}{extra_html}</body></html>\n")

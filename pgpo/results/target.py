@@ -4,6 +4,7 @@ difference view, the figures the plan declared, and the files attached to the ta
 from __future__ import annotations
 
 import dataclasses
+import html
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def write_target(spec) -> tuple[Path, Path]:
     markdown files. Failed or ungradable items are counted in the table and warned about here, never dropped."""
     from pgpo.results.figures import write_figures
     from pgpo.results.paired_tables import build_and_write
-    from pgpo.results.tables import build_table, table_records, write_table, write_table_html
+    from pgpo.results.tables import VIEWS, build_table, table_records, views_markdown, write_table, write_table_html
     from pgpo.tracking.ingest import log_table
     from pgpo.util.jsonfile import read_json
 
@@ -29,13 +30,19 @@ def write_target(spec) -> tuple[Path, Path]:
     table = build_table({k: [Path(d) for d in v] for k, v in spec.rows.items()}, spec.benchmarks,
                         spec.average_over, tracking.get("runs"), row_runs=spec.row_runs)
     names = column_names(spec.benchmarks)
+    # pass@k and maj@k from the same samples: extra sections of the same files, avg@k stays the table
+    views = {v: t for v in VIEWS if (t := build_table({k: [Path(d) for d in ds] for k, ds in spec.rows.items()},
+                                                       spec.benchmarks, spec.average_over, view=v)) is not None}
     figures = dict(spec.figures)  # kind -> file, planned with the rule's outputs (pgpo.workflow.plan.figure_files)
-    files = write_table(table, spec.out, spec.title, names, bars=figures.pop("bars", None) is not None)
+    files = write_table(table, spec.out, spec.title, names, bars=figures.pop("bars", None) is not None,
+                        note=spec.note, extra_md=views_markdown(views, names))
     diff_files, diff_records, diff_html = build_and_write(dataclasses.asdict(spec), names)
-    files.append(write_table_html(table, f"{spec.out}.html", spec.title, names, diff_html))
+    views_html = "".join(f"<pre>{html.escape(views_markdown({v: t}, names))}</pre>" for v, t in views.items())
+    files.append(write_table_html(table, f"{spec.out}.html", spec.title, names, diff_html + views_html, spec.note))
     files += diff_files + write_figures(dataclasses.asdict(spec), table, figures)
     if tracking:
-        log_table(spec.root, tracking["parent_run_id"], files, table_records(table), {"diff.json": diff_records})
+        log_table(spec.root, tracking["parent_run_id"], files, table_records(table),
+                  {"diff.json": diff_records, **{f"table_{v}.json": table_records(t) for v, t in views.items()}})
     for p in table["provenance"]:
         if p["n_failed"]:
             print(f"pgpo table: warning: {p['n_failed']} failed or ungradable item(s) in {p['result']}",

@@ -151,13 +151,19 @@ def eval_datasets(results: dict[str, EvalResult]) -> list:
 
 def eval_record(eval_dir: Path, benchmarks: list[str]) -> Record:
     """An evaluation directory (one scored <benchmark>.json each) as an MLflow run."""
+    from pgpo.evaluation.benchmarks import headline_mean
+
     results = {b: read_eval_result(eval_dir, b) for b in benchmarks}
     first = next(iter(results.values()))
     gen = first.generation
     metrics = [(f"avg_at_k.{b}", r.avg_at_k, 0) for b, r in results.items()]
     metrics += [(f"ci95_low.{b}", r.ci95_bootstrap[0], 0) for b, r in results.items()]
     metrics += [(f"ci95_high.{b}", r.ci95_bootstrap[1], 0) for b, r in results.items()]
-    metrics.append(("avg_at_k.mean", sum(r.avg_at_k for r in results.values()) / len(results), 0))
+    mean = headline_mean({b: r.avg_at_k for b, r in results.items()})  # the one headline mean (controls left out)
+    if mean is not None:
+        metrics.append(("avg_at_k.mean", mean, 0))
+    for view in ("pass_at_k", "maj_at_k"):  # the same samples, other questions asked (avg@k stays the paper's)
+        metrics += [(f"{view}.{b}", r.extra[view]["mean"], 0) for b, r in results.items() if view in r.extra]
     metrics.append(("failed_generations", sum(r.n_failed for r in results.values()), 0))
     params = {"k": first.k, "backend": gen["backend"]["name"], "checkpoint": gen["checkpoint"],
               **flatten(gen["sampling"], "sampling.")}

@@ -371,6 +371,7 @@ class TableSpec(_Spec):
     curve_runs: dict[str, dict[str, str]] = field(default_factory=dict)  # row -> seed -> training run directory
     paired: dict = field(default_factory=dict)  # the config's `paired` block: bootstrap, curves, curve_block
     row_runs: dict[str, list] = field(default_factory=dict)  # row -> training dir of each evaluation (None: start)
+    note: str = ""  # the config's table_note, shown under every table's title (quick: a plumbing check)
 
 
 def track_spec(config: dict, target: str, repo: Path) -> TrackSpec:
@@ -390,7 +391,8 @@ def table_spec(config: dict, target: str, repo: Path) -> TableSpec:
                      list(config["average_over"]), where.tracking(target), where.target(target),
                      {t.name: t.run_dir for t in runs}, {t.name: t.labels() for t in runs}, (warm or [None])[0],
                      figure_files(config, target), row_seeds(config, target, repo), reference, note,
-                     curve_runs(config, target, repo), paired, row_runs(config, target, repo))
+                     curve_runs(config, target, repo), paired, row_runs(config, target, repo),
+                     config.get("table_note", ""))
 
 
 def diff_files(config: dict, target: str) -> dict[str, str]:

@@ -61,3 +61,45 @@ def test_stage_times(tmp_path):
         (tmp_path / "train" / f"{name}.tsv").write_text(f"s\th:m:s\n{s}\t0:00:0{int(s)}\n")
     text = stage_times(tmp_path, 9.0)
     assert "train" in text and "2 job(s)" in text and "sum      8.0 s" in text and "9.0 s wall" in text
+
+
+def test_pass_and_maj_views_average_their_own_per_question_scores(tmp_path):
+    from pgpo.results.tables import views_markdown
+
+    run = tmp_path / "r-s0"
+    run.mkdir()
+    # 3 questions x 4 samples: pass@4 = any right, maj@4 = the majority answer right (given here per question)
+    per_q = [{"id": "a", "mean": 0.25, "pass_at_k": 1.0, "maj_at_k": 0.0},
+             {"id": "b", "mean": 0.75, "pass_at_k": 1.0, "maj_at_k": 1.0},
+             {"id": "c", "mean": 0.0, "pass_at_k": 0.0, "maj_at_k": 0.0}]
+    (run / "x.json").write_text(json.dumps({"per_question": per_q, "avg_at_k": 1 / 3, "k": 4}))
+    tables = {v: build_table({"m": [run]}, ["x"], ["x"], view=v, bootstrap=200) for v in ("mean", "pass_at_k",
+                                                                                           "maj_at_k")}
+    assert [tables[v]["rows"]["m"]["avg"]["mean"] for v in tables] == pytest.approx([1 / 3, 2 / 3, 1 / 3])
+    text = views_markdown({v: tables[v] for v in ("pass_at_k", "maj_at_k")}, {"x": "X"})
+    assert "| m | 66.7 [" in text and "pass@k" in text and "maj@k" in text and "| row | X | avg |" in text
+    old = fake_eval(tmp_path / "old", {"x": [1, 0]})  # scored before pass@k existed: no view, not a crash
+    assert build_table({"m": [old]}, ["x"], ["x"], view="pass_at_k") is None
+
+
+def test_the_mean_is_one_definition_the_shipped_profiles_follow():
+    from pgpo.evaluation.benchmarks import headline, headline_mean
+    from pgpo.records.stages import write_eval_summary
+    from pgpo.config.schema import REPO
+    from pgpo.workflow.plan import benchmarks, load_profile
+
+    for name in ("tiny", "quick", "paper", "paper_qwen3_vl", "paper_8x24gb", "paper_1x80gb_lora"):
+        config = load_profile(REPO / "workflows/config" / f"{name}.yaml")
+        assert config["average_over"] == headline(benchmarks(config)), name
+    assert "tiny_control" not in headline(["tiny_count", "tiny_control"]) == ["tiny_count"]
+    assert headline_mean({"tiny_count": 0.5, "tiny_control": 1.0, "my_own": 0.0}) == 0.25
+    assert headline_mean({"tiny_control": 1.0}) is None
+
+
+def test_an_evaluation_summary_averages_the_headline_benchmarks(tmp_path):
+    from pgpo.records.stages import write_eval_summary
+
+    table = write_eval_summary(tmp_path / "s.json", {"tiny_count": {"avg_at_k": 0.5},
+                                                     "tiny_control": {"avg_at_k": 1.0}}, ["tiny_count"])
+    assert table["mean_avg_at_k"] == 0.5 and table["mean_over"] == ["tiny_count"]
+    assert json.loads((tmp_path / "s.json").read_text())["mean_avg_at_k"] == 0.5

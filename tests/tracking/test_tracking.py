@@ -219,7 +219,8 @@ def test_evaluations_carry_benchmark_revisions_times_and_an_existing_experiment_
     ev = root / "eval" / "tiny" / "base"
     ev.mkdir(parents=True)
     sha, commit = "ab" * 32, "c" * 40
-    (ev / "tiny_count.json").write_text(json.dumps(_eval_result("tiny_count", {"split_sha256": sha}, 1_700_000_000_000)))
+    (ev / "tiny_count.json").write_text(json.dumps({**_eval_result("tiny_count", {"split_sha256": sha}, 1_700_000_000_000),
+                                                    "pass_at_k": {"mean": 0.75}, "maj_at_k": {"mean": 0.25}}))
     (ev / "mathvista.json").write_text(json.dumps(_eval_result(
         "mathvista", {"dataset": "AI4Math/MathVista", "commit": commit}, 1_700_000_010_000)))
     result = ingest(root, "table1", {}, {"eval/tiny/base": ev}, ["tiny_count", "mathvista"])
@@ -235,6 +236,8 @@ def test_evaluations_carry_benchmark_revisions_times_and_an_existing_experiment_
     assert run.data.tags["mlflow.source.name"] == "pgpo evaluate" and run.data.tags["mlflow.user"] == "someone"
     assert run.data.tags["mlflow.source.git.commit"] == "0" * 40 and run.data.tags["pgpo.code_dirty"] == "true"
     assert run.data.metrics["avg_at_k.mathvista"] == 0.5 and run.data.params["sampling.temperature"] == "1.0"
+    assert (run.data.metrics["pass_at_k.tiny_count"], run.data.metrics["maj_at_k.tiny_count"]) == (0.75, 0.25)
+    assert "pass_at_k.mathvista" not in run.data.metrics  # scored before the views existed
 
 
 def test_every_table_file_and_figure_is_logged_on_the_parent(tmp_path, monkeypatch):

@@ -47,6 +47,28 @@ def test_quick_dag_writes_table1_with_cis_and_provenance(quick):
     assert "stage wall times" in log and "train" in log and "evaluate" in log
     report = json.loads((root / "reports/dependency.json").read_text())
     assert set(report["suites"]) >= {"count", "all"} and (root / "reports/dependency.html").exists()
+    # the table says what the quick profile is; pass@k and maj@k below avg@k, from the same samples
+    assert "**Quick profile: a plumbing check" in md and "a plumbing check" in (root / "table1.html").read_text()
+    assert "## Extra view: pass@k" in md and "## Extra view: maj@k" in md and md.index("pass@k") > md.index("| avg |")
+
+
+def test_the_mean_is_the_same_number_in_the_table_mlflow_and_status(quick):
+    work, root, _ = quick
+    from mlflow.tracking import MlflowClient
+
+    from pgpo.tracking.ingest import store
+
+    rows = list(csv.DictReader((root / "table1.csv").read_text().splitlines()))
+    table_avg = float(next(r for r in rows if r["row"] == "base" and r["column"] == "avg")["mean"])
+    ids = json.loads((root / "tracking/table1.json").read_text())["runs"]
+    base = MlflowClient(tracking_uri=store(root)[0]).get_run(next(v for k, v in ids.items()
+                                                                 if k.endswith("eval/tiny/base")))
+    assert base.data.metrics["avg_at_k.mean"] == pytest.approx(table_avg, abs=1e-9)  # the control left out of both
+    assert {"pass_at_k.tiny_count", "maj_at_k.tiny_count"} <= set(base.data.metrics)
+    proc = subprocess.run([sys.executable, "-m", "pgpo.cli", "status", str(root)], check=False, capture_output=True,
+                          text=True, timeout=300, cwd=work)
+    line = next(ln for ln in proc.stdout.splitlines() if "base" in ln and "mean avg@k" in ln)
+    assert f"mean avg@k {table_avg:.3f}" in line, line
 
 
 def test_quick_dag_writes_the_paired_difference_views(quick):
