@@ -3,6 +3,7 @@
 <out>/samples/<benchmark>.jsonl   one question a row: doc_id, id, question, answer, choices, responses (k)
 <out>/samples/<benchmark>.meta.json   how they were made: checkpoint hash, backend, sampling, prompt, pixel
                                        budget, inputs, lmms-eval's own avg@k (cross-check), versions, wall time
+<out>/results.json   lmms-eval's own aggregated results file, every benchmark of <out> (pgpo.evaluation.lmms_results)
 The model is built once and reused for every benchmark (one backend for the whole table).
 """
 
@@ -219,7 +220,9 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
     meta file, so scoring the run can say which are missing."""
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
+    from lmms_eval.utils import get_datetime_str
 
+    from pgpo.evaluation import lmms_results
     from pgpo.util.provenance import code_version, dir_hash
 
     check_environment()
@@ -250,12 +253,15 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
         progress(f"[{n}/{len(benchmarks)}] {bench.name}: {cfg.sampling.samples} samples per question "
                  f"({cfg.backend.name})")
         start = time.time()
+        tracker = lmms_results.tracker(cfg.backend.name, args)  # its timer starts here, as the CLI's does
         results = simple_evaluate(
-            model=lm,
+            model=lm, model_args=lmms_results.cli_model_args(args),  # recorded only: the model is built already
             tasks=[task],
             task_manager=manager, limit=cfg.limit or None, log_samples=True, bootstrap_iters=0,
             random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
-            fewshot_random_seed=cfg.seed, process_docs_parallel=1, verbosity="WARNING")
+            fewshot_random_seed=cfg.seed, process_docs_parallel=1, verbosity="WARNING",
+            # simple_evaluate's default date is fixed when lmms-eval is imported: each benchmark records its own
+            datetime_str=get_datetime_str())
         wall = time.time() - start
         if results is None or int(os.environ.get("RANK", "0")) != 0:
             continue
@@ -285,5 +291,7 @@ def generate(checkpoint: str, benchmarks: list[Benchmark], cfg: EvalConfig, out_
             "requested_benchmarks": list(requested or [b.name for b in benchmarks]),
         }
         write_samples_meta(path, meta)
+        # after the samples are finished (a failure here leaves them for --resume): lmms-eval's own results file
+        lmms_results.save(tracker, results, out_dir)
         written[bench.name] = path
     return written if int(os.environ.get("RANK", "0")) == 0 else None

@@ -4,18 +4,19 @@ TRL's own card says "fine-tuned version of [None]" for a local base and knows no
 rendered from the run's records: run.json when the run finished (run_config.json while it trains), and the
 evaluation results `pgpo evaluate` wrote. It goes to <run>/README.md (TRLBridge.create_model_card, at every
 checkpoint save and at the end) and <run>/final/README.md; `refresh_card` adds evaluation results to a card pgpo
-wrote, keeping them machine-readable in the front matter's `model-index` (the hub's format). README.md is not
+wrote, keeping them machine-readable in the front matter: `model-index` (the hub's format; every card loads with
+huggingface_hub.ModelCard.load, its data unchanged) and pgpo's details under `pgpo_results`. README.md is not
 part of any checkpoint hash (pgpo.util.provenance.dir_hash), so a card update never changes a checkpoint's identity.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 
 from pgpo.records.stages import SAMPLES_DIR, RunRecord, find_run, read_eval_result
+from pgpo.util.atomic import write_atomic
 from pgpo.util.jsonfile import read_json
 
 MARKER = "<!-- written by pgpo (pgpo/results/model_card.py); pgpo evaluate adds results -->"
@@ -72,27 +73,42 @@ def read_results(eval_dir: str | Path) -> dict[str, dict]:
     return out
 
 
+# pgpo's details of each result (interval, question and failure counts, the evaluation directory), beside the
+# model-index: huggingface_hub's loader (ModelCard.load) rebuilds model-index from its own fields and drops any other
+# key of a result, and refuses a `source` without a `url` (an evaluation directory is a local path, not a URL)
+DETAILS = "pgpo_results"
+
+
 def model_index(name: str, results: dict[str, dict]) -> list[dict]:
-    """The hub's model-index entry for `results` (one metric avg@k per benchmark)."""
+    """The hub's model-index entry for `results` (one metric avg@k per benchmark), exactly the fields the hub's
+    loader keeps, so a card loaded with huggingface_hub.ModelCard.load gives back what was written."""
     entries = []
     for bench, r in sorted(results.items()):
         metric = {"type": f"avg@{r['k']}", "name": f"avg@{r['k']}", "value": round(float(r["avg_at_k"]), 4)}
         entries.append({"task": {"type": "visual-question-answering"},
-                        "dataset": {"name": bench, "type": bench},
-                        "metrics": [metric], "source": {"name": r.get("source", "")},
-                        "pgpo": {k: r[k] for k in ("ci95", "n_questions", "n_failed") if k in r}})
+                        "dataset": {"name": bench, "type": bench}, "metrics": [metric]})
     return [{"name": name, "results": entries}] if entries else []
 
 
+def result_details(results: dict[str, dict]) -> dict[str, dict]:
+    """{benchmark: pgpo's details} for the DETAILS key of the front matter."""
+    return {bench: {k: r[k] for k in ("ci95", "n_questions", "n_failed", "source") if k in r}
+            for bench, r in sorted(results.items())}
+
+
 def results_from_front(front: dict) -> dict[str, dict]:
-    """The results a card already records (inverse of model_index)."""
+    """The results a card already records (inverse of model_index and result_details). Cards written before the
+    details moved out of model-index kept them in each result's `pgpo` and `source.name`: read too."""
     out = {}
+    details = front.get(DETAILS) or {}
     for entry in front.get("model-index") or []:
         for r in entry.get("results") or []:
             metric = (r.get("metrics") or [{}])[0]
             k = str(metric.get("type", "avg@0")).split("@")[-1]
-            out[r["dataset"]["name"]] = {"avg_at_k": metric.get("value"), "k": int(k) if k.isdigit() else k,
-                                         "source": (r.get("source") or {}).get("name", ""), **(r.get("pgpo") or {})}
+            bench = r["dataset"]["name"]
+            out[bench] = {"avg_at_k": metric.get("value"), "k": int(k) if k.isdigit() else k,
+                          "source": (r.get("source") or {}).get("name", ""), **(r.get("pgpo") or {}),
+                          **(details.get(bench) or {})}
     return out
 
 
@@ -126,9 +142,9 @@ def card_text(run: RunRecord, name: str, results: dict[str, dict] | None = None,
     license_ = base_license(base, revision)
     if license_:
         front["license"] = license_
-    front["model-index"] = model_index(name, results or {})
-    if not front["model-index"]:
-        del front["model-index"]
+    if results:
+        front["model-index"] = model_index(name, results)
+        front[DETAILS] = result_details(results)
     inputs = run.inputs
     rows = [("Base model", _base_text(base, revision) + (f", files sha256 `{inputs['model_hash']}`"
                                                           if inputs.get("model_hash") else "")),
@@ -164,10 +180,7 @@ def card_text(run: RunRecord, name: str, results: dict[str, dict] | None = None,
 
 
 def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: a reader never sees half a card
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, text)  # a reader never sees half a card
 
 
 def run_name(run_dir: Path) -> str:

@@ -53,6 +53,9 @@ def test_evaluate_writes_per_benchmark_json_through_lmms_eval(tiny_dir, tiny_dat
         assert gen["backend"]["name"] == "pgpo_vlm" and gen["inputs"]["split_sha256"]
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["benchmarks"]) == ["tiny_bars", "tiny_control"]
+    # lmms-eval's own aggregated results file (as `lmms-eval --output_path` writes it) with our numbers
+    native, values = _native_results(out, ["tiny_bars", "tiny_control"])
+    assert native["model_name"] == str(tiny_dir) and all(a == pytest.approx(b, abs=1e-9) for a, b in values.values())
     # scoring again from the samples alone gives the same numbers
     assert main(["score", "--run", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text()) == summary
@@ -60,6 +63,69 @@ def test_evaluate_writes_per_benchmark_json_through_lmms_eval(tiny_dir, tiny_dat
     argv = ["evaluate", "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--benchmarks", "tiny_bars",
             "--out", str(out)]
     assert main(argv) == 2
+
+
+LMMS_EVAL_KEYS = {"results", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples",
+                  "config", "model_name", "date", "lmms_eval_version", "task_hashes"}
+
+
+def _native_results(out, names):
+    """(<out>/results.json, {task: (its avg_at_k, ours)}) after checking it covers exactly these benchmarks."""
+    native = json.loads((out / "results.json").read_text())
+    assert LMMS_EVAL_KEYS <= native.keys()
+    tasks = {f"pgpo_{name}": json.loads((out / f"{name}.json").read_text()) for name in names}
+    assert sorted(native["results"]) == sorted(native["n-samples"]) == sorted(native["configs"]) == sorted(tasks)
+    for task, ours in tasks.items():
+        assert native["n-samples"][task]["effective"] == ours["n_questions"]
+        assert native["configs"][task]["repeats"] == ours["k"]
+        assert native["higher_is_better"][task] == {"avg_at_k": True}
+    return native, {task: (native["results"][task]["avg_at_k,k_samples"], ours["avg_at_k"])
+                    for task, ours in tasks.items()}
+
+
+@pytest.mark.slow
+def test_results_json_is_lmms_evals_own_file_with_our_scores(tiny_dir, tiny_data, tmp_path, monkeypatch):
+    """Issue 25: lmms-eval's users look for its results.json. <out>/results.json is the file lmms-eval's
+    EvaluationTracker writes, one entry per benchmark of the run directory, and its avg@k is ours. The responses
+    are fixed here (a real lmms-eval run, no sampling): the tiny model scores 0 everywhere, which agrees by chance."""
+    from itertools import cycle
+
+    from pgpo.evaluation.lmms_model import PGPOVisionLanguageModel
+
+    def answering(*responses):
+        given = cycle(responses)
+        monkeypatch.setattr(PGPOVisionLanguageModel, "_generate",
+                            lambda self, items, config: [next(given) for _ in items])
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "run"
+    argv = ["evaluate", "--checkpoint", str(tiny_dir), "--data", str(tiny_data), "--samples", "3", "--out", str(out),
+            "--set", "limit=3", "--set", "backend.batch_size=4"]
+    answering("\\boxed{B}", "\\boxed{7}", "\\boxed{A}", "\\boxed{3}")
+    assert main([*argv, "--benchmarks", "tiny_bars,tiny_control"]) == 0
+    native, first = _native_results(out, ["tiny_bars", "tiny_control"])
+    assert all(0 < ours < 1 and a == pytest.approx(ours, abs=1e-9) for a, ours in first.values()), first
+    assert native["model_source"] == "pgpo_vlm" and native["config"]["model_args"].startswith(f"pretrained={tiny_dir},")
+    assert not list(out.glob(".lmms_eval-*")) and not list(out.glob("*/*_results.json"))  # staging removed
+    # one benchmark evaluated again: its entry replaced, the other benchmark's kept
+    answering("\\boxed{B}")  # the first three tiny_bars answers are B, B, A
+    assert main([*argv, "--benchmarks", "tiny_bars", "--overwrite"]) == 0
+    _, again = _native_results(out, ["tiny_bars", "tiny_control"])
+    bars = again["pgpo_tiny_bars"]
+    assert bars[0] == pytest.approx(bars[1], abs=1e-9) and bars[1] != first["pgpo_tiny_bars"][1]
+    assert again["pgpo_tiny_control"] == first["pgpo_tiny_control"]
+
+
+def test_a_broken_results_json_is_named_in_one_line(tmp_path):
+    from pgpo.evaluation import lmms_results
+
+    (tmp_path / "results.json").write_text('{"results": ')
+    with pytest.raises(DataError) as error:
+        lmms_results.save(lmms_results.tracker("pgpo_vlm", {"pretrained": "m"}), {"results": {"t": {}}, "date": "d"},
+                          tmp_path)
+    assert str(error.value).startswith(f"{tmp_path}/results.json: not valid JSON (Expecting value, line 1); delete it")
+    assert "\n" not in str(error.value)
+    assert (tmp_path / "results.json").read_text() == '{"results": '  # left as it was
 
 
 def test_run_names_keep_checkpoints_apart():
@@ -333,3 +399,6 @@ def test_two_processes_shard_the_questions_and_gather_them(tiny_dir, tiny_data, 
         assert (result["n_questions"], result["n_samples"], result["generation"]["world_size"]) == (3, 6, 2)
         rows = [json.loads(line) for line in (out / "samples" / f"{name}.jsonl").read_text().splitlines()]
         assert [r["doc_id"] for r in rows] == [0, 1, 2]
+    # rank 0 alone writes lmms-eval's results file, over the gathered questions of both ranks
+    _, values = _native_results(out, ["tiny_bars", "tiny_shape"])
+    assert all(a == pytest.approx(b, abs=1e-9) for a, b in values.values()), values

@@ -6,7 +6,15 @@ import pytest
 import yaml
 
 from pgpo.records.stages import RunRecord, write_run
-from pgpo.results.model_card import MARKER, card_text, read_results, refresh_card, split_front_matter, write_run_cards
+from pgpo.results.model_card import (
+    MARKER,
+    card_text,
+    read_results,
+    refresh_card,
+    results_from_front,
+    split_front_matter,
+    write_run_cards,
+)
 
 HUB_BASE = "Qwen/Qwen2.5-VL-7B-Instruct"
 COMMIT = "cc594898137f460bfe9f0759e9844b3ce807cfb5"
@@ -74,7 +82,7 @@ def test_refresh_adds_results_keeps_other_runs_and_replaces_a_re_evaluated_bench
     second = _eval_dir(tmp_path, "b", {"mathverse": 0.375, "wemath": 0.625})
     refresh_card(run_dir / "final", second)
     front, body = split_front_matter(card.read_text())
-    values = {r["dataset"]["name"]: (r["metrics"][0]["value"], r["source"]["name"])
+    values = {r["dataset"]["name"]: (r["metrics"][0]["value"], front["pgpo_results"][r["dataset"]["name"]]["source"])
               for r in front["model-index"][0]["results"]}
     assert values == {"mathvista": (0.5, str(first)), "mathverse": (0.375, str(second)),
                       "wemath": (0.625, str(second))}
@@ -82,6 +90,51 @@ def test_refresh_adds_results_keeps_other_runs_and_replaces_a_re_evaluated_bench
     assert read_results(first).keys() == {"mathvista", "mathverse"}
     write_run_cards(run_dir)  # the end of a (re-)run keeps the results already on the card
     assert "model-index" in split_front_matter(card.read_text())[0]
+
+
+def test_cards_load_with_the_hubs_loader_and_keep_their_data(tmp_path):
+    """Issue 25: huggingface_hub.ModelCard.load refused the card (a model-index `source` without a `url`); every
+    card pgpo writes now loads, and the data it parses is what was written."""
+    from huggingface_hub import ModelCard
+
+    results = {"mathvista": {"avg_at_k": 0.51234, "k": 8, "ci95": [0.4, 0.6], "n_questions": 50, "n_failed": 1,
+                             "source": str(tmp_path / "eval")},
+               "wemath": {"avg_at_k": 0.25, "k": 4, "ci95": None, "n_questions": 20, "n_failed": 0, "source": ""}}
+    local = tmp_path / "base"
+    local.mkdir()
+    (local / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
+    cards = {"hub, evaluated": card_text(_run(), "pgpo-s1", results), "hub": card_text(_run(), "pgpo-s1"),
+             "local, training": card_text(_run(str(local), "", finished=False), "grpo-s0", step=3)}
+    for what, text in cards.items():
+        path = tmp_path / what / "README.md"
+        path.parent.mkdir()
+        path.write_text(text)
+        card = ModelCard.load(path)
+        assert card.data.to_dict() == split_front_matter(text)[0], what
+        assert MARKER in card.text and card.data.library_name == "transformers", what
+    hub = ModelCard.load(tmp_path / "hub, evaluated" / "README.md").data
+    assert (hub.base_model, hub.model_name) == (HUB_BASE, "pgpo-s1")
+    assert {(e.dataset_name, e.metric_type, e.metric_value, e.task_type) for e in hub.eval_results} == {
+        ("mathvista", "avg@8", 0.5123, "visual-question-answering"),
+        ("wemath", "avg@4", 0.25, "visual-question-answering")}
+    assert hub.pgpo_results["mathvista"] == {"ci95": [0.4, 0.6], "n_questions": 50, "n_failed": 1,
+                                             "source": str(tmp_path / "eval")}
+    local_card = ModelCard.load(tmp_path / "local, training" / "README.md").data
+    assert local_card.base_model is None and local_card.license == "apache-2.0" and local_card.eval_results is None
+
+
+def test_a_card_written_before_the_details_moved_keeps_its_results():
+    """Cards written before pgpo's details left model-index (a `pgpo` key and `source.name` in each result) are
+    still read by refresh_card, and rewritten in the loadable layout."""
+    old = {"model-index": [{"name": "pgpo-s1", "results": [{
+        "task": {"type": "visual-question-answering"}, "dataset": {"name": "mathvista", "type": "mathvista"},
+        "metrics": [{"type": "avg@8", "name": "avg@8", "value": 0.5}], "source": {"name": "/eval/a"},
+        "pgpo": {"ci95": [0.4, 0.6], "n_questions": 50, "n_failed": 1}}]}]}
+    results = results_from_front(old)
+    assert results == {"mathvista": {"avg_at_k": 0.5, "k": 8, "source": "/eval/a", "ci95": [0.4, 0.6],
+                                     "n_questions": 50, "n_failed": 1}}
+    front, _ = split_front_matter(card_text(_run(), "pgpo-s1", results))
+    assert results_from_front(front) == results and "source" not in front["model-index"][0]["results"][0]
 
 
 def test_refresh_leaves_a_card_pgpo_did_not_write(tmp_path):
@@ -123,6 +176,12 @@ def test_real_training_writes_cards_and_evaluate_adds_its_results(tiny_dir, tiny
     assert result["dataset"]["name"] == "tiny_count" and result["metrics"][0] == {
         "type": "avg@2", "name": "avg@2", "value": round(scored["avg_at_k"], 4)}
     yaml.safe_load((run_dir / "final" / "README.md").read_text().split("---")[1])  # valid front matter
+    from huggingface_hub import ModelCard
+
+    loaded = ModelCard.load(run_dir / "final" / "README.md").data  # the hub's own loader reads it back
+    assert loaded.to_dict() == front and loaded.model_name == "grpo-s0"
+    assert [(e.dataset_name, e.metric_value) for e in loaded.eval_results] == [
+        ("tiny_count", round(scored["avg_at_k"], 4))]
 
 
 @pytest.mark.slow
