@@ -22,6 +22,7 @@ def write_target(spec) -> tuple[Path, Path]:
     markdown files. Failed or ungradable items are counted in the table and warned about here, never dropped."""
     from pgpo.results.figures import write_figures
     from pgpo.results.paired_tables import build_and_write
+    from pgpo.results.samples_view import samples_section
     from pgpo.results.tables import VIEWS, build_table, table_records, views_markdown, write_table, write_table_html
     from pgpo.tracking.ingest import log_table
     from pgpo.util.jsonfile import read_json
@@ -38,6 +39,7 @@ def write_target(spec) -> tuple[Path, Path]:
                         note=spec.note, extra_md=views_markdown(views, names))
     diff_files, diff_records, diff_html = build_and_write(dataclasses.asdict(spec), names)
     views_html = "".join(f"<pre>{html.escape(views_markdown({v: t}, names))}</pre>" for v, t in views.items())
+    views_html += samples_section(spec.curve_runs)  # which tokens each method credited, in a logged rollout
     files.append(write_table_html(table, f"{spec.out}.html", spec.title, names, diff_html + views_html, spec.note))
     files += diff_files + write_figures(dataclasses.asdict(spec), table, figures)
     if tracking:

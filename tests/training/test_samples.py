@@ -105,3 +105,23 @@ def test_image_token_runs_are_shown_once_with_their_count():
     text = "<|vision_start|>" + "<|image_pad|>" * 64 + "<|vision_end|>What?"
     assert collapse_image_tokens(text) == "<|vision_start|><|image_pad|>x64<|vision_end|>What?"
     assert collapse_image_tokens("<|image_pad|>") == "<|image_pad|>"
+
+
+def test_a_sampled_response_renders_with_its_tokens_coloured_by_weight(tmp_path):
+    from pgpo.results.samples_view import pick_sample, samples_section, token_colour
+
+    assert token_colour(1.0) == "rgba(0,160,0,0.00)" and token_colour(3.0) == "rgba(0,160,0,1.00)"
+    assert token_colour(0.0) == "rgba(210,0,0,1.00)" and token_colour(None) == "#eeeeee"
+    run = tmp_path / "run"
+    run.mkdir()
+    base = {"prompt_id": "p<1>", "prompt": "", "images": [], "response": "", "token_advantages": [], "reward": 1.0}
+    lines = [{**base, "step": 2, "index": 0, "tokens": ["a"], "advantage": 0.0, "weights": None, "dependency": None},
+             {**base, "step": 4, "index": 0, "tokens": ["x"], "advantage": 0.0, "weights": None, "dependency": None},
+             {**base, "step": 4, "index": 1, "tokens": ["<b>", "c"], "advantage": 0.5, "weights": [2.0, 0.0],
+              "dependency": [0.3, 0.001]}]
+    (run / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert pick_sample(run)["index"] == 1  # the newest step, the first one with a signal
+    page = samples_section({"pgpo": {"0": str(run)}, "base": {}})
+    assert "<h4>pgpo</h4>" in page and "&lt;b&gt;" in page and "p&lt;1&gt;" in page  # escaped
+    assert "title='weight 2.000, S 0.3000' style='background:rgba(0,160,0,0.50)" in page
+    assert "background:rgba(210,0,0,1.00)" in page and samples_section({"m": {"0": str(tmp_path)}}) == ""

@@ -48,7 +48,9 @@ def test_quick_dag_writes_table1_with_cis_and_provenance(quick):
     report = json.loads((root / "reports/dependency.json").read_text())
     assert set(report["suites"]) >= {"count", "all"} and (root / "reports/dependency.html").exists()
     # the table says what the quick profile is; pass@k and maj@k below avg@k, from the same samples
-    assert "**Quick profile: a plumbing check" in md and "a plumbing check" in (root / "table1.html").read_text()
+    page = (root / "table1.html").read_text()
+    assert "**Quick profile: a plumbing check" in md and "a plumbing check" in page
+    assert "A sampled response per method" in page and "<h4>pgpo</h4>" in page  # logged rollouts, coloured
     assert "## Extra view: pass@k" in md and "## Extra view: maj@k" in md and md.index("pass@k") > md.index("| avg |")
 
 
