@@ -31,8 +31,8 @@ def main() -> None:
     import torch
 
     from pgpo.config.schema import load_method, load_train_config
-    from pgpo.training.run import build_trainer
     from pgpo.tracking.store import client_for, experiment, log_samples
+    from pgpo.training.run import build_trainer
 
     out = Path(tempfile.mkdtemp())
     cfg = load_train_config(a.config, {"model": {"path": a.model}, "data": {"train": a.data},

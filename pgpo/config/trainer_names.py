@@ -11,7 +11,9 @@ from pgpo.config.yamlconf import ConfigError
 
 def check_optimizer(o, where: str) -> None:
     """What the Trainer would refuse (or accept and diverge on) after the model has loaded, named before it loads."""
-    from transformers.trainer_utils import SchedulerType  # names as the Trainer reads them (imported by training anyway)
+    from transformers.trainer_utils import (
+        SchedulerType,  # names as the Trainer reads them (imported by training anyway)
+    )
     from transformers.training_args import OptimizerNames
 
     if not (0 <= o.adam_beta1 < 1 and 0 <= o.adam_beta2 < 1) or not o.adam_epsilon > 0:

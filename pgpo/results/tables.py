@@ -97,8 +97,8 @@ def views_markdown(views: dict[str, dict], column_names: dict[str, str] | None =
     names, out = column_names or {}, []
     for view, table in views.items():
         cols = table["benchmarks"] + (["avg"] if table["average_over"] else [])
-        out += ["", f"## Extra view: {VIEWS[view]}", "", "in %, mean over seeds [95% CI over seeds and questions]; "
-                "avg@k above stays the paper's metric", "",
+        out += ["", f"## Extra view: {VIEWS[view]}", "",
+                "in %, mean over seeds [95% CI over seeds and questions]; avg@k above stays the paper's metric", "",
                 "| row | " + " | ".join(names.get(c, c) for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
         out += [f"| {label} | " + " | ".join(_fmt(row[c]) for c in cols) + " |" for label, row in table["rows"].items()]
     return "\n".join(out)
@@ -184,14 +184,14 @@ def write_table_html(table: dict, path: str | Path, title: str, column_names: di
     body = "".join(f"<tr><th style='text-align:left;padding:2px 8px'>{html.escape(label)}</th>"
                    + "".join(f"{cell}{_fmt(row[c])}</td>" for c in cols) + "</tr>"
                    for label, row in table["rows"].items())
-    note = (f"<p>avg = mean over {html.escape(', '.join(names.get(b, b) for b in table['average_over']))}</p>"
-            if table["average_over"] else "")
+    avg_note = (f"<p>avg = mean over {html.escape(', '.join(names.get(b, b) for b in table['average_over']))}</p>"
+                if table["average_over"] else "")
     path = Path(path)
     write_atomic(path, f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
                        f"<h3>{html.escape(title)}</h3>{f'<p><b>{html.escape(note)}</b></p>' if note else ''}<p>avg@k in %, mean over seeds [95% CI over seeds and "
                        f"questions]</p><table border=1 style='border-collapse:collapse;font-family:sans-serif'><tr>"
                        f"<th>row</th>{''.join(f'<th>{html.escape(names.get(c, c))}</th>' for c in cols)}</tr>"
-                       f"{body}</table>{note}{extra_html}</body></html>\n")
+                       f"{body}</table>{avg_note}{extra_html}</body></html>\n")
     return path
 
 

@@ -137,7 +137,7 @@ def live_callbacks(out: str | Path, cfg, method) -> list:
         def _flush(self):
             log_everything(self.client, self.run_id, {}, self.points)
             self.points = []
-            self.sample_steps = log_samples(self.client, self.run_id, out, self.sample_steps)
+            self.sample_steps = log_samples(self.client, self.run_id, out, self.sample_steps, live=True)
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.run_id:

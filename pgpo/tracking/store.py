@@ -159,14 +159,14 @@ def logged_sample_steps(client, run_id: str) -> set[int]:
             if f.path.endswith(".json")}
 
 
-def log_samples(client, run_id: str, run_dir: Path, have: set[int]) -> set[int]:
+def log_samples(client, run_id: str, run_dir: Path, have: set[int], live: bool = False) -> set[int]:
     """Each step's rollout samples of <run_dir>/samples.jsonl not yet logged as the table samples/step_<N>.json;
     returns the steps logged now and before. A resumed run logs the steps after its checkpoint again with the
     same rollouts, so a step already there is skipped rather than appended twice (log_table appends)."""
     from pgpo.training.samples import read_samples
 
     by_step: dict[int, list] = {}
-    for s in read_samples(run_dir):
+    for s in read_samples(run_dir, live):
         by_step.setdefault(s["step"], []).append(s)
     for step in sorted(set(by_step) - have):
         client.log_table(run_id, data=sample_table(by_step[step]), artifact_file=f"samples/step_{step:06d}.json")

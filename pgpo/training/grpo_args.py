@@ -19,7 +19,6 @@ from pgpo.config.schema import MethodConfig, TrainConfig
 from pgpo.models.vision_tokens import sampling_kwargs
 from pgpo.rewards.registry import resolve
 
-
 OBJECTIVE_FIELDS = (
     # loss
     "loss_type", "epsilon", "epsilon_high", "delta", "beta", "num_iterations", "importance_sampling_level",

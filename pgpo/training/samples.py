@@ -93,12 +93,12 @@ class SampleLog:
             prompt = out["prompt_ids"][i][out["prompt_mask"][i].bool()].tolist()
             completion = ids[i][out["completion_mask"][i].bool()].tolist()
             reward = None if rewards is None or rewards[i] != rewards[i] else float(rewards[i])  # NaN: unscorable
-            self.pending[i] = dict(
-                step=step, index=i, prompt_id=str(rows[i].get("id", "")),
-                prompt=collapse_image_tokens(self.tokenizer.decode(prompt, skip_special_tokens=False)),
-                images=image_files(rows[i]), response=self.tokenizer.decode(completion, skip_special_tokens=True),
-                tokens=self.tokenizer.batch_decode([[t] for t in completion], skip_special_tokens=False),
-                reward=reward, n=len(completion))
+            self.pending[i] = {
+                "step": step, "index": i, "prompt_id": str(rows[i].get("id", "")),
+                "prompt": collapse_image_tokens(self.tokenizer.decode(prompt, skip_special_tokens=False)),
+                "images": image_files(rows[i]), "response": self.tokenizer.decode(completion, skip_special_tokens=True),
+                "tokens": self.tokenizer.batch_decode([[t] for t in completion], skip_special_tokens=False),
+                "reward": reward, "n": len(completion)}
         out["sample_slot"] = slot
 
     def observe(self, batch: dict, advantages, token_advantages, dependency) -> None:
@@ -130,17 +130,27 @@ def _round(values) -> list[float]:
     return [round(float(v), 6) for v in values]
 
 
-def read_samples(run_dir: str | Path) -> list[dict]:
-    """The complete lines of <run_dir>/samples.jsonl (a torn last line, being written, is skipped)."""
+def read_samples(run_dir: str | Path, live: bool = False) -> list[dict]:
+    """The lines of <run_dir>/samples.jsonl ([] if there is none). `live`: the run may be writing (or was killed
+    writing), so a torn last line is skipped; anywhere else an unreadable line is a DataError naming it."""
+    from pgpo.util.errors import DataError
+
     path = Path(run_dir) / SAMPLES_FILE
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
+    lines, rows = path.read_text().splitlines(), []
+    for i, line in enumerate(lines, 1):
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+            row = json.loads(line)
+            problem = None if isinstance(row, dict) and isinstance(row.get("step"), int) else "no integer step"
+        except json.JSONDecodeError as e:
+            problem = e.msg
+        if problem:
+            if live and i == len(lines):
+                break
+            raise DataError(f"{path}:{i}: not a rollout sample ({problem}); `pgpo train` writes them, a resumed "
+                            "run keeps those up to its checkpoint")
+        rows.append(row)
     return rows
 
 
@@ -152,4 +162,4 @@ def truncate_samples(run_dir: str | Path, step: int | None) -> None:
     if step is None:
         path.unlink(missing_ok=True)
     elif path.exists():
-        write_atomic(path, "".join(json.dumps(r) + "\n" for r in read_samples(run_dir) if r["step"] <= step))
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in read_samples(run_dir, live=True) if r["step"] <= step))

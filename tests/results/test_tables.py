@@ -83,9 +83,8 @@ def test_pass_and_maj_views_average_their_own_per_question_scores(tmp_path):
 
 
 def test_the_mean_is_one_definition_the_shipped_profiles_follow():
-    from pgpo.evaluation.benchmarks import headline, headline_mean
-    from pgpo.records.stages import write_eval_summary
     from pgpo.config.schema import REPO
+    from pgpo.evaluation.benchmarks import headline, headline_mean
     from pgpo.workflow.plan import benchmarks, load_profile
 
     for name in ("tiny", "quick", "paper", "paper_qwen3_vl", "paper_8x24gb", "paper_1x80gb_lora"):

@@ -95,6 +95,9 @@ def test_nothing_is_logged_when_off_or_between_logged_steps(tmp_path):
 def test_resume_keeps_the_samples_up_to_its_checkpoint(tmp_path):
     lines = [{"step": s, "index": i} for s in (2, 4, 6) for i in (0, 1)]
     (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 8, "ind')
+    with pytest.raises(Exception, match=r"samples.jsonl:7: not a rollout sample"):
+        read_samples(tmp_path)  # a finished run's cut file is named, not silently shorter
+    assert len(read_samples(tmp_path, live=True)) == 6  # a run being written (or killed writing) skips it
     truncate_samples(tmp_path, 4)
     assert [r["step"] for r in read_samples(tmp_path)] == [2, 2, 4, 4]
     truncate_samples(tmp_path, None)
