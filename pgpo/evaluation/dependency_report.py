@@ -14,6 +14,16 @@ from pgpo.tiny.synthetic import TASKS
 from pgpo.util.atomic import write_atomic
 
 
+def _trained_with(checkpoint: str) -> str:
+    """The training run's logged rollout whose checkpoint this is (<run>/final), coloured by the weights training
+    gave its tokens (pgpo/results/samples_view.py), or "" for a checkpoint without one (the start model)."""
+    from pgpo.results.samples_view import pick_sample, sample_html
+
+    sample = pick_sample(Path(checkpoint).parent) if Path(checkpoint).name == "final" else None
+    return ("<h3>A rollout of the training run, tokens coloured by the weight their advantage got</h3><p>white: weight"
+            f" 1, green: more, red: less, grey: no signal; hover for S</p>{sample_html(sample)}") if sample else ""
+
+
 def _html(result: dict) -> str:
     top = max((max(e["s"]) for e in result["examples"] if e["s"]), default=1.0) or 1.0
     rows = []
@@ -34,7 +44,7 @@ def _html(result: dict) -> str:
             f"<table border=1 cellpadding=3><tr><th>suite</th><th>mean S answer</th><th>mean S other</th>"
             f"<th>share above {result['threshold']}</th><th>avg@{result['k']}</th></tr>{stats}</table><br>"
             f"<table border=1 cellpadding=3><tr><th>suite</th><th>grade</th><th>completion</th></tr>"
-            f"{''.join(rows)}</table></body></html>")
+            f"{''.join(rows)}</table>{_trained_with(result['checkpoint'])}</body></html>")
 
 
 def _png(result: dict, path: Path) -> None:

@@ -47,6 +47,7 @@ def test_quick_dag_writes_table1_with_cis_and_provenance(quick):
     assert "stage wall times" in log and "train" in log and "evaluate" in log
     report = json.loads((root / "reports/dependency.json").read_text())
     assert set(report["suites"]) >= {"count", "all"} and (root / "reports/dependency.html").exists()
+    assert "A rollout of the training run, tokens coloured by the weight" in (root / "reports/dependency.html").read_text()
     # the table says what the quick profile is; pass@k and maj@k below avg@k, from the same samples
     page = (root / "table1.html").read_text()
     assert "**Quick profile: a plumbing check" in md and "a plumbing check" in page
