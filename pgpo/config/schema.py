@@ -114,7 +114,7 @@ class MethodConfig:
 
     def needs_blind_view(self) -> bool:
         """True if the shaper or any loss term uses the blind view (then it is computed once per generation)."""
-        from pgpo.methods.components import resolve_components  # lazy: the registries import torch (no cycle)
+        from pgpo.methods.components import resolve_components  # lazy: the registries load when a method is checked
 
         return resolve_components(self, self.name or "method").blind_view is not None
 
@@ -329,7 +329,7 @@ def load_method(name_or_path: str | Path, overrides: dict | None = None) -> Meth
 
 def validate_method(method: MethodConfig, where: str) -> None:
     """Every field of a loaded method, its components through the trainer's own resolve_components."""
-    from pgpo.methods.components import resolve_components  # lazy: the registries import torch (no cycle)
+    from pgpo.methods.components import resolve_components  # lazy: the registries load when a method is checked
 
     for name in ("loss_terms", "recipe"):
         value = getattr(method, name)
@@ -433,18 +433,16 @@ def check_lora(lora: LoraConfig, where: str) -> None:
 
 def check_optimizer(o: OptimConfig, where: str) -> None:
     """What the Trainer would refuse (or accept and diverge on) after the model has loaded, named before it loads."""
-    from transformers.trainer_utils import SchedulerType  # names as the Trainer reads them (imported by training anyway)
-    from transformers.training_args import OptimizerNames
+    from pgpo.config.trainer_names import OPTIMIZERS, SCHEDULERS  # the Trainer's names, without importing it
 
     if not (0 <= o.adam_beta1 < 1 and 0 <= o.adam_beta2 < 1) or not o.adam_epsilon > 0:
         raise ConfigError(f"{where}: optim.adam_beta1 and adam_beta2 must be in [0, 1) and adam_epsilon > 0, got "
                           f"{o.adam_beta1}, {o.adam_beta2}, {o.adam_epsilon}")
-    for name, value, known in (("optimizer", o.optimizer, OptimizerNames), ("scheduler", o.scheduler, SchedulerType)):
-        names = [k.value for k in known]
-        if value not in names:
-            close = difflib.get_close_matches(value, names, n=1)
+    for name, value, known in (("optimizer", o.optimizer, OPTIMIZERS), ("scheduler", o.scheduler, SCHEDULERS)):
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"{where}: optim.{name} {value!r} is not a Trainer {name}; {hint}known: {names}")
+            raise ConfigError(f"{where}: optim.{name} {value!r} is not a Trainer {name}; {hint}known: {list(known)}")
 
 
 VISION_MARKERS = 2  # <|vision_start|> and <|vision_end|> around each image's pads

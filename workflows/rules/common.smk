@@ -30,8 +30,9 @@ def _load(config):
     config.clear()
     config.update(resolved)
     validate(config, "../schemas/config.schema.yaml")
-    # The checks import the ML stack (~12 s of CPU). A cluster job re-parses this file twice (its submission and its
-    # job step), after the main process has checked the same config: check there only.
+    # The checks read every method and recipe file (no model code: tests/cli/test_light_imports.py). A cluster job
+    # re-parses this file twice (its submission and its job step), after the main process has checked the same
+    # config: check there only.
     if not workflow.is_main_process:
         return
     try:
