@@ -8,6 +8,7 @@ from snakemake.utils import validate
 from pgpo.workflow import plan
 from pgpo.config.schema import ConfigError
 from pgpo.config.yamlconf import load_yaml_text
+from pgpo.workflow.config_schema import check_config, config_sources
 from pgpo.workflow.launch import bind
 from pgpo.workflow.prepare import plan as prepare_plan
 
@@ -29,7 +30,14 @@ def _load(config):
     resolved = plan.resolve_extends(config, REPO / "workflows/config")
     config.clear()
     config.update(resolved)
-    validate(config, "../schemas/config.schema.yaml")
+    # one line per violation naming the file and key (validate would print the whole schema and config)
+    sources = config_sources(workflow.configfiles, workflow.config_settings.config, REPO / "workflows/config",
+                             given=workflow.overwrite_configfiles)
+    try:
+        check_config(config, sources)
+    except ConfigError as e:
+        raise WorkflowError(str(e)) from None  # each line names its file
+    validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
     # The checks read every method and recipe file (no model code: tests/cli/test_light_imports.py). A cluster job
     # re-parses this file twice (its submission and its job step), after the main process has checked the same
     # config: check there only.
