@@ -9,7 +9,7 @@ from pgpo.workflow import plan
 from pgpo.config.schema import ConfigError
 from pgpo.config.yamlconf import load_yaml_text
 from pgpo.workflow.config_schema import check_config, config_sources
-from pgpo.workflow.launch import bind
+from pgpo.workflow.launch import job_command
 from pgpo.workflow.prepare import plan as prepare_plan
 
 REPO = Path(workflow.basedir)
@@ -53,8 +53,9 @@ _load(config)
 ROOT = config["root"]
 LAYOUT = plan.layout(config)  # every path under ROOT (pgpo.records.layout); wildcards pass through its methods
 PROFILE = config["profile"]
-# the pgpo of the interpreter running Snakemake (an unactivated .venv/bin/snakemake works); `launch` is bound too
-PGPO = bind("pgpo")
+# the pgpo of the interpreter running Snakemake (an unactivated .venv/bin/snakemake works), importing this checkout's
+# code (the code that planned the job, not the venv's editable install of another checkout); `launch` too
+PGPO = job_command("pgpo", REPO)
 VARIANTS = list(plan.ablation_grid(config, REPO))
 # the paper profile converts its downloaded training set first (pgpo.workflow.prepare plans the job; None elsewhere)
 PREPARE = prepare_plan(config)
