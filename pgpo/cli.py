@@ -409,9 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     from pgpo.util.progress import quiet_environment
 
     quiet_environment()  # plain progress lines, not tqdm bars, when the output is a log file
+    from pgpo.util.checkout import check_checkout
+
     p = build_parser()
     a = p.parse_args(argv)
     try:
+        check_checkout()  # a workflow job runs the code of the checkout that planned it, or nothing
         code = a.fn(a)
     except Exception as e:
         message = error_message(a.command, e, getattr(a, "out", None))

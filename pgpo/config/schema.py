@@ -114,7 +114,7 @@ class MethodConfig:
 
     def needs_blind_view(self) -> bool:
         """True if the shaper or any loss term uses the blind view (then it is computed once per generation)."""
-        from pgpo.methods.components import resolve_components  # lazy: the registries import torch (no cycle)
+        from pgpo.methods.components import resolve_components  # lazy: the registries load when a method is checked
 
         return resolve_components(self, self.name or "method").blind_view is not None
 
@@ -337,7 +337,7 @@ def load_method(name_or_path: str | Path, overrides: dict | None = None) -> Meth
 
 def validate_method(method: MethodConfig, where: str) -> None:
     """Every field of a loaded method, its components through the trainer's own resolve_components."""
-    from pgpo.methods.components import resolve_components  # lazy: the registries import torch (no cycle)
+    from pgpo.methods.components import resolve_components  # lazy: the registries load when a method is checked
 
     for name in ("loss_terms", "recipe"):
         value = getattr(method, name)

@@ -18,13 +18,18 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from pgpo.methods.registry import Registry
+from pgpo.util.lazy import LazyModule, no_grad
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from PIL import Image
+else:  # imported at the first call: validating a method file needs none of them
+    np, torch = LazyModule("numpy"), LazyModule("torch")
+    Image = LazyModule("PIL.Image")
 
 BLIND_VIEWS: Registry = Registry("blind view", stats_namespace="blind")
 
@@ -60,7 +65,7 @@ class BlindInputs:
 
 
 @BLIND_VIEWS.register("attention_mask")
-@torch.no_grad()
+@no_grad
 def attention_mask_view(inputs: BlindInputs, params: None) -> tuple[torch.Tensor, dict[str, float]]:
     """PGPO: visual tokens (and vision markers) hidden from the text, original mRoPE positions kept.
 
@@ -132,7 +137,7 @@ def row_images(row: dict, index: int) -> list[Image.Image]:
 
 
 @BLIND_VIEWS.register("patch_blackening", params=PatchBlackeningParams)
-@torch.no_grad()
+@no_grad
 def patch_blackening_view(inputs: BlindInputs,
                           params: PatchBlackeningParams) -> tuple[torch.Tensor, dict[str, float]]:
     """VPPO / PAPO: the same prompt and completion with each image's patches blacked out with probability p."""

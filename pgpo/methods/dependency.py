@@ -13,8 +13,14 @@ Shapes: B responses, T completion tokens, L = prompt + completion length, H hidd
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
+from pgpo.util.lazy import LazyModule, no_grad
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = LazyModule("torch")  # imported at the first call: loss_terms (a registry) imports k3 from here
 
 def k3(logp_image: torch.Tensor, logp_blind: torch.Tensor, mask: torch.Tensor, log_ratio_clip: float = 30.0,
        kl_clip: float | None = None) -> torch.Tensor:
@@ -52,7 +58,7 @@ def completion_logprobs(logits: torch.Tensor, completion_ids: torch.Tensor, temp
     return logp.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
 
 
-@torch.no_grad()
+@no_grad
 def full_kl(hidden_image: torch.Tensor, hidden_blind: torch.Tensor, lm_head: torch.nn.Module, mask: torch.Tensor,
             temperature: float = 1.0, chunk: int = 256) -> torch.Tensor:
     """Exact KL(pi_image || pi_blind) over the whole vocabulary per token, from final hidden states.

@@ -12,11 +12,13 @@ whatever the micro-batch size. Shapes: b completions of the micro-batch, T compl
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from pgpo.methods.dependency import k3
 from pgpo.methods.registry import Registry
+
+if TYPE_CHECKING:  # annotations only: validating a method file needs no torch
+    import torch
 
 
 @dataclass

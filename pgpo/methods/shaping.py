@@ -16,10 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from pgpo.methods.registry import Registry
+from pgpo.util.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = LazyModule("torch")  # imported at the first call: validating a method file needs no torch
 
 
 def gate(importance: torch.Tensor, tau: float, beta: float, eps: float = 1e-6) -> torch.Tensor:

@@ -1,8 +1,12 @@
-"""Commands the workflow runs, bound to the interpreter that runs Snakemake (not to the shell's PATH).
+"""Commands the workflow runs, bound to the interpreter that runs Snakemake (not to the shell's PATH) and to the
+checkout that planned them.
 
 `.venv/bin/snakemake ...` without an activated venv must still run the venv's `pgpo` (and `accelerate`): the
 first word of a configured command is replaced by the script of that name next to `sys.executable` when one is
 there; anything else (an absolute path, `srun ...`, a tool the user put on PATH) is left as written.
+
+The venv's `pgpo` imports whichever checkout it was installed from, not necessarily the one whose Snakefile
+planned the job: `job_command` runs the command with that checkout first on PYTHONPATH (pgpo.util.checkout).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import re
 import shlex
 import sys
 from pathlib import Path
+
+from pgpo.util.checkout import CHECKOUT_ENV
 
 
 def _bin_dir(bin_dir: str | Path | None) -> Path:
@@ -45,3 +51,18 @@ def bind(command: str, bin_dir: str | Path | None = None, repo: str | Path | Non
     if head == "pgpo":
         return f"{shlex.quote(sys.executable)} -m pgpo.cli" + sep + rest
     return command
+
+
+def job_command(command: str, repo: str | Path, bin_dir: str | Path | None = None) -> str:
+    """`bind(command, bin_dir, repo)` run with the code of `repo`, the checkout that planned the job:
+    'export PYTHONPATH=<repo>${PYTHONPATH:+:$PYTHONPATH} PGPO_CHECKOUT=<repo>; <bound command>'.
+
+    An environment setting, not a different interpreter or a `cd`: it reaches every process the command starts
+    (`accelerate launch`'s ranks, `srun`'s tasks, lmms-eval's) and under the Slurm executor it is set on the compute
+    node, whose job step re-parses this checkout's Snakefile on the same file system. PYTHONPATH comes before the
+    venv's editable install on sys.path; `python -m` puts the working directory before it, which `pgpo` itself
+    then refuses (pgpo.util.checkout.check_checkout, through PGPO_CHECKOUT). `export ...;` rather than `VAR=x cmd`:
+    a launch line may be several shell commands (`cd x && ...`)."""
+    here = shlex.quote(str(Path(repo).absolute()))
+    return (f'export PYTHONPATH={here}"${{PYTHONPATH:+:$PYTHONPATH}}" {CHECKOUT_ENV}={here}; '
+            + bind(command, bin_dir, repo=repo))

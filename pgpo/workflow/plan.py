@@ -22,9 +22,9 @@ from pgpo.config.schema import ConfigError, available_methods, deep_merge, is_hu
 from pgpo.config.yamlconf import load_yaml_text, nest_dotted, no_repeats
 from pgpo.records.layout import ABLATION_RUN, Layout
 from pgpo.records.stages import RUN_FILE
+from pgpo.workflow.config_schema import SCHEMA, check_config, config_sources
 
 TARGETS = ("table1", "table7", "ablation_thresholds")
-SCHEMA = Path(__file__).resolve().parents[2] / "workflows/schemas/config.schema.yaml"
 
 
 # ---- config -------------------------------------------------------------------------------------------------
@@ -60,7 +60,8 @@ def load_profile(path: str | Path, overrides: dict | None = None) -> dict:
     path = Path(path)
     config = deep_merge(load_yaml_text(path.read_text(), str(path)) or {}, overrides or {})
     config = resolve_extends(config, path.parent)
-    validate(config, str(SCHEMA))
+    check_config(config, config_sources([path], overrides, path.parent))  # one line per violation
+    validate(config, str(SCHEMA))  # fills in the defaults
     check(config)
     return config
 

@@ -308,3 +308,14 @@ def test_rollout_engine_fields_reach_trl_and_the_engine():
     for bad in ({"vllm_mode": "remote"}, {"vllm_server_port": 0}):
         with pytest.raises(ConfigError, match="rollout.vllm_mode must be colocate or server"):
             load_train_config(REPO / "workflows/config/train/tiny.yaml", {"rollout": bad})
+
+
+def test_the_trainer_names_are_those_of_the_installed_transformers():
+    """pgpo.config.trainer_names copies them (importing transformers there costs seconds in every dry run)."""
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from pgpo.config.trainer_names import OPTIMIZERS, SCHEDULERS
+
+    assert OPTIMIZERS == tuple(k.value for k in OptimizerNames)
+    assert SCHEDULERS == tuple(k.value for k in SchedulerType)

@@ -8,7 +8,8 @@ from snakemake.utils import validate
 from pgpo.workflow import plan
 from pgpo.config.schema import ConfigError
 from pgpo.config.yamlconf import load_yaml_text
-from pgpo.workflow.launch import bind
+from pgpo.workflow.config_schema import check_config, config_sources
+from pgpo.workflow.launch import job_command
 from pgpo.workflow.prepare import plan as prepare_plan
 
 REPO = Path(workflow.basedir)
@@ -29,9 +30,17 @@ def _load(config):
     resolved = plan.resolve_extends(config, REPO / "workflows/config")
     config.clear()
     config.update(resolved)
-    validate(config, "../schemas/config.schema.yaml")
-    # The checks import the ML stack (~12 s of CPU). A cluster job re-parses this file twice (its submission and its
-    # job step), after the main process has checked the same config: check there only.
+    # one line per violation naming the file and key (validate would print the whole schema and config)
+    sources = config_sources(workflow.configfiles, workflow.config_settings.config, REPO / "workflows/config",
+                             given=workflow.overwrite_configfiles)
+    try:
+        check_config(config, sources)
+    except ConfigError as e:
+        raise WorkflowError(str(e)) from None  # each line names its file
+    validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
+    # The checks read every method and recipe file (no model code: tests/cli/test_light_imports.py). A cluster job
+    # re-parses this file twice (its submission and its job step), after the main process has checked the same
+    # config: check there only.
     if not workflow.is_main_process:
         return
     try:
@@ -44,8 +53,9 @@ _load(config)
 ROOT = config["root"]
 LAYOUT = plan.layout(config)  # every path under ROOT (pgpo.records.layout); wildcards pass through its methods
 PROFILE = config["profile"]
-# the pgpo of the interpreter running Snakemake (an unactivated .venv/bin/snakemake works); `launch` is bound too
-PGPO = bind("pgpo")
+# the pgpo of the interpreter running Snakemake (an unactivated .venv/bin/snakemake works), importing this checkout's
+# code (the code that planned the job, not the venv's editable install of another checkout); `launch` too
+PGPO = job_command("pgpo", REPO)
 VARIANTS = list(plan.ablation_grid(config, REPO))
 # the paper profile converts its downloaded training set first (pgpo.workflow.prepare plans the job; None elsewhere)
 PREPARE = prepare_plan(config)

@@ -21,7 +21,7 @@ rule evaluate:
     resources:
         **resources_of("eval"),
     params:
-        launch=bind(config["launch"]["eval"], repo=REPO),
+        launch=job_command(config["launch"]["eval"], REPO),
         checkpoint=checkpoint_dir,
         revision=checkpoint_revision,
         eval_config=repo_path(config["eval_config"]),

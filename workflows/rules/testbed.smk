@@ -100,7 +100,7 @@ rule testbed_train:
     resources:
         **resources_of("train"),
     params:
-        launch=bind(config["launch"]["train"], repo=REPO),
+        launch=job_command(config["launch"]["train"], REPO),
         method=testbed_method,
         recipe=lambda wc: repo_path(config["testbed"]["train_config"]),
         model=f"{TESTBED}/{{variant}}/warmstart",

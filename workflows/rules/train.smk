@@ -22,7 +22,7 @@ rule train:
     resources:
         **resources_of("train"),
     params:
-        launch=bind(config["launch"]["train"], repo=REPO),
+        launch=job_command(config["launch"]["train"], REPO),
         recipe=lambda wc: repo_path(config["sizes"][wc.size]["train_config"]),
         model=lambda wc: start_model(wc.size),
         sets=sets({**train_data_set(), **config["train_set"]}),
@@ -52,7 +52,7 @@ rule train_ablation:
     resources:
         **resources_of("train"),
     params:
-        launch=bind(config["launch"]["train"], repo=REPO),
+        launch=job_command(config["launch"]["train"], REPO),
         method=lookup(dpath="ablation/method", within=config, default=""),
         recipe=lambda wc: repo_path(config["sizes"][wc.size]["train_config"]),
         model=lambda wc: start_model(wc.size),
