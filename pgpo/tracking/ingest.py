@@ -17,21 +17,14 @@ import hashlib
 import os
 from pathlib import Path
 
-from pgpo.tracking.live import live_experiment
 from pgpo.tracking.store import (KEY, LIVE, SOURCE, artifact_root, client_for, dataset_inputs, experiment, log_everything,
-                                 log_samples, logged_sample_steps, reroot_moved_store, training_view)
+                                 live_experiment, log_samples, logged_sample_steps, reroot_moved_store, store,
+                                 training_view)
 from pgpo.tracking.records import Record, eval_record, run_key, system_tags, train_record
 from pgpo.records.stages import RUN_FILE, result_path
 from pgpo.util.provenance import short_digest
 
 FORMAT = "3"  # what ingestion logs per run; part of the source hash, so a newer format replaces older runs
-
-
-def store(root: str | Path) -> tuple[str, str]:
-    """(tracking URI, artifact root URI) of a profile's MLflow store under results/<profile>/mlflow."""
-    base = Path(root).resolve() / "mlflow"
-    (base / "artifacts").mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{base / 'mlflow.db'}", (base / "artifacts").as_uri()
 
 
 def tracking_uri(root: str | Path) -> tuple[str, str | None]:

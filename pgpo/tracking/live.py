@@ -24,14 +24,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 
-def live_experiment(out: Path) -> str:
-    """The experiment a live run goes to."""
-    from pgpo.tracking.records import results_root
-
-    root = results_root(out)
-    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"{root.name if root else 'pgpo'}/training"
-
-
 def live_uri(out: Path) -> str | None:
     """Where a run at `out` logs live: MLFLOW_TRACKING_URI, else its profile's store, else nowhere."""
     from pgpo.tracking.records import results_root
@@ -41,7 +33,7 @@ def live_uri(out: Path) -> str | None:
     root = results_root(out)
     if root is None or os.environ.get("PGPO_LIVE_MLFLOW", "1") == "0":
         return None
-    from pgpo.tracking.ingest import store
+    from pgpo.tracking.store import store
 
     return store(root)[0]
 
@@ -63,8 +55,8 @@ def live_callbacks(out: str | Path, cfg, method) -> list:
     from filelock import Timeout
     from transformers import TrainerCallback
 
-    from pgpo.tracking.store import (KEY, LIVE, artifact_root, client_for, dataset_inputs, experiment, log_everything,
-                                     log_samples, logged_sample_steps, training_view)
+    from pgpo.tracking.store import (KEY, LIVE, artifact_root, client_for, dataset_inputs, experiment, live_experiment,
+                                     log_everything, log_samples, logged_sample_steps, training_view)
     from pgpo.util.provenance import code_version
     from pgpo.tracking.records import method_params, run_key, system_tags, train_dataset
 

@@ -15,6 +15,22 @@ EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_develop
 BATCH = 100  # MLflow's per-request limits: 1000 metrics, 100 params
 
 
+def store(root: str | Path) -> tuple[str, str]:
+    """(tracking URI, artifact root URI) of a profile's MLflow store under results/<profile>/mlflow."""
+    base = Path(root).resolve() / "mlflow"
+    (base / "artifacts").mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{base / 'mlflow.db'}", (base / "artifacts").as_uri()
+
+
+def live_experiment(out: Path) -> str:
+    """The experiment of every training run of a results root (where its job logs live and the ingestion finds
+    it): MLFLOW_EXPERIMENT_NAME, else `<profile>/training` ('pgpo/training' outside the workflow's layout)."""
+    from pgpo.tracking.records import results_root
+
+    root = results_root(out)
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"{root.name if root else 'pgpo'}/training"
+
+
 def artifact_root(uri: str) -> str | None:
     """Where new experiments of a store keep artifacts: beside a sqlite database (MLflow's own default is
     ./mlruns in whatever the working directory is), or None for a server, which decides. A store that was moved
