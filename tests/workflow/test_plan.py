@@ -24,7 +24,7 @@ def quick():
 def test_quick_is_tiny_with_only_its_own_keys_changed(quick):
     tiny = plan.load_profile(CONFIG / "tiny.yaml")
     changed = {k for k in tiny if tiny[k] != quick[k]}
-    assert changed == {"profile", "root", "warmstart", "data", "train_set", "eval_set", "dependency_report"}
+    assert changed == {"profile", "root", "warmstart", "data", "train_set", "eval_set", "dependency_report", "table_note"}
     assert quick["warmstart"] == {"steps": 3, "lr": 2.0e-3, "batch_size": 8, "label_noise": 0.0}  # lr, noise inherited
     assert quick["train_set"]["max_steps"] == 1 and quick["train_set"]["save_steps"] == 1  # merged over tiny's
     assert quick["dependency_report"] == {"size": "tiny", "run": "pgpo-s0", "items_per_task": 1, "k": 2}
