@@ -21,3 +21,14 @@ def signal(tasks=("count",)) -> dict:
     """The recipe's `rewards:` with these rewards at the paper's weights."""
     return {"signal_rewards:accuracy": {"weight": 0.9, "params": {"tasks": None if tasks is None else list(tasks)}},
             "signal_rewards:format": {"weight": 0.1}}
+
+
+def zero(inputs, params):
+    """Nothing right: accuracy 0 everywhere."""
+    return [0.0] * len(inputs.completions)
+
+
+def format_alternating(inputs, params):
+    """Format 0/1 alternating inside the groups of params["tasks"], 1 elsewhere: a 0.1 spread at weight 0.1."""
+    tasks = set(params.get("tasks", []))
+    return [float(i % 2) if t in tasks else 1.0 for i, t in enumerate(inputs.extra["task"])]

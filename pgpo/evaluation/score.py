@@ -101,11 +101,20 @@ def vote_keys(answers: list, choices: list | None, grader: str, abs_tol: float) 
         if a is None:
             keys.append(None)
             continue
-        same = next((r for r in reps if grade_detailed(f"\\boxed{{{a}}}", r, choices, abs_tol).score >= 1.0), None)
+        same = next((r for r in reps if r == a or _same_answer(grade_detailed, a, r, choices, abs_tol)), None)
         if same is None:
             reps.append(a)
         keys.append(same if same is not None else a)
     return keys
+
+
+def _same_answer(grade_detailed, answer: str, other: str, choices: list | None, abs_tol: float) -> bool:
+    """`answer` graded against `other` as if it were the gold answer; an `other` that cannot be a gold answer (a
+    multiple-choice row's answer naming no option, e.g. '7' of ['left bar', 'right bar']) matches only itself."""
+    try:
+        return grade_detailed(f"\\boxed{{{answer}}}", other, choices, abs_tol).score >= 1.0
+    except ValueError:
+        return False
 
 
 def score_benchmark(samples_path: str | Path, bootstrap_samples: int = 10000, seed: int = 0,

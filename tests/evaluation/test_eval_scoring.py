@@ -158,3 +158,12 @@ def test_pass_at_k_and_maj_at_k_on_samples_with_known_answers(tmp_path):
     assert r["pass_at_k"]["mean"] == 1.0 and r["maj_at_k"]["mean"] == pytest.approx(1 / 3)
     lo, hi = r["maj_at_k"]["ci95_bootstrap"]
     assert 0.0 <= lo <= 1 / 3 <= hi <= 1.0
+
+
+def test_equivalent_answers_vote_together_and_an_answer_naming_no_option_only_with_itself():
+    from pgpo.evaluation.score import vote_keys
+
+    assert vote_keys(["0.5", "\\frac{1}{2}", "2", None, "2"], None, "pgpo", 0.0) == ["0.5", "0.5", "2", None, "2"]
+    # multiple choice: 'B' and the option's text are one vote; '7' names no option (it cannot be a gold answer)
+    choices = ["left bar", "right bar"]
+    assert vote_keys(["7", "B", "right bar", "7", "A"], choices, "pgpo", 0.0) == ["7", "B", "B", "7", "A"]

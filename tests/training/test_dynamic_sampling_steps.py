@@ -16,25 +16,16 @@ from pgpo.config.schema import REPO, load_method, load_train_config
 pytestmark = pytest.mark.slow
 
 
-def _rewards(signal_tasks):
-    def accuracy_reward(completions, **_):
-        return [0.0] * len(completions)
-
-    def format_reward(completions, task, **_):
-        return [float(i % 2) if t in signal_tasks else 1.0 for i, t in enumerate(task)]
-
-    return accuracy_reward, format_reward
-
-
 def _trainer(tiny_dir, tiny_data, out, monkeypatch, signal_tasks=(), method_over=None, prompts=4, **over):
-    import pgpo.rewards.scoring
     from pgpo.training.run import build_trainer
 
-    monkeypatch.setattr(pgpo.rewards.scoring, "REWARD_FUNCS", _rewards(set(signal_tasks)))
+    # the paper's weights, controlled values (tests/signal_rewards.py, plugged in as a user's own rewards)
+    rewards = {"signal_rewards:zero": {"weight": 0.9},
+               "signal_rewards:format_alternating": {"weight": 0.1, "params": {"tasks": sorted(signal_tasks)}}}
     raw = {"model": {"path": str(tiny_dir)}, "data": {"train": str(tiny_data / "train.jsonl")},
            "rollout": {"prompts_per_step": prompts, "update_prompts": prompts, "num_generations": 8,
                        "max_completion_length": 6},
-           "micro_batch": 8, "max_steps": 2, "save_steps": 100, **over}
+           "micro_batch": 8, "max_steps": 2, "save_steps": 100, "rewards": rewards, **over}
     cfg = load_train_config(REPO / "workflows/config/train/tiny.yaml", raw)
     return build_trainer(cfg, load_method("dapo", method_over), out)
 
