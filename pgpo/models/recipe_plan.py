@@ -160,11 +160,11 @@ def as_json(p: Plan, lay: Layout, hw: Hardware, steps) -> str:
 
 SHIPPED = (("paper_7b.yaml", 8, 80), ("paper_3b.yaml", 8, 80), ("paper_3b_1x80gb_lora.yaml", 1, 80),
            ("paper_3b_8x24gb.yaml", 8, 24), ("paper_3b_8x24gb.yaml", 8, 48))
-"""The recipes of workflows/config/train/ and the hardware each is for (the README's table)."""
+"""The recipes of workflows/config/train/ and the hardware each is for (the table of docs/paper-scale.md)."""
 
 
 def shipped_table(train_dir: Path) -> str:
-    """The README's markdown table of the shipped recipes, planned (GiB per GPU)."""
+    """docs/paper-scale.md's markdown table of the shipped recipes, planned (GiB per GPU)."""
     from pgpo.config.schema import load_train_config
 
     def f(x: float, cpu: bool = False) -> str:

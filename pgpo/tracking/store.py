@@ -10,7 +10,7 @@ from pathlib import Path
 
 KEY, SOURCE, LIVE = "pgpo.key", "pgpo.source_hash", "pgpo.live"
 # MLflow's own record of an experiment's kind (its search and older UIs read it). MLflow 3.17's UI picks its view
-# from the URL (?workflowType=machine_learning) or its sidebar switch instead; README says so.
+# from the URL (?workflowType=machine_learning) or its sidebar switch instead; docs/results.md says so.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 BATCH = 100  # MLflow's per-request limits: 1000 metrics, 100 params
 

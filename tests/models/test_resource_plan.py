@@ -132,11 +132,11 @@ def test_every_hardware_recipe_fits_the_hardware_it_is_for(recipe, gpus, memory)
         assert lay.zero == 3 and lay.offload_optimizer and not lay.lora_rank  # still the paper's full update
 
 
-def test_the_readme_table_is_the_planner_s():
+def test_the_docs_table_is_the_planner_s():
     from pgpo.models.recipe_plan import shipped_table
 
     table = shipped_table(TRAIN)
-    assert table in (REPO / "README.md").read_text(), "README's planner table is stale; paste:\n" + table
+    assert table in (REPO / "docs/paper-scale.md").read_text(), "docs/paper-scale.md's planner table is stale; paste:\n" + table
 
 
 def test_the_paper_recipes_without_sleep_mode_do_not_fit_and_the_planner_says_why():
