@@ -25,6 +25,7 @@ from pgpo.util.jsonfile import read_json
 RUN_FILE = "run.json"
 RUN_CONFIG_FILE = "run_config.json"
 METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.jsonl"  # rollouts logged beside the curves (pgpo/training/samples.py writes them)
 SAMPLES_DIR = "samples"
 META_SUFFIX = ".meta.json"
 
@@ -162,6 +163,37 @@ def truncate_metrics(run_dir: str | Path, step: int) -> None:
     if path.exists():
         keep = [row for row in read_metrics(run_dir, live=True) if row["step"] <= step]
         write_atomic(path, "".join(json.dumps(row) + "\n" for row in keep))
+
+
+def read_samples(run_dir: str | Path, live: bool = False) -> list[dict]:
+    """The lines of <run_dir>/samples.jsonl ([] if there is none). `live`: the run may be writing (or was killed
+    writing), so a torn last line is skipped; anywhere else an unreadable line is a DataError naming it."""
+    path = Path(run_dir) / SAMPLES_FILE
+    if not path.is_file():
+        return []
+    lines, rows = path.read_text().splitlines(), []
+    for i, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+            problem = None if isinstance(row, dict) and isinstance(row.get("step"), int) else "no integer step"
+        except json.JSONDecodeError as e:
+            problem = e.msg
+        if problem:
+            if live and i == len(lines):
+                break
+            raise DataError(f"{path}:{i}: not a rollout sample ({problem}); cut the file before line {i} "
+                            f"(`head -n {i - 1}`) or delete it: the samples are a view of the run, not its record")
+        rows.append(row)
+    return rows
+
+
+def truncate_samples(run_dir: str | Path, step: int | None) -> None:
+    """On resume from the checkpoint of `step`, keep the samples up to it; on a fresh start (None), none."""
+    path = Path(run_dir) / SAMPLES_FILE
+    if step is None:
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in read_samples(run_dir, live=True) if r["step"] <= step))
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

@@ -36,9 +36,16 @@ def sample_html(sample: dict) -> str:
 
 def pick_sample(run_dir: str | Path) -> dict | None:
     """The run's newest logged step's first sample with a learning signal (else its first sample), or None."""
-    from pgpo.training.samples import read_samples
+    import sys
 
-    samples = read_samples(run_dir)
+    from pgpo.records.stages import read_samples
+    from pgpo.util.errors import DataError
+
+    try:
+        samples = read_samples(run_dir)
+    except DataError as e:  # a picture beside the table: a damaged file leaves it out, named, not the table
+        print(f"warning: {e}; no sampled response shown for it", file=sys.stderr)
+        return None
     if not samples:
         return None
     newest = [s for s in samples if s["step"] == samples[-1]["step"]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +91,17 @@ def resolve(rewards: dict[str, dict], where: str) -> list[RewardSpec]:
         except ValueError as e:
             raise ConfigError(str(e)) from None
         specs.append(RewardSpec(name, entry, params, float(weight)))
+    labels = [label(s.name) for s in specs]
+    clash = sorted({n for n in labels if labels.count(n) > 1})
+    if clash:  # TRL names each reward's metrics by its function's name: two would merge into one curve
+        raise ConfigError(f"{where}: rewards: {[s.name for s in specs if label(s.name) in clash]} would all log as "
+                          f"rewards/{clash[0]}_reward/...; rename one of the functions")
     return specs
+
+
+def label(name: str) -> str:
+    """A reward's name in TRL's metrics (`rewards/<label>_reward/mean`): the function's name."""
+    return name.rsplit(":", 1)[-1].rstrip("_")
 
 
 def _is_user(name: str) -> bool:
@@ -112,9 +123,17 @@ def _entry(name: str, where: str) -> Entry:
     except ImportError as e:
         raise ConfigError(f"{where}: rewards: cannot import {module!r} for reward {name!r} ({e}); is it on "
                           "PYTHONPATH?") from None
+    except Exception as e:  # noqa: BLE001 - a user's module that fails to import (SyntaxError, ...): one line
+        raise ConfigError(f"{where}: rewards: importing {module!r} for reward {name!r} failed: "
+                          f"{type(e).__name__}: {e}") from None
     fn = getattr(mod, fn_name, None)
     if not callable(fn):
         raise ConfigError(f"{where}: rewards: {module!r} has no function {fn_name!r}")
+    try:  # a TRL-style fn(completions, **kw) would fail on every batch, each group neutralised, hours in
+        inspect.signature(fn).bind(RewardInputs([], [], [], {}), None)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: rewards: {name} must take (inputs, params): "
+                          f"def {fn_name}(inputs: RewardInputs, params) -> list[float]") from None
     registered = [REWARDS.get(n) for n in REWARDS.names() if REWARDS.get(n).fn is fn]
     return registered[0] if registered else Entry(name, fn, None, False, stats_namespace="rewards")
 
@@ -122,7 +141,7 @@ def _entry(name: str, where: str) -> Entry:
 def trl_reward(spec: RewardSpec, errors: dict[str, int]):
     """The TRL reward function of a spec: named `<name>_reward` (TRL's metric `rewards/<name>_reward/mean`), values
     NaN where the reward broke (counted in `errors[<name>]`)."""
-    label = spec.name.rsplit(":", 1)[-1].rstrip("_")
+    name = label(spec.name)
 
     def reward(prompts=None, completions=None, answer=None, choices=None, **extra):
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
@@ -135,12 +154,12 @@ def trl_reward(spec: RewardSpec, errors: dict[str, int]):
             if len(values) != n:
                 raise ValueError(f"returned {len(values)} values for {n} completions")
         except Exception:  # noqa: BLE001 (a user's reward: counted and neutralised, the step goes on)
-            errors[label] = errors.get(label, 0) + n
+            errors[name] = errors.get(name, 0) + n
             return [math.nan] * n
         bad = sum(not math.isfinite(v) for v in values)
         if bad:
-            errors[label] = errors.get(label, 0) + bad
+            errors[name] = errors.get(name, 0) + bad
         return [v if math.isfinite(v) else math.nan for v in values]
 
-    reward.__name__ = f"{label}_reward"
+    reward.__name__ = f"{name}_reward"
     return reward

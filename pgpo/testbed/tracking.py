@@ -13,13 +13,10 @@ SUMMARY = ("auc", "forced_mean", "filler_entropy", "filler_word_entropy", "forma
 
 
 def _store_lock(root):
-    """The lock every writer of the results root's MLflow store holds (the store folder is created first)."""
-    from filelock import FileLock
+    """The lock every writer of the results root's MLflow store holds (pgpo.tracking.ingest.writer_lock)."""
+    from pgpo.tracking.ingest import writer_lock
 
-    from pgpo.tracking.ingest import store
-
-    store(root)
-    return FileLock(str(Path(root).resolve() / "mlflow" / "mlflow.db.lock"), timeout=600)
+    return writer_lock(root)
 
 
 def mirror(spec: dict, records: dict, rows: list[dict], files: list[Path]) -> dict:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 from pgpo.tracking.store import (KEY, LIVE, SOURCE, artifact_root, client_for, dataset_inputs, experiment, log_everything,
                                  live_experiment, log_samples, logged_sample_steps, reroot_moved_store, store,
-                                 training_view)
+                                 store_lock, training_view)
 from pgpo.tracking.records import Record, eval_record, run_key, system_tags, train_record
 from pgpo.records.stages import RUN_FILE, result_path
+from pgpo.util.errors import DataError
 from pgpo.util.provenance import short_digest
 
 FORMAT = "3"  # what ingestion logs per run; part of the source hash, so a newer format replaces older runs
@@ -115,11 +117,15 @@ def ingest(root: str | Path, target: str, trainings: dict[str, Path], evaluation
     Returns {"experiment_id", "parent_run_id", "runs": {directory: run_id}}.
     Writers of one store take turns (a file lock beside it): two ingestions started at once on a fresh store
     would otherwise race on MLflow's schema creation (a raw sqlite error) and on the upserts."""
-    from filelock import FileLock
-
-    _, _ = store(root)  # creates the store folder the lock lives in
-    with FileLock(str(Path(root).resolve() / "mlflow" / "mlflow.db.lock"), timeout=600):
+    with writer_lock(root):
         return _ingest(root, target, trainings, evaluations, benchmarks, labels)
+
+
+def writer_lock(root):
+    """The lock of the store `root` writes to (the profile's, or a sqlite MLFLOW_TRACKING_URI's; none for a server)."""
+    from contextlib import nullcontext
+
+    return store_lock(os.environ.get("MLFLOW_TRACKING_URI") or store(root)[0]) or nullcontext()
 
 
 def _ingest(root, target, trainings, evaluations, benchmarks, labels) -> dict:
@@ -152,7 +158,10 @@ def _ingest(root, target, trainings, evaluations, benchmarks, labels) -> dict:
             _complete_live(client, live, train_exp, source_hash, f"train {name}", None, record, params, tags) if live
             else upsert(client, train_exp, key, source_hash, f"train {name}", None, record, params, tags,
                         legacy_key=f"train/{name}"))
-        log_samples(client, run_id, run_dir, logged_sample_steps(client, run_id))
+        try:
+            log_samples(client, run_id, run_dir, logged_sample_steps(client, run_id))
+        except DataError as e:  # the rollout samples are beside the record, not the record: warn, go on
+            print(f"pgpo track: warning: {e}; the run's samples are not in MLflow", file=sys.stderr)
     for name, eval_dir in evaluations.items():
         record = eval_record(eval_dir, benchmarks)
         ids[str(eval_dir)] = upsert(client, exp_id, f"eval/{name}", _files_hash(record.files), f"eval {name}",
@@ -165,7 +174,12 @@ def log_table(root: str | Path, parent_run_id: str, files: list[Path], table_row
               more_tables: dict[str, list[dict]] | None = None) -> None:
     """Attach a finished table (rows as dicts, via log_table) and every file of it (md, csv, each figure's png)
     to the parent run, as artifacts under their own names; `more_tables`: artifact file -> rows of another table
-    (the paired differences: diff.json)."""
+    (the paired differences: diff.json). Holds the store's lock: training jobs write it live meanwhile."""
+    with writer_lock(root):
+        _log_table(root, parent_run_id, files, table_rows, more_tables)
+
+
+def _log_table(root, parent_run_id, files, table_rows, more_tables) -> None:
     client = _client(root)
     client.log_table(parent_run_id, data={k: [r[k] for r in table_rows] for k in table_rows[0]},
                      artifact_file="table.json")

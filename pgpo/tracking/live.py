@@ -28,23 +28,16 @@ def live_uri(out: Path) -> str | None:
     """Where a run at `out` logs live: MLFLOW_TRACKING_URI, else its profile's store, else nowhere."""
     from pgpo.tracking.records import results_root
 
+    if os.environ.get("PGPO_LIVE_MLFLOW", "1") == "0":
+        return None
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     root = results_root(out)
-    if root is None or os.environ.get("PGPO_LIVE_MLFLOW", "1") == "0":
+    if root is None:
         return None
     from pgpo.tracking.store import store
 
     return store(root)[0]
-
-
-def store_lock(uri: str):
-    """The file lock every writer of a sqlite store takes (pgpo.tracking.ingest takes the same), None for a server."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    from filelock import FileLock
-
-    return FileLock(str(Path(uri.removeprefix("sqlite:///")).resolve()) + ".lock")
 
 
 def live_callbacks(out: str | Path, cfg, method) -> list:
@@ -56,7 +49,7 @@ def live_callbacks(out: str | Path, cfg, method) -> list:
     from transformers import TrainerCallback
 
     from pgpo.tracking.store import (KEY, LIVE, artifact_root, client_for, dataset_inputs, experiment, live_experiment,
-                                     log_everything, log_samples, logged_sample_steps, training_view)
+                                     log_everything, log_samples, logged_sample_steps, store_lock, training_view)
     from pgpo.util.provenance import code_version
     from pgpo.tracking.records import method_params, run_key, system_tags, train_dataset
 
@@ -71,7 +64,13 @@ def live_callbacks(out: str | Path, cfg, method) -> list:
         def __init__(self):
             self.lock = store_lock(uri)
             self.points: list = []  # metric points not yet written (the store was busy)
+            self.logged_up_to = 0  # steps already in MLflow from an attempt this run resumes
             self.sample_steps: set[int] = set()  # steps whose samples table the run holds
+
+        def _off(self, what, e):
+            warnings.warn(f"live MLflow logging to {uri} failed ({what}: {e}); switched off for this run, "
+                          "`pgpo track` will record it from the files", stacklevel=3)
+            self.run_id = None
 
         def _guard(self, what, fn, block=True):
             """fn() holding the store's lock (waiting for it if `block`, else trying once: False if busy)."""
@@ -79,13 +78,16 @@ def live_callbacks(out: str | Path, cfg, method) -> list:
                 if self.lock is not None:
                     self.lock.acquire(timeout=600 if block else 0)
             except Timeout:
+                if block:  # another writer held the store 10 minutes: say so rather than lose the run silently
+                    self._off(what, f"{self.lock.lock_file} busy for 600 s")
+                return False
+            except OSError as e:  # a read-only or foreign lock file: training goes on without live curves
+                self._off(what, e)
                 return False
             try:
                 fn()
             except Exception as e:  # noqa: BLE001 - any server failure: keep training, the files are the record
-                warnings.warn(f"live MLflow logging to {uri} failed ({what}: {e}); switched off for this run, "
-                              "`pgpo track` will record it from the files", stacklevel=2)
-                self.run_id = None
+                self._off(what, e)
             finally:
                 if self.lock is not None:
                     self.lock.release()
@@ -108,6 +110,9 @@ def live_callbacks(out: str | Path, cfg, method) -> list:
             if found and resuming:
                 self.run_id = found[0].info.run_id
                 client.update_run(self.run_id, status="RUNNING")
+                # what the killed attempt logged after its checkpoint: a resumed run logs those steps again with the
+                # same values (it equals the uninterrupted run), so they are skipped rather than doubled in MLflow
+                self.logged_up_to = max((m.step for m in client.get_metric_history(self.run_id, "loss")), default=0)
                 self.sample_steps = logged_sample_steps(client, self.run_id)
                 return
             for run in found:
@@ -120,7 +125,7 @@ def live_callbacks(out: str | Path, cfg, method) -> list:
             client.log_inputs(self.run_id, datasets=dataset_inputs([train_dataset(split, sha256_file(split))]))
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.run_id and logs and "loss" in logs:  # one log dict per optimizer step, as metrics.jsonl
+            if self.run_id and logs and "loss" in logs and state.global_step > self.logged_up_to:  # one per step
                 now = int(time.time() * 1000)
                 self.points += [(k, v, state.global_step, now) for k, v in logs.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool)]

@@ -22,6 +22,16 @@ def store(root: str | Path) -> tuple[str, str]:
     return f"sqlite:///{base / 'mlflow.db'}", (base / "artifacts").as_uri()
 
 
+def store_lock(uri: str):
+    """The file lock every writer of a sqlite store takes (training jobs live, `pgpo track`, `pgpo table`), None for
+    a server (it serialises its own writes)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    from filelock import FileLock
+
+    return FileLock(str(Path(uri.removeprefix("sqlite:///")).resolve()) + ".lock", timeout=600)
+
+
 def live_experiment(out: Path) -> str:
     """The experiment of every training run of a results root (where its job logs live and the ingestion finds
     it): MLFLOW_EXPERIMENT_NAME, else `<profile>/training` ('pgpo/training' outside the workflow's layout)."""
@@ -179,7 +189,7 @@ def log_samples(client, run_id: str, run_dir: Path, have: set[int], live: bool =
     """Each step's rollout samples of <run_dir>/samples.jsonl not yet logged as the table samples/step_<N>.json;
     returns the steps logged now and before. A resumed run logs the steps after its checkpoint again with the
     same rollouts, so a step already there is skipped rather than appended twice (log_table appends)."""
-    from pgpo.training.samples import read_samples
+    from pgpo.records.stages import read_samples
 
     by_step: dict[int, list] = {}
     for s in read_samples(run_dir, live):

@@ -89,8 +89,9 @@ def vllm_engine_kwargs(cfg: TrainConfig) -> dict:
     return out
 
 
-# fields that do not change what is trained (the workflow sets threads per job); excluded when comparing runs
-_NOT_THE_RECIPE = ("threads",)
+# fields that do not change what is trained (the workflow sets threads per job; what is logged where); excluded
+# when comparing runs: a run resumed with TensorBoard added, or samples logged more often, is the same run
+_NOT_THE_RECIPE = ("threads", "samples", "report_to")
 
 
 def check_model_path(path: str) -> None:
@@ -272,7 +273,7 @@ def _train(cfg: TrainConfig, method: MethodConfig, output_dir: str | Path, fresh
     elif main and last is not None:
         truncate_metrics(out, _step_of(last))
     if main:
-        from pgpo.training.samples import truncate_samples
+        from pgpo.records.stages import truncate_samples
 
         truncate_samples(out, None if last is None else _step_of(last))
     start, started_at = time.perf_counter(), int(time.time() * 1000)

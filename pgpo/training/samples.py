@@ -2,13 +2,13 @@
 rollouts of process 0's batch go to <run>/samples.jsonl, one RolloutSample per line, with what the method did to
 them token by token (the dependency S and the weight each token's advantage got).
 
-Two moments make one sample. At the rollout (``select``): the prompt, its images, the response and its reward,
+Three moments make one sample. At the rollout (``select``): the prompt, its images, the response and its reward,
 and a [B] tensor ``sample_slot`` (-1, or the sample's index) put into the rollout batch, so that TRL shuffles and
 splits it with its response. At shaping (``observe``), wherever that happens (the whole batch, or each micro-batch
 when a per-response shaper shapes inside the loss): the sequence advantage, the token advantages and, for
-blind-view methods, the dependency. A token's weight is its advantage over the sequence advantage (1 everywhere
+blind-view methods, the dependency. At its loss (``stamp``): the optimizer step that trained on it. A token's weight is its advantage over the sequence advantage (1 everywhere
 for GRPO/DAPO; PGPO's w~), so no method's name or parameters are read here. Nothing is logged in evaluation mode.
-A resumed run truncates the file to its checkpoint (truncate_samples) and logs the later steps again: identical,
+A resumed run truncates the file to its checkpoint (pgpo.records.stages.truncate_samples) and logs the later steps again: identical,
 as the rollouts are.
 """
 
@@ -19,15 +19,13 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SAMPLES_FILE = "samples.jsonl"
-
 
 @dataclass
 class RolloutSample:
     """One logged rollout (a line of samples.jsonl)."""
 
     step: int
-    """The optimizer step it was trained in (metrics.jsonl's step)."""
+    """The optimizer step that trained on it (metrics.jsonl's step)."""
     index: int
     """Its place among the step's logged rollouts (rollouts of one prompt are contiguous)."""
     prompt_id: str
@@ -64,29 +62,36 @@ def image_files(row: dict) -> list[str]:
 
 
 class SampleLog:
-    """Collects the samples of logged steps and appends them to `path` (process 0 only)."""
+    """Collects the samples of logged steps and appends them to `path` (process 0 only).
 
-    def __init__(self, path: str | Path, every: int, rollouts: int, tokenizer, main_process: bool):
+    One rollout may serve several optimizer steps (`steps_per_rollout`: prompts_per_step / update_prompts; TRL
+    shuffles the rollout before splitting it over them): a rollout is sampled when any step it serves is a multiple
+    of `every`, and each sample is labelled with the step that trained on it (``stamp``, at its loss)."""
+
+    def __init__(self, path: str | Path, every: int, rollouts: int, tokenizer, main_process: bool,
+                 steps_per_rollout: int = 1):
         self.path, self.every, self.rollouts = Path(path), every, rollouts
-        self.tokenizer, self.main = tokenizer, main_process
+        self.tokenizer, self.main, self.steps_per_rollout = tokenizer, main_process, max(1, steps_per_rollout)
         self.pending: dict[int, dict] = {}  # index -> what the rollout knew, until shaping completes it
-        self.done: list[RolloutSample] = []
+        self.shaped: dict[int, dict] = {}  # index -> the sample without its step, until a loss stamps it
+        self.steps: dict[int, int] = {}  # index -> the optimizer step that trained on it
 
-    def due(self, step: int) -> bool:
-        return self.main and self.every > 0 and self.rollouts > 0 and step % self.every == 0
+    def due(self, done_steps: int) -> bool:
+        """Whether the rollout made after `done_steps` optimizer steps is sampled."""
+        serves = range(done_steps + 1, done_steps + self.steps_per_rollout + 1)
+        return self.main and self.every > 0 and self.rollouts > 0 and any(s % self.every == 0 for s in serves)
 
-    def select(self, out: dict, rows: list[dict], step: int) -> None:
-        """At the rollout of optimizer step `step` (1-based): remember the first rollouts' text and reward and
+    def select(self, out: dict, rows: list[dict], done_steps: int) -> None:
+        """At a rollout made after `done_steps` optimizer steps: remember the first rollouts' text and reward and
         mark them in out["sample_slot"] [B]."""
         import torch  # here: the tracking side reads samples without importing torch
 
         ids = out["completion_ids"]
         slot = torch.full((ids.size(0),), -1, dtype=torch.long, device=ids.device)
-        if not self.due(step):
+        if not self.due(done_steps):
             out["sample_slot"] = slot
             return
-        self.pending.clear()
-        self.done = []
+        self.pending, self.shaped, self.steps = {}, {}, {}
         rewards = out.get("rollout_rewards")
         for i in range(min(self.rollouts, ids.size(0))):
             slot[i] = i
@@ -94,7 +99,7 @@ class SampleLog:
             completion = ids[i][out["completion_mask"][i].bool()].tolist()
             reward = None if rewards is None or rewards[i] != rewards[i] else float(rewards[i])  # NaN: unscorable
             self.pending[i] = {
-                "step": step, "index": i, "prompt_id": str(rows[i].get("id", "")),
+                "index": i, "prompt_id": str(rows[i].get("id", "")),
                 "prompt": collapse_image_tokens(self.tokenizer.decode(prompt, skip_special_tokens=False)),
                 "images": image_files(rows[i]), "response": self.tokenizer.decode(completion, skip_special_tokens=True),
                 "tokens": self.tokenizer.batch_decode([[t] for t in completion], skip_special_tokens=False),
@@ -103,8 +108,7 @@ class SampleLog:
 
     def observe(self, batch: dict, advantages, token_advantages, dependency) -> None:
         """At shaping: `batch` (the rollout or one micro-batch of it) with its sample_slot [b], its sequence
-        advantages [b] and shaped token advantages [b,T]; dependency [b,T] or None. Completes and writes the
-        pending samples it holds."""
+        advantages [b] and shaped token advantages [b,T]; dependency [b,T] or None."""
         slots = batch.get("sample_slot")
         if not self.pending or slots is None:
             return
@@ -115,51 +119,31 @@ class SampleLog:
             mask = batch["completion_mask"][row].bool()
             n = partial.pop("n")
             adv = float(advantages[row])
-            tok = token_advantages[row][mask].float()
-            self.done.append(RolloutSample(
-                **partial, advantage=adv, token_advantages=_round(tok[:n]),
-                weights=_round(tok[:n] / adv) if adv != 0 else None,
-                dependency=None if dependency is None else _round(dependency[row][mask][:n])))
-        if not self.pending and self.done:  # the step's samples in index order, whatever order TRL shuffled
-            with open(self.path, "a") as f:
-                f.writelines(json.dumps(asdict(s)) + "\n" for s in sorted(self.done, key=lambda s: s.index))
-            self.done = []
+            tok = token_advantages[row][mask].detach().float().cpu()[:n]  # one device copy, not one per token
+            self.shaped[partial["index"]] = {
+                **partial, "advantage": adv, "token_advantages": _round(tok),
+                "weights": _round(tok / adv) if adv != 0 else None,
+                "dependency": None if dependency is None else _round(dependency[row][mask].detach().float().cpu()[:n])}
+        self._write_if_complete()
+
+    def stamp(self, batch: dict, step: int) -> None:
+        """At the loss of optimizer step `step`: the samples of this micro-batch were trained on in it (the first
+        such step counts, if a rollout is trained on more than once)."""
+        slots = batch.get("sample_slot")
+        if slots is None or not (self.pending or self.shaped):
+            return
+        for slot in slots[slots >= 0].tolist():
+            self.steps.setdefault(int(slot), step)
+        self._write_if_complete()
+
+    def _write_if_complete(self) -> None:
+        if self.pending or not self.shaped or set(self.shaped) - set(self.steps):
+            return
+        with open(self.path, "a") as f:  # the rollout's samples in index order, whatever order TRL shuffled
+            f.writelines(json.dumps(asdict(RolloutSample(step=self.steps[i], **self.shaped[i]))) + "\n"
+                         for i in sorted(self.shaped))
+        self.shaped, self.steps = {}, {}
 
 
 def _round(values) -> list[float]:
-    return [round(float(v), 6) for v in values]
-
-
-def read_samples(run_dir: str | Path, live: bool = False) -> list[dict]:
-    """The lines of <run_dir>/samples.jsonl ([] if there is none). `live`: the run may be writing (or was killed
-    writing), so a torn last line is skipped; anywhere else an unreadable line is a DataError naming it."""
-    from pgpo.util.errors import DataError
-
-    path = Path(run_dir) / SAMPLES_FILE
-    if not path.is_file():
-        return []
-    lines, rows = path.read_text().splitlines(), []
-    for i, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-            problem = None if isinstance(row, dict) and isinstance(row.get("step"), int) else "no integer step"
-        except json.JSONDecodeError as e:
-            problem = e.msg
-        if problem:
-            if live and i == len(lines):
-                break
-            raise DataError(f"{path}:{i}: not a rollout sample ({problem}); `pgpo train` writes them, a resumed "
-                            "run keeps those up to its checkpoint")
-        rows.append(row)
-    return rows
-
-
-def truncate_samples(run_dir: str | Path, step: int | None) -> None:
-    """On resume from the checkpoint of `step`, keep the samples up to it; on a fresh start (None), none."""
-    from pgpo.util.atomic import write_atomic
-
-    path = Path(run_dir) / SAMPLES_FILE
-    if step is None:
-        path.unlink(missing_ok=True)
-    elif path.exists():
-        write_atomic(path, "".join(json.dumps(r) + "\n" for r in read_samples(run_dir, live=True) if r["step"] <= step))
+    return [round(v, 6) for v in values.tolist()]

@@ -40,7 +40,8 @@ from pgpo.training.engine_gap import logp_gap
 from pgpo.methods.loss_terms import LossTermBatch
 from pgpo.methods.registry import Entry
 from pgpo.methods.shaping import ShapingBatch
-from pgpo.training.samples import SAMPLES_FILE, SampleLog
+from pgpo.records.stages import SAMPLES_FILE
+from pgpo.training.samples import SampleLog
 from pgpo.methods.token_credit import answer_share, entropy_split, response_seeds, reward_means
 from pgpo.training.trl_bridge import TRLBridge  # refuses a TRL other than the pinned one
 from pgpo.models.loading import hf_model
@@ -59,10 +60,12 @@ class PGPOTrainer(TRLBridge):
         """`samples`: the recipe's RolloutSamplesConfig (rollouts logged to <output_dir>/samples.jsonl), or None."""
         super().__init__(*args, **kwargs)
         self.use_method(method)
-        self.samples = SampleLog(Path(self.args.output_dir) / SAMPLES_FILE, samples.every if samples else 0,
+        a = self.args  # one rollout serves this many optimizer steps (prompts_per_step / update_prompts)
+        self.samples = SampleLog(Path(a.output_dir) / SAMPLES_FILE, samples.every if samples else 0,
                                  samples.rollouts if samples else 0,
                                  getattr(self.processing_class, "tokenizer", self.processing_class),
-                                 self.accelerator.is_main_process)
+                                 self.accelerator.is_main_process,
+                                 a.steps_per_generation * a.num_iterations // a.gradient_accumulation_steps)
         # suppressed at sampling (GRPOConfig.generation_kwargs); screened here in case one is sampled anyway
         self.vision_ids = sorted(vision_tokens(self.processing_class).values())
 
@@ -236,7 +239,7 @@ class PGPOTrainer(TRLBridge):
         rows = out.pop("rows")
         self._attach_shaping_inputs(out)
         if mode == "train":
-            self.samples.select(out, rows, self.state.global_step + 1)
+            self.samples.select(out, rows, self.state.global_step)
         if self.blind_view is None:
             self._neutralise_nonfinite(out, mask, mode, out.get("old_per_token_logps"),
                                        out.get("sampling_per_token_logps"))
@@ -302,12 +305,15 @@ class PGPOTrainer(TRLBridge):
         return out
 
     def before_loss(self, logps: torch.Tensor, inputs: dict) -> None:
-        """Deferred shaping of one micro-batch: S from the loss forward's log-probs (detached) and the blind
+        """The logged samples of this micro-batch learn their step (pgpo/training/samples.py). Deferred shaping of
+        one micro-batch: S from the loss forward's log-probs (detached) and the blind
         log-probs of the generation step; TRL then reads the token advantages set here. A micro-batch waits for it
         when it carries what it needs and nothing shaped yet: blind log-probs beside sequence advantages [b]."""
+        mode = "train" if self.model.training else "eval"
+        if mode == "train":
+            self.samples.stamp(inputs, self.state.global_step + 1)  # the step these responses are trained in
         if inputs["advantages"].dim() != 1 or "blind_logps" not in inputs:
             return
-        mode = "train" if self.model.training else "eval"
         with torch.no_grad():
             mask = inputs["completion_mask"]
             dependency = self._dependency(logps.detach().nan_to_num(0.0), inputs["blind_logps"], mask, mode)
@@ -391,9 +397,13 @@ class PGPOTrainer(TRLBridge):
         return a number, so a NaN (or None) is a fault: it is counted and logged, and every completion of its
         group is marked unscorable, which TRL turns into advantage 0 (no learning signal, no crash)."""
         g = self.num_generations if mode == "train" else self.num_generations_eval
-        for name, count in sorted(getattr(self, "reward_errors", {}).items()):  # rewards that broke (registry)
-            self.log_metric(mode, f"faults/reward_errors/{name}", float(count))
-        getattr(self, "reward_errors", {}).clear()
+        errors = getattr(self, "reward_errors", {})  # completions each reward broke on (registry), this process
+        labels = [n.removesuffix("_reward") for n in self.reward_func_names]
+        counts = self.accelerator.gather(torch.tensor([[float(errors.get(n, 0)) for n in labels]],
+                                                      device=rewards.device)).sum(dim=0)  # every process's
+        for name, count in zip(labels, counts.tolist()):
+            self.log_metric(mode, f"faults/reward_errors/{name}", count)
+        errors.clear()
         bad = torch.isnan(rewards).any(dim=1)
         groups = bad.view(-1, g).any(dim=1)
         self.log_metric(mode, "faults/nan_reward_completions", float(bad.sum()))

@@ -85,3 +85,17 @@ def test_a_reward_that_breaks_gives_nan_and_is_counted(user_module, fn, bad):
 def test_registered_rewards_are_documented():
     assert REWARDS.names() == ["accuracy", "format"]
     assert all(REWARDS.get(n).fn.__doc__ for n in REWARDS.names())
+
+
+def test_user_modules_that_cannot_work_are_named_before_the_model_loads(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "broken_mod.py").write_text("def f(inputs, params):\n    return [\n")
+    (tmp_path / "trl_style.py").write_text("def score(completions, **kw):\n    return [0.0] * len(completions)\n")
+    (tmp_path / "other.py").write_text("def format(inputs, params):\n    return [1.0] * len(inputs.completions)\n")
+    with pytest.raises(ConfigError, match=r"importing 'broken_mod' for reward 'broken_mod:f' failed: SyntaxError"):
+        resolve({"broken_mod:f": {}}, "r.yaml")
+    with pytest.raises(ConfigError, match=r"trl_style:score must take \(inputs, params\)"):
+        resolve({"trl_style:score": {}}, "r.yaml")
+    # two rewards TRL would log under one name (its metrics are named by the function)
+    with pytest.raises(ConfigError, match=r"\['format', 'other:format'\] would all log as rewards/format_reward"):
+        resolve({"format": {"weight": 0.1}, "other:format": {"weight": 0.5}}, "r.yaml")

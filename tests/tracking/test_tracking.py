@@ -66,7 +66,7 @@ def _sample_table(client, run_id, step=1) -> dict:
     """The samples table of `step` as MLflow stores it (a JSON artifact in pandas' split layout)."""
     from mlflow.artifacts import download_artifacts
 
-    assert [f.path for f in client.list_artifacts(run_id, "samples")] == [f"samples/step_{step:06d}.json"]
+    assert f"samples/step_{step:06d}.json" in [f.path for f in client.list_artifacts(run_id, "samples")]
     path = download_artifacts(run_id=run_id, artifact_path=f"samples/step_{step:06d}.json",
                               tracking_uri=client._tracking_client.tracking_uri)
     table = json.loads(Path(path).read_text())
@@ -165,6 +165,31 @@ def test_a_workflow_run_logs_live_to_its_profile_store_with_no_server(tiny_dir, 
     result = ingest(root, "table1", {"tiny/throwaway-s1": out}, {}, [])
     assert result["runs"][str(out)] == live.info.run_id and len(_runs(client, "train/runs/tiny/throwaway-s1")) == 1
     assert len(_sample_table(client, live.info.run_id)) == 2  # not appended twice
+
+
+@pytest.mark.slow
+def test_a_resumed_live_run_logs_each_step_once(tiny_dir, tiny_data, tmp_path, monkeypatch):
+    """Killed after step 2 was logged but before its checkpoint: the resume trains step 2 again, and MLflow keeps
+    one point per step and one samples table per step (the resumed run equals the uninterrupted one)."""
+    from pgpo.tracking.ingest import client_for, store
+    from pgpo.training.run import train
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "results" / "lab" / "runs" / "tiny" / "throwaway-s2"
+    cfg = load_train_config(REPO / "workflows/config/train/tiny.yaml", {
+        "model": {"path": str(tiny_dir)}, "data": {"train": str(tiny_data / "train.jsonl")},
+        "rollout": {"prompts_per_step": 2, "update_prompts": 2, "num_generations": 2, "max_completion_length": 4},
+        "micro_batch": 4, "max_steps": 2, "save_steps": 1, "save_total_limit": 2, "samples": {"every": 1}})
+    train(cfg, _method(tmp_path), out)
+    for gone in ("run.json", "final", "checkpoint-2"):  # what a kill between step 2's log and its save leaves
+        shutil.rmtree(out / gone) if (out / gone).is_dir() else (out / gone).unlink()
+    train(cfg, _method(tmp_path), out)
+    client = client_for(store(tmp_path / "results" / "lab")[0])
+    (live,) = _runs(client, "train/runs/tiny/throwaway-s2")
+    assert [m.step for m in client.get_metric_history(live.info.run_id, "loss")] == [1, 2]
+    assert [f.path for f in client.list_artifacts(live.info.run_id, "samples")] == [
+        "samples/step_000001.json", "samples/step_000002.json"]
+    assert len(_sample_table(client, live.info.run_id, step=2)) == 2 and live.info.status == "FINISHED"
 
 
 @pytest.mark.slow

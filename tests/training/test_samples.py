@@ -9,7 +9,8 @@ import torch
 from signal_rewards import signal
 
 from pgpo.config.schema import REPO, load_method, load_train_config
-from pgpo.training.samples import SampleLog, collapse_image_tokens, read_samples, truncate_samples
+from pgpo.records.stages import read_samples, truncate_samples
+from pgpo.training.samples import SampleLog, collapse_image_tokens
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +42,9 @@ def test_logged_rollouts_carry_their_text_reward_advantage_and_token_weights(tin
         assert "<|image_pad|>x" in s["prompt"]  # the visual tokens shown once, with their count
         n = len(s["tokens"])
         assert 1 <= n <= 8 and len(s["token_advantages"]) == n
-        assert tok.convert_tokens_to_string(tok.tokenize("".join(s["tokens"]))).strip() != "" or n
-        assert s["reward"] is None or 0.0 <= s["reward"] <= 1.0
+        assert tok.decode(tok.encode(s["response"])) == s["response"] or s["response"] == ""
+        # the signal reward alternates by row inside the batch (format 1 everywhere): a sample got its own row's
+        assert s["reward"] == pytest.approx(0.9 * (s["index"] % 2) + 0.1)
         if s["advantage"] == 0:
             assert s["weights"] is None and all(a == 0 for a in s["token_advantages"])
             continue
@@ -71,25 +73,54 @@ def test_nothing_is_logged_when_off_or_between_logged_steps(tmp_path):
            "prompt_ids": torch.tensor([[0, 3], [0, 3]]), "prompt_mask": torch.tensor([[0, 1], [0, 1]]),
            "rollout_rewards": torch.tensor([1.0, float("nan")])}
     rows = [{"id": "a", "images": ["x.png"]}, {"id": "a", "images": ["x.png"]}]
-    for every, step, logged in ((0, 4, 0), (4, 3, 0), (4, 8, 2)):
-        path = tmp_path / f"s{every}-{step}.jsonl"
-        log = SampleLog(path, every, 2, Tok(), main_process=True)
+    # (every, optimizer steps done before the rollout, steps one rollout serves, samples logged)
+    for every, done, serves, logged in ((0, 3, 1, 0), (4, 2, 1, 0), (4, 7, 1, 2), (4, 1, 2, 0), (4, 2, 2, 2)):
+        path = tmp_path / f"s{every}-{done}-{serves}.jsonl"
+        log = SampleLog(path, every, 2, Tok(), main_process=True, steps_per_rollout=serves)
         batch = dict(out)
-        log.select(batch, rows, step)
+        log.select(batch, rows, done)
         assert batch["sample_slot"].tolist() == ([0, 1] if logged else [-1, -1])
-        # shaped in two micro-batches, the second row first (TRL shuffles): each sample completes where it is
-        for rows_ in ([1], [0]):
+        # shaped in two micro-batches, the second row first (TRL shuffles), each trained in its own step
+        for rows_, step in (([1], done + 1), ([0], done + serves)):
             micro = {k: v[rows_] for k, v in batch.items()}
             log.observe(micro, torch.tensor([0.5, -0.5])[rows_], torch.tensor([[1.0, 0.0, 0.0], [-0.5, 0, 0]])[rows_],
                         None)
+            assert not path.exists()  # nothing written before every sample knows its step
+            log.stamp(micro, step)
         got = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
         assert len(got) == logged
         if logged:
-            # written once the step's last one completes, in index order
-            assert [(g["index"], g["tokens"], g["reward"]) for g in got] == [(0, ["5", "6"], 1.0), (1, ["7"], None)]
+            # written once the rollout's last one is trained on, in index order, each with its own step
+            assert [(g["index"], g["tokens"], g["reward"], g["step"]) for g in got] == [
+                (0, ["5", "6"], 1.0, done + serves), (1, ["7"], None, done + 1)]
             assert got[0]["weights"] == [2.0, 0.0] and got[0]["response"] == "5 6" and got[1]["weights"] == [1.0]
-    SampleLog(tmp_path / "rank1.jsonl", 1, 2, Tok(), main_process=False).select(dict(out), rows, 1)
+    SampleLog(tmp_path / "rank1.jsonl", 1, 2, Tok(), main_process=False).select(dict(out), rows, 0)
     assert not (tmp_path / "rank1.jsonl").exists()
+
+
+def test_a_rollout_serving_two_steps_is_sampled_when_either_is_due_and_labelled_by_the_step_it_trained(
+        tiny_dir, tiny_data, tmp_path):
+    from pgpo.training.run import train
+
+    # prompts_per_step = 2 x update_prompts (the paper's recipes: 3x): one rollout, then two optimizer steps
+    cfg = _cfg(tiny_dir, tiny_data, rollout={"prompts_per_step": 4, "update_prompts": 2, "num_generations": 4,
+                                             "max_completion_length": 8},
+               samples={"every": 2, "rollouts": 8}, max_steps=2)
+    train(cfg, load_method("grpo"), tmp_path / "run")
+    samples = read_samples(tmp_path / "run")
+    assert len(samples) == 8 and [s["index"] for s in samples] == list(range(8))  # step 2 due: its rollout is too
+    assert {s["step"] for s in samples} == {1, 2}  # TRL shuffled them over both steps
+
+
+def test_what_is_logged_is_not_part_of_the_run(tiny_dir, tiny_data):
+    from pgpo.training.run import run_identity
+
+    method = load_method("pgpo")
+    base = run_identity(_cfg(tiny_dir, tiny_data), method)
+    other = run_identity(_cfg(tiny_dir, tiny_data, samples={"every": 3, "rollouts": 1}, report_to=["tensorboard"]),
+                         method)
+    assert base["hash"] == other["hash"]  # a resume may add TensorBoard or log more samples
+    assert base["hash"] != run_identity(_cfg(tiny_dir, tiny_data, seed=1), method)["hash"]
 
 
 def test_resume_keeps_the_samples_up_to_its_checkpoint(tmp_path):
