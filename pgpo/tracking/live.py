@@ -49,7 +49,8 @@ def live_callbacks(out: str | Path, cfg, method) -> list:
     from transformers import TrainerCallback
 
     from pgpo.tracking.store import (KEY, LIVE, artifact_root, client_for, dataset_inputs, experiment, live_experiment,
-                                     log_everything, log_samples, logged_sample_steps, store_lock, training_view)
+                                     log_everything, log_samples, logged_sample_steps, store_lock, training_view,
+                                     with_headline)
     from pgpo.util.provenance import code_version
     from pgpo.tracking.records import method_params, run_key, system_tags, train_dataset
 
@@ -127,8 +128,8 @@ def live_callbacks(out: str | Path, cfg, method) -> list:
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.run_id and logs and "loss" in logs and state.global_step > self.logged_up_to:  # one per step
                 now = int(time.time() * 1000)
-                self.points += [(k, v, state.global_step, now) for k, v in logs.items()
-                                if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                self.points += with_headline([(k, v, state.global_step, now) for k, v in logs.items()
+                                              if isinstance(v, (int, float)) and not isinstance(v, bool)])
                 self._guard("log", self._flush, block=False)
 
         def _flush(self):

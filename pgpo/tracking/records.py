@@ -88,10 +88,14 @@ def run_key(run_dir: str | Path) -> str:
 
 
 def curves(metrics_file: Path) -> list:
-    """Every numeric field of every metrics.jsonl row as (key, value, step, logged time in ms or None)."""
+    """Every numeric field of every metrics.jsonl row as (key, value, step, logged time in ms or None), plus the
+    Headline/ copies MLflow's chart view shows first (pgpo.tracking.store.with_headline)."""
+    from pgpo.tracking.store import with_headline
+
     rows = read_metrics(metrics_file, optional=True)
-    return [(k, float(v), int(row["step"]), row.get("timestamp_ms")) for row in rows for k, v in row.items()
-            if k not in ROW_INDEX and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return with_headline([(k, float(v), int(row["step"]), row.get("timestamp_ms")) for row in rows
+                          for k, v in row.items()
+                          if k not in ROW_INDEX and isinstance(v, (int, float)) and not isinstance(v, bool)])
 
 
 def _digest(value: str) -> str:

@@ -73,6 +73,13 @@ def _sample_table(client, run_id, step=1) -> dict:
     return [dict(zip(table["columns"], row)) for row in table["data"]]
 
 
+def _chart_sections(metric_keys) -> list[str]:
+    """The order of MLflow 3.17's chart sections for these metrics: the name before the last "/", sorted, the
+    unprefixed ones ("Model metrics") last (its UI bundle's extractChartSectionName and section sort)."""
+    named = sorted({k.rsplit("/", 1)[0] for k in metric_keys if "/" in k})
+    return named + (["Model metrics"] if any("/" not in k for k in metric_keys) else [])
+
+
 def _runs(client, key):
     ids = [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(ids, filter_string=f"tags.`pgpo.key` = '{key}'")
@@ -125,6 +132,11 @@ def test_a_new_method_parameter_and_statistic_reach_mlflow_with_times_tags_and_i
     history = client.get_metric_history(mine.info.run_id, _stat(rows))
     assert [(m.step, m.value, m.timestamp) for m in history] == [(1, GAIN, rows[0]["timestamp_ms"])]
     assert {"reward", "rewards/accuracy_reward/mean", "step_time", "entropy"} <= set(mine.data.metrics)
+    # the headline statistics form the first section of MLflow's chart view, equal to the originals
+    assert _chart_sections(mine.data.metrics)[0] == "Headline" and _chart_sections(mine.data.metrics)[-1] == "Model metrics"
+    assert {k for k in mine.data.metrics if k.startswith("Headline/")} >= {"Headline/reward", "Headline/entropy",
+                                                                         "Headline/rewards.accuracy_reward.mean"}
+    assert mine.data.metrics["Headline/reward"] == mine.data.metrics["reward"]
     assert "timestamp_ms" not in mine.data.metrics and "step" not in mine.data.metrics
     assert (mine.info.start_time, mine.info.end_time) == (run.started_at, run.finished_at)
     assert mine.info.end_time - mine.info.start_time >= 1000 * run.wall_seconds - 1000  # not the ingestion's
@@ -162,6 +174,7 @@ def test_a_workflow_run_logs_live_to_its_profile_store_with_no_server(tiny_dir, 
     assert live.data.tags["pgpo.live"] == "true" and live.info.status == "FINISHED"
     stat = _stat([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
     assert live.data.metrics[stat] == GAIN and len(_sample_table(client, live.info.run_id)) == 2
+    assert _chart_sections(live.data.metrics)[0] == "Headline" and "Headline/step_time" in live.data.metrics
     result = ingest(root, "table1", {"tiny/throwaway-s1": out}, {}, [])
     assert result["runs"][str(out)] == live.info.run_id and len(_runs(client, "train/runs/tiny/throwaway-s1")) == 1
     assert len(_sample_table(client, live.info.run_id)) == 2  # not appended twice
