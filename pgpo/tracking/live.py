@@ -49,10 +49,9 @@ def live_callbacks(out: str | Path, cfg, method) -> list:
     from transformers import TrainerCallback
 
     from pgpo.tracking.store import (KEY, LIVE, artifact_root, client_for, dataset_inputs, experiment, live_experiment,
-                                     log_everything, log_samples, logged_sample_steps, store_lock, training_view,
-                                     with_headline)
+                                     log_everything, log_samples, logged_sample_steps, store_lock, training_view)
     from pgpo.util.provenance import code_version
-    from pgpo.tracking.records import method_params, run_key, system_tags, train_dataset
+    from pgpo.tracking.records import method_params, run_key, system_tags, train_dataset, with_headline
 
     out = Path(out)
     # a JSON round trip: the params must read exactly as the ingestion reads them back from run.json

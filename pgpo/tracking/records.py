@@ -87,11 +87,25 @@ def run_key(run_dir: str | Path) -> str:
     return f"train/{path.relative_to(root) if root else path}"
 
 
+# The statistics a reader looks at first. MLflow 3.17's chart view groups a metric by the part of its name before
+# the last "/" and sorts those sections by name, with the unprefixed metrics ("Model metrics": loss, reward, ...)
+# LAST (the bundle's extractChartSectionName / the section sort of its chart generator): `reward` came below
+# about 40 charts. A copy of each under "Headline/" puts them in a section that sorts first (an uppercase name
+# before every lowercase one); metrics.jsonl and the original names are unchanged.
+HEADLINE_SECTION = "Headline"
+HEADLINE = ("reward", "rewards/accuracy_reward/mean", "credit/answer_share", "dependency/mean", "entropy",
+            "completions/mean_length", "step_time")
+
+
+def with_headline(points: list) -> list:
+    """Metric points (key, value, step, timestamp) plus their Headline/ copies (`credit/answer_share` ->
+    `Headline/credit.answer_share`: the chart's title is the part after the last "/")."""
+    return points + [(f"{HEADLINE_SECTION}/{k.replace('/', '.')}", v, s, t) for k, v, s, t in points if k in HEADLINE]
+
+
 def curves(metrics_file: Path) -> list:
     """Every numeric field of every metrics.jsonl row as (key, value, step, logged time in ms or None), plus the
-    Headline/ copies MLflow's chart view shows first (pgpo.tracking.store.with_headline)."""
-    from pgpo.tracking.store import with_headline
-
+    Headline/ copies MLflow's chart view shows first (with_headline)."""
     rows = read_metrics(metrics_file, optional=True)
     return with_headline([(k, float(v), int(row["step"]), row.get("timestamp_ms")) for row in rows
                           for k, v in row.items()

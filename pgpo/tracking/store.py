@@ -123,22 +123,6 @@ VIEW_KEY = "pgpo"
 TRAINING_VIEW = {"groupBy": "param.average.method", "hideEmptyCharts": True, "useGroupedValuesInCharts": True}
 
 
-# The statistics a reader looks at first. MLflow 3.17's chart view groups a metric by the part of its name before
-# the last "/" and sorts those sections by name, with the unprefixed metrics ("Model metrics": loss, reward, ...)
-# LAST (the bundle's extractChartSectionName / the section sort of its chart generator): `reward` came below
-# about 40 charts. A copy of each under "Headline/" puts them in a section that sorts first (an uppercase name
-# before every lowercase one); metrics.jsonl and the original names are unchanged.
-HEADLINE_SECTION = "Headline"
-HEADLINE = ("reward", "rewards/accuracy_reward/mean", "credit/answer_share", "dependency/mean", "entropy",
-            "completions/mean_length", "step_time")
-
-
-def with_headline(points: list) -> list:
-    """Metric points (key, value, step, timestamp) plus their Headline/ copies (`credit/answer_share` ->
-    `Headline/credit.answer_share`: the chart's title is the part after the last "/")."""
-    return points + [(f"{HEADLINE_SECTION}/{k.replace('/', '.')}", v, s, t) for k, v, s, t in points if k in HEADLINE]
-
-
 def training_view(client, exp_id: str) -> None:
     client.set_experiment_tag(exp_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(TRAINING_VIEW))
 
