@@ -22,14 +22,20 @@ def store(root: str | Path) -> tuple[str, str]:
     return f"sqlite:///{base / 'mlflow.db'}", (base / "artifacts").as_uri()
 
 
+_LOCKS: dict = {}
+
+
 def store_lock(uri: str):
-    """The file lock every writer of a sqlite store takes (training jobs live, `pgpo track`, `pgpo table`), None for
-    a server (it serialises its own writes)."""
+    """The file lock every writer of a sqlite store takes (training jobs live, `pgpo track`, `pgpo table`, the
+    testbed), None for a server (it serialises its own writes). One object per store in a process, so a writer
+    that holds it and calls another writer (the testbed's mirror logging a table) re-enters it instead of waiting
+    on itself (two FileLock objects of one file block each other)."""
     if not uri.startswith("sqlite:///"):
         return None
     from filelock import FileLock
 
-    return FileLock(str(Path(uri.removeprefix("sqlite:///")).resolve()) + ".lock", timeout=600)
+    path = str(Path(uri.removeprefix("sqlite:///")).resolve()) + ".lock"
+    return _LOCKS.setdefault(path, FileLock(path, timeout=600))
 
 
 def live_experiment(out: Path) -> str:

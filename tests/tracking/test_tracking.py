@@ -325,3 +325,19 @@ def test_a_copied_results_folder_is_tracked_in_place(tmp_path, monkeypatch):
     assert not any((original / "mlflow" / "artifacts").iterdir())  # nothing written into the original tree
     logged = Path(client.download_artifacts(parent, "table1.md", str(tmp_path)))
     assert logged.read_text() == "| row |\n| pgpo |\n"
+
+
+def test_a_writer_holding_the_store_lock_can_call_another_writer(tmp_path, monkeypatch):
+    """The testbed's mirror holds the store's lock and logs a table through pgpo.tracking.ingest.log_table, which
+    takes it too: the same process re-enters it (two lock objects of one file waited 600 s on each other)."""
+    from pgpo.tracking.ingest import writer_lock
+    from pgpo.tracking.store import store, store_lock
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root = tmp_path / "results" / "prof"
+    with writer_lock(root):
+        lock = store_lock(store(root)[0])
+        lock.acquire(timeout=0)  # would raise filelock.Timeout at once if it were another object
+        lock.release()
+        assert lock.is_locked
+    assert not lock.is_locked
